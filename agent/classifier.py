@@ -1,0 +1,108 @@
+"""Deterministic classification: which playbook does the prompt ask for?
+
+Four signals, each cheap and explainable, combined linearly:
+- dense similarity of the (name-masked) prompt to the playbook's title and utterances,
+- lexical (IDF-weighted) overlap with the same texts,
+- the verb lexicon: canonical verbs in the prompt against the playbook's own verbs,
+- resource-type compatibility with what the client identified (or the nouns in the prompt).
+The confidence is a logistic function of the winning score and its margin over the runner-up;
+``cloudops eval`` prints how well it is calibrated on the evaluation set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from agent.lexicon import types_in, verbs_in
+from agent.playbook import Playbook
+from agent.playbook_index import PlaybookIndex
+
+W_DENSE, W_LEXICAL, W_VERB, W_TYPE = 0.50, 0.15, 0.30, 0.30
+_TOTAL = W_DENSE + W_LEXICAL + W_VERB + W_TYPE
+NO_MATCH_SCORE = 0.40   # below this (normalised score), nothing fits: ask instead of guessing
+NO_MATCH_DENSE = 0.30   # the prompt resembles no playbook text at all
+AMBIGUOUS_CONFIDENCE = 0.40
+
+
+@dataclass(frozen=True)
+class Scored:
+    playbook_id: str
+    score: float
+    dense: float
+    lexical: float
+    verb: float
+    type_fit: float
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    ranked: list[Scored]
+    confidence: float
+    prompt_verbs: frozenset[str]
+    types: frozenset[str]
+
+    @property
+    def best(self) -> Scored | None:
+        return self.ranked[0] if self.ranked else None
+
+    @property
+    def no_match(self) -> bool:
+        if not self.ranked:
+            return True
+        best = self.ranked[0]
+        return best.score < NO_MATCH_SCORE or best.dense < NO_MATCH_DENSE or (best.verb <= 0 and best.dense < 0.45)
+
+
+def playbook_verbs(pb: Playbook) -> frozenset[str]:
+    """The canonical verbs a playbook stands for: those of its intent and title, and any verb that
+    occurs in at least 40% of its utterances."""
+    core = verbs_in(pb.intent.replace("_", " ")) | verbs_in(pb.title)
+    counts: Counter[str] = Counter()
+    for utterance in pb.utterances:
+        counts.update(verbs_in(utterance))
+    frequent = {v for v, n in counts.items() if n >= 0.4 * len(pb.utterances)}
+    return frozenset(core | frequent)
+
+
+def verb_fit(prompt_verbs: set[str] | frozenset[str], pb_verbs: frozenset[str]) -> float:
+    if not prompt_verbs or not pb_verbs:
+        return 0.0
+    covered = len(prompt_verbs & pb_verbs) / len(prompt_verbs)
+    unasked = len(pb_verbs - prompt_verbs) / len(pb_verbs)
+    return covered - 0.3 * unasked
+
+
+def confidence(best: float, runner_up: float | None) -> float:
+    margin = best - (runner_up if runner_up is not None else 0.0)
+    z = 14.0 * margin + 6.0 * (best - NO_MATCH_SCORE) - 1.0
+    return round(1.0 / (1.0 + math.exp(-z)), 3)
+
+
+class Classifier:
+    def __init__(self, playbooks: dict[str, Playbook], index: PlaybookIndex):
+        self.playbooks = playbooks
+        self.index = index
+        self.verbs = {pid: playbook_verbs(pb) for pid, pb in playbooks.items()}
+
+    def classify(self, masked_prompt: str, resource_types: set[str]) -> ClassifierResult:
+        """Rank every playbook for ``masked_prompt``; ``resource_types`` are the targets' types if known."""
+        prompt_verbs = verbs_in(masked_prompt)
+        types = set(resource_types) or types_in(masked_prompt)
+        hits = {h.playbook_id: h for h in self.index.search(masked_prompt, limit=200)}
+        ranked: list[Scored] = []
+        for pid, pb in self.playbooks.items():
+            hit = hits.get(pid)
+            dense = hit.dense if hit else 0.0
+            lexical = hit.lexical if hit else 0.0
+            verb = verb_fit(prompt_verbs, self.verbs[pid])
+            if types:
+                type_fit = 1.0 if types & set(pb.resource_types) else 0.0
+            else:
+                type_fit = 0.5
+            score = (W_DENSE * dense + W_LEXICAL * lexical + W_VERB * verb + W_TYPE * type_fit) / _TOTAL
+            ranked.append(Scored(pid, round(score, 4), round(dense, 4), round(lexical, 4), round(verb, 4), type_fit))
+        ranked.sort(key=lambda s: (-s.score, s.playbook_id))
+        conf = confidence(ranked[0].score, ranked[1].score if len(ranked) > 1 else None) if ranked else 0.0
+        return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types))

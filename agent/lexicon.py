@@ -1,0 +1,99 @@
+"""The verb and noun lexicon: deterministic signals that keep classification from hinging on
+embeddings alone. Multi-word phrases are matched before single words.
+
+Verbs map operator words to canonical verbs; a playbook's verbs are read from its own intent, title
+and utterances with the same table, so new playbooks need no code change.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.text import normalise
+
+VERBS: dict[str, tuple[str, ...]] = {
+    "stop": ("stop", "stpo", "halt", "shut down", "shutdown", "shut off", "turn off", "power down", "power off", "pause", "park"),
+    "start": ("start", "boot", "turn on", "power on", "bring up", "bring back", "spin up", "wake", "resume the instance",
+              "back online", "bring online", "start up", "startup"),
+    "reboot": ("reboot", "restart", "bounce", "power cycle", "cycle", "reset"),
+    "failover": ("failover", "fail over", "fail-over", "switch over", "switchover", "force failover", "promote the standby"),
+    "snapshot": ("snapshot", "snap", "back up", "backup", "checkpoint"),
+    "image": ("image", "ami", "create image", "bake"),
+    "modify": ("resize", "modify", "change the instance class", "change class", "instance class", "upgrade", "downsize",
+               "upsize", "scale up", "scale down", "move to", "switch to"),
+    "delete": ("delete", "remove", "drop", "destroy", "nuke", "get rid of", "decommission", "tear down", "rm"),
+    "terminate": ("terminate", "kill", "destroy", "nuke", "get rid of"),
+    "describe": ("describe", "show", "details", "detail", "info", "information", "status", "what is", "what's",
+                 "inspect", "check", "look at", "tell me about", "config", "configuration", "settings", "get"),
+    "list": ("list", "ls", "contents", "what's in", "what is in", "browse", "enumerate", "files", "objects", "keys"),
+    "enable": ("enable", "turn on", "activate", "switch on"),
+    "suspend": ("suspend", "disable", "pause", "freeze", "turn off", "switch off"),
+    "resume": ("resume", "unsuspend", "unfreeze", "re-enable", "reenable"),
+    "versioning": ("versioning", "versions", "versioned"),
+    "block_public": ("block public", "public access", "make private", "lock down", "private"),
+    "invoke": ("invoke", "trigger", "execute", "call", "fire", "run"),
+    "concurrency": ("concurrency", "reserved concurrency", "throttle"),
+    "pitr": ("point in time", "point-in-time", "pitr", "continuous backups"),
+    "purge": ("purge", "clear", "empty", "flush", "drain", "wipe"),
+    "attributes": ("attributes", "attribute", "visibility timeout", "message count", "depth"),
+    "visibility": ("visibility timeout", "visibility"),
+    "scale": ("scale", "desired capacity", "desired count", "capacity", "set desired", "scale out", "scale in",
+              "number of instances", "tasks", "count"),
+    "refresh": ("instance refresh", "refresh", "roll", "rolling replace", "replace instances"),
+    "redeploy": ("force new deployment", "new deployment", "redeploy", "re-deploy", "deployment", "deploy", "roll"),
+    "health": ("target health", "health", "healthy", "unhealthy", "targets"),
+    "publish": ("publish", "send", "notify", "broadcast", "post", "announce"),
+    "subscriptions": ("subscriptions", "subscribers", "subscribed"),
+    "remove": ("remove", "unset", "clear", "delete"),
+}
+
+# Nouns that point at resource types (the prompt's "database", "bucket", ...).
+TYPE_NOUNS: dict[str, tuple[str, ...]] = {
+    "rds_db_instance": ("database", "db", "rds", "postgres", "postgresql", "mysql", "mariadb", "oracle", "sql server",
+                        "db instance", "pg"),
+    "rds_db_cluster": ("aurora", "db cluster", "database cluster", "rds cluster", "cluster"),
+    "ec2_instance": ("instance", "ec2", "server", "host", "vm", "machine", "box", "node", "bastion"),
+    "ec2_volume": ("volume", "ebs", "disk"),
+    "s3_bucket": ("bucket", "s3"),
+    "lambda_function": ("function", "lambda", "fn"),
+    "dynamodb_table": ("table", "dynamodb", "dynamo", "ddb"),
+    "ecs_cluster": ("ecs cluster",),
+    "ecs_service": ("ecs", "service", "fargate", "tasks", "containers"),
+    "elbv2_load_balancer": ("load balancer", "alb", "nlb", "elb", "loadbalancer"),
+    "elbv2_target_group": ("target group", "tg", "targets"),
+    "autoscaling_group": ("asg", "auto scaling group", "autoscaling group", "auto scaling", "autoscaling", "scaling group", "fleet"),
+    "sqs_queue": ("queue", "sqs"),
+    "sns_topic": ("topic", "sns"),
+    "eks_cluster": ("eks", "kubernetes", "k8s"),
+    "cloudformation_stack": ("stack", "cloudformation", "cfn"),
+    "iam_role": ("role", "iam"),
+}
+
+
+def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    ordered = sorted({normalise(p) for p in phrases}, key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in ordered) + r")(?![a-z0-9])")
+
+
+_VERB_PATTERNS = {verb: _pattern(words) for verb, words in VERBS.items()}
+_NOUN_PATTERNS = {rtype: _pattern(words) for rtype, words in TYPE_NOUNS.items()}
+
+
+# "start it back up" is not a backup; "bring it back online" is a start.
+_BACK_UP_AFTER_START = re.compile(r"\b(start|bring|spin|power|turn)\b(.{0,60}?)\bback (up|online)\b")
+_QUESTION = re.compile(r"^\s*(what|which|who|how|is|are|does|do|any|when|where|why)\b|\?\s*$")
+
+
+def verbs_in(text: str) -> set[str]:
+    """Canonical verbs whose words occur in ``text``. A question asks to describe."""
+    low = _BACK_UP_AFTER_START.sub(r"\1\2", normalise(text))
+    verbs = {verb for verb, pattern in _VERB_PATTERNS.items() if pattern.search(low)}
+    if _QUESTION.search(low):
+        verbs.add("describe")
+    return verbs
+
+
+def types_in(text: str) -> set[str]:
+    """Resource types the words of ``text`` point at."""
+    low = normalise(text)
+    return {rtype for rtype, pattern in _NOUN_PATTERNS.items() if pattern.search(low)}

@@ -1,0 +1,96 @@
+"""Which identified resources the prompt names, and which account or region it points at.
+
+The client identified resources in its estate; the prompt decides which of them are targets. A name
+counts as mentioned only as a whole token (``web-server-1`` does not mention ``web-server-10``).
+Text the prompt carries is never turned into a target by itself: only resources the client sent can
+be targets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.facts import TYPE_NOUNS as TYPE_WORDS
+from agent.protocol import IdentifiedResource, UserContext
+from agent.text import normalise
+
+_REGION = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|northwest|southwest)-\d)(?![a-z0-9-])")
+_ACCOUNT_ID = re.compile(r"(?<!\d)(\d{12})(?!\d)")
+
+
+def aliases(resource: IdentifiedResource) -> list[str]:
+    """The spellings by which a prompt may name a resource: id, name, ARN, the tail of a URL or ARN."""
+    names = {resource.resource_id, resource.name or "", resource.arn or ""}
+    for value in (resource.resource_id, resource.arn or ""):
+        tail = re.split(r"[/:]", value.rstrip("/"))[-1] if value else ""
+        if len(tail) >= 3:
+            names.add(tail)
+    return sorted((n for n in names if n), key=len, reverse=True)
+
+
+def _find(alias: str, text: str) -> re.Match[str] | None:
+    return re.search(r"(?<![\w-])" + re.escape(normalise(alias)) + r"(?![\w-]|\.\w)", text)
+
+
+@dataclass
+class Mention:
+    resource: IdentifiedResource
+    alias: str
+    start: int
+    end: int
+
+
+def find_mentions(prompt: str, resources: list[IdentifiedResource]) -> list[Mention]:
+    """Resources named in the prompt, longest alias first, with overlapping shorter matches dropped."""
+    text = normalise(prompt)
+    found: list[Mention] = []
+    for resource in resources:
+        for alias in aliases(resource):
+            match = _find(alias, text)
+            if match:
+                found.append(Mention(resource, alias, match.start(), match.end()))
+                break
+    # A mention inside a longer mention of another resource does not count ("db" inside "orders-db").
+    kept = []
+    for m in found:
+        if not any(o is not m and o.start <= m.start and m.end <= o.end and (o.end - o.start) > (m.end - m.start) for o in found):
+            kept.append(m)
+    return kept
+
+
+def masked_prompt(prompt: str, mentions: list[Mention]) -> str:
+    """The prompt with every mentioned name replaced by its type noun: 'stop pg-main' -> 'stop database'.
+
+    Names are noise to the classifier ("web-server-1" is not a verb); their type is signal.
+    """
+    text = normalise(prompt)
+    for m in sorted(mentions, key=lambda m: m.start, reverse=True):
+        text = text[: m.start] + TYPE_WORDS.get(m.resource.resource_type, "resource") + text[m.end:]
+    return text
+
+
+@dataclass
+class Hints:
+    regions: set[str]
+    accounts: set[str]  # account ids the prompt points at
+
+
+def find_hints(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
+    """Region names, 12-digit account ids and account names ("in staging") found in the prompt."""
+    text = normalise(prompt)
+    regions = set(_REGION.findall(text))
+    accounts = set(_ACCOUNT_ID.findall(text))
+    known: dict[str, str] = {}
+    for account in user_context.aws_accounts:
+        if account.account_id:
+            known[account.name.lower()] = account.account_id
+            if account.profile:
+                known.setdefault(account.profile.lower(), account.account_id)
+    for r in resources:
+        if r.account_name and r.account_id:
+            known.setdefault(r.account_name.lower(), r.account_id)
+    for name, account_id in known.items():
+        if re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text):
+            accounts.add(account_id)
+    return Hints(regions, accounts)

@@ -1,0 +1,288 @@
+"""The planner: PlanRequest in, PlanResponse out. Stateless; the same object serves the remote server
+and the client's offline fallback.
+
+Order of work: find the names the prompt mentions, classify with names masked, choose targets among
+the identified resources, check preconditions, fill parameters, build and validate the steps, assess
+risk, apply deny rules, explain. Whenever something is not certain (the operation, the target, a
+required value) the answer is a clarification with no mutating step; an identifier is never invented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from agent import slots
+from agent.bindings import BindingError, resolve
+from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
+from agent.embeddings import Embedder, shared_embedder
+from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
+from agent.mentions import find_hints, find_mentions, masked_prompt
+from agent.operations import StepBuildError, build_steps
+from agent.playbook import LoadedPlaybook, Playbook, default_playbook_dir, load_playbooks
+from agent.playbook_index import IndexStats, PlaybookIndex
+from agent.policy import rule_matches
+from agent.protocol import (
+    Candidate, Clarification, Classification, DenyRule, IdentifiedResource, PlanRequest, PlanResponse,
+    PlaybookScore, RiskAssessment, Script, Step,
+)
+from agent.risk import assess
+from agent.targets import choose_targets
+
+ServedBy = Literal["server", "local"]
+
+
+def plan_hash(steps: list[Step]) -> str:
+    """What an approval is pinned to: every step's call, account, region and profile."""
+    canonical = [
+        {"service": s.service, "operation": s.operation, "parameters": s.parameters, "account_id": s.account_id,
+         "region": s.region, "profile": s.profile}
+        for s in steps
+    ]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _SafeFormat(dict):
+    def __missing__(self, key: str) -> str:
+        return "unknown"
+
+
+@dataclass
+class Clarify(Exception):
+    """Raised inside planning to answer with a question instead of a plan."""
+
+    question: str
+    candidates: list[Candidate]
+
+
+class AgentStack:
+    """Playbooks, their index and the classifier: built once per process, shared by every request."""
+
+    def __init__(self, playbooks: list[LoadedPlaybook], index: PlaybookIndex, deny_rules: list[DenyRule] | None = None):
+        self.loaded = {lp.playbook.id: lp for lp in playbooks}
+        self.playbooks: dict[str, Playbook] = {pid: lp.playbook for pid, lp in self.loaded.items()}
+        self.index = index
+        self.index_stats: IndexStats = index.sync(playbooks)
+        self.classifier = Classifier(self.playbooks, index)
+        self.deny_rules = list(deny_rules or [])
+
+    @classmethod
+    def build(cls, playbook_dir: Path | None = None, cache_dir: Path | None = None,
+              embedder: Embedder | None = None, deny_rules: list[DenyRule] | None = None) -> "AgentStack":
+        embedder = embedder or shared_embedder()
+        playbooks = load_playbooks(playbook_dir or default_playbook_dir())
+        index = PlaybookIndex.at(cache_dir, embedder) if cache_dir else PlaybookIndex(embedder)
+        return cls(playbooks, index, deny_rules)
+
+    def planner(self, served_by: ServedBy) -> "Planner":
+        return Planner(self, served_by)
+
+
+class Planner:
+    def __init__(self, stack: AgentStack, served_by: ServedBy):
+        self.stack = stack
+        self.served_by = served_by
+
+    # -- the whole path -------------------------------------------------------------------------
+    def plan(self, request: PlanRequest, now: datetime | None = None) -> PlanResponse:
+        now = now or datetime.now(timezone.utc)
+        resources = request.identified_resources
+        mentions = find_mentions(request.prompt, resources)
+        hints = find_hints(request.prompt, request.user_context, resources)
+        masked = masked_prompt(request.prompt, mentions)
+        types = {m.resource.resource_type for m in mentions} or {r.resource_type for r in resources}
+        result = self.stack.classifier.classify(masked, types)
+        warnings: list[str] = []
+        if len(request.prompt) > 1000:
+            warnings.append("long prompt: only the operation, names and values it states are used")
+
+        if result.no_match:
+            return self._clarify(request, result, None, warnings,
+                                 "I could not match this request to an AWS operation I know. Which of these did you mean?",
+                                 self._playbook_candidates(result, 3))
+        best = self.stack.playbooks[result.ranked[0].playbook_id]
+        if result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
+            return self._clarify(request, result, best, warnings, "Which operation do you mean?",
+                                 self._playbook_candidates(result, 3))
+
+        noun = " or ".join(sorted({TYPE_NOUNS.get(t, t) for t in best.resource_types}))
+        choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun)
+        warnings += choice.warnings
+        if choice.clarification:
+            return self._clarify(request, result, best, warnings, choice.clarification.question,
+                                 choice.clarification.candidates)
+        targets = choice.targets
+        accounts = {t.account_id for t in targets}
+        facts = {t.resource_id: resource_facts(t, target_count=len(targets), cross_account=len(accounts) > 1)
+                 for t in targets}
+
+        runnable: list[IdentifiedResource] = []
+        for target in targets:
+            blocked = self._preconditions(best, target, facts[target.resource_id], warnings)
+            if not blocked:
+                runnable.append(target)
+
+        try:
+            params = {t.resource_id: self._parameters(best, request.prompt, masked, t, now, warnings) for t in runnable}
+            steps = build_steps(best, runnable, params, request.user_context, now).steps if runnable else []
+        except Clarify as ask:
+            return self._clarify(request, result, best, warnings, ask.question, ask.candidates)
+        except StepBuildError as exc:
+            return self._clarify(request, result, best, warnings + [str(exc)], f"I could not build a valid call: {exc}", [])
+
+        risk = assess(best, [facts[t.resource_id] for t in runnable] or [facts[t.resource_id] for t in targets],
+                      accounts=len(accounts))
+        self._apply_deny_rules(request, best, steps, runnable, facts, risk)
+        if not steps:
+            warnings.append("nothing to run: every target failed a precondition")
+        response = PlanResponse(
+            request_id=uuid.uuid4().hex, served_by=self.served_by,
+            classification=self._classification(best, result),
+            identified_resources=resources,
+            explain_plan=self._explain(best, targets, runnable, steps, risk, result),
+            script=Script(steps=steps), risk_assessment=risk,
+            approval_required=any(s.mutating for s in steps),
+            clarification=None, warnings=warnings,
+            playbook_version=best.version, plan_hash=plan_hash(steps),
+        )
+        return response
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _rival(self, result: ClassifierResult, best: Playbook) -> bool:
+        """A runner-up that fits the targets as well and would do something else."""
+        if len(result.ranked) < 2:
+            return False
+        second = self.stack.playbooks[result.ranked[1].playbook_id]
+        return result.ranked[1].type_fit >= result.ranked[0].type_fit and second.main_operation != best.main_operation
+
+    def _preconditions(self, pb: Playbook, target: IdentifiedResource, facts: dict[str, Any], warnings: list[str]) -> bool:
+        blocked = False
+        for pre in pb.preconditions:
+            names = {k[:-4] if k.endswith("_not") else k for k in pre.when.facts}
+            unknown = [n for n in names if facts.get(n) is None]
+            fmt = _SafeFormat({**{k: v for k, v in facts.items() if v is not None}, "name": target.display_name})
+            if unknown:
+                if "state" in unknown:
+                    warnings.append(f"{target.display_name}: state unknown; could not check that it allows this")
+                continue
+            if condition_holds(pre.when.facts, facts):
+                message = pre.message.format_map(fmt)
+                if pre.severity == "block":
+                    warnings.append(f"skipped {target.display_name}: {message}")
+                    blocked = True
+                else:
+                    warnings.append(message)
+        return blocked
+
+    def _parameters(self, pb: Playbook, prompt: str, masked: str, target: IdentifiedResource, now: datetime,
+                    warnings: list[str]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in pb.parameters:
+            raw = slots.extract(spec, prompt, masked)
+            if raw is None and spec.default is not None:
+                default = spec.default
+                if isinstance(default, str):
+                    try:
+                        default = resolve(default, {"target": {**target.model_dump(), "name": target.display_name},
+                                                    "date": now.strftime("%Y%m%d-%H%M"),
+                                                    "account_id": target.account_id, "region": target.region})
+                    except BindingError:
+                        default = None
+                if default is not None:
+                    values[spec.name] = slots.validate(spec, _sanitise_default(spec, default))
+                    if spec.required:
+                        warnings.append(f"{spec.name} not given: using {values[spec.name]!r}")
+                continue
+            if raw is None:
+                if spec.required:
+                    raise Clarify(f"What {spec.description.lower()} should I use for {target.display_name}?", [])
+                continue
+            try:
+                values[spec.name] = slots.validate(spec, raw)
+            except slots.SlotError as exc:
+                raise Clarify(f"{exc} — what {spec.description.lower()} should I use?", []) from None
+        return values
+
+    def _apply_deny_rules(self, request: PlanRequest, pb: Playbook, steps: list[Step], targets: list[IdentifiedResource],
+                          facts: dict[str, dict[str, Any]], risk: RiskAssessment) -> None:
+        rules = self.stack.deny_rules + list(request.user_context.deny_rules)
+        by_id = {t.resource_id: t for t in targets}
+        for step in steps:
+            for target_id in step.targets:
+                target = by_id.get(target_id)
+                production = bool(facts.get(target_id, {}).get("production"))
+                for rule in rules:
+                    if rule_matches(rule, pb.id, step, target, production, risk.level) and rule.reason not in step.denied_by:
+                        step.denied_by.append(rule.reason)
+            for reason in step.denied_by:
+                if reason not in risk.denied_reasons:
+                    risk.denied_reasons.append(reason)
+        risk.denied = bool(risk.denied_reasons)
+
+    def _classification(self, pb: Playbook | None, result: ClassifierResult) -> Classification:
+        runner_up = [PlaybookScore(playbook=s.playbook_id, score=s.score) for s in result.ranked[1:4]]
+        if pb is None:
+            return Classification(intent="unknown", system="aws", confidence=result.confidence, runner_up=runner_up,
+                                  playbook=None)
+        return Classification(intent=pb.intent, system=pb.system, service=pb.service, operation=pb.main_operation,
+                              confidence=result.confidence, playbook=pb.id, runner_up=runner_up)
+
+    def _playbook_candidates(self, result: ClassifierResult, n: int) -> list[Candidate]:
+        return [Candidate(kind="playbook", label=self.stack.playbooks[s.playbook_id].title, playbook=s.playbook_id)
+                for s in result.ranked[:n]]
+
+    def _clarify(self, request: PlanRequest, result: ClassifierResult, pb: Playbook | None, warnings: list[str],
+                 question: str, candidates: list[Candidate]) -> PlanResponse:
+        return PlanResponse(
+            request_id=uuid.uuid4().hex, served_by=self.served_by, classification=self._classification(pb, result),
+            identified_resources=request.identified_resources,
+            explain_plan=f"Nothing will run yet. {question}",
+            script=Script(steps=[]), risk_assessment=RiskAssessment(level="low", reasons=["no step planned"]),
+            approval_required=False, clarification=Clarification(question=question, candidates=candidates),
+            warnings=warnings, playbook_version=pb.version if pb else None, plan_hash=None,
+        )
+
+    def _explain(self, pb: Playbook, targets: list[IdentifiedResource], runnable: list[IdentifiedResource],
+                 steps: list[Step], risk: RiskAssessment, result: ClassifierResult) -> str:
+        lines = [f"{pb.title}: " + ", ".join(_describe(t) for t in targets) + "."]
+        lines.append(f"Playbook {pb.id} v{pb.version} (confidence {result.confidence:.2f}).")
+        for n, step in enumerate(steps, 1):
+            wait = f"; then wait for {step.waiter.replace('_', ' ')}" if step.waiter else ""
+            lines.append(f"Step {n}: {step.operation} on {', '.join(step.targets)} in "
+                         f"{step.account_name or step.account_id or 'the default account'} / {step.region}{wait}.")
+        skipped = [t.display_name for t in targets if t not in runnable]
+        if skipped:
+            lines.append("Not acted on (precondition failed): " + ", ".join(skipped) + ".")
+        lines.append(f"Risk {risk.level}" + (": " + "; ".join(risk.reasons) if risk.reasons else "") + ".")
+        if risk.impact:
+            lines.append("Impact: " + risk.impact)
+        if risk.rollback:
+            lines.append("Rollback: " + risk.rollback)
+        if risk.denied:
+            lines.append("DENIED by policy: " + "; ".join(risk.denied_reasons) + ". It cannot be approved.")
+        elif any(s.mutating for s in steps):
+            lines.append("Approval is required before anything runs.")
+        elif steps:
+            lines.append("Read-only: no approval needed.")
+        return "\n".join(lines)
+
+
+def _sanitise_default(spec, value: Any) -> Any:
+    """Defaults built from resource ids may hold characters a name pattern refuses (an ARN's ':')."""
+    if spec.kind == "identifier" and isinstance(value, str):
+        import re
+
+        cleaned = re.sub(r"[^A-Za-z0-9-]+", "-", value).strip("-")
+        return cleaned[:255] if cleaned and cleaned[0].isalpha() else ("x-" + cleaned)[:255]
+    return value
+
+
+def _describe(t: IdentifiedResource) -> str:
+    facts = [x for x in (t.engine, "Multi-AZ" if t.multi_az else None, t.current_state) if x]
+    where = " / ".join(x for x in (t.account_name or t.account_id, t.region) if x)
+    return f"{t.display_name}" + (f" ({', '.join(facts)})" if facts else "") + (f" in {where}" if where else "")

@@ -1,0 +1,132 @@
+"""The stateless agent server: Starlette routes over one AgentStack.
+
+It holds no AWS credentials and stores nothing of a request: a plan is computed from the request
+alone. Errors are JSON (``ErrorResponse``) with the offending field named; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agent import __version__
+from agent.planner import AgentStack, ServedBy
+from agent.protocol import PROTOCOL_VERSION, ErrorDetail, ErrorResponse, PlanRequest
+
+MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger("cloudops.server")
+
+
+def error(status: int, message: str, details: list[ErrorDetail] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=message, details=details or []).model_dump(), status_code=status)
+
+
+def validation_details(exc: ValidationError) -> list[ErrorDetail]:
+    return [ErrorDetail(field=".".join(str(p) for p in e["loc"]) or "(body)", message=e["msg"]) for e in exc.errors()]
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The body as JSON, refusing oversized bodies before reading them whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HTTPException(413, f"body larger than {limit} bytes")
+        except ValueError:
+            raise HTTPException(400, "invalid Content-Length") from None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body larger than {limit} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"body is not JSON: {exc}") from None
+
+
+class StackHolder:
+    """Builds the stack once (at startup, ~8 s with the model) and serialises planning calls."""
+
+    def __init__(self, factory: Callable[[], AgentStack]):
+        self.factory = factory
+        self.stack: AgentStack | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> AgentStack:
+        with self.lock:
+            if self.stack is None:
+                self.stack = self.factory()
+            return self.stack
+
+
+def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
+    async def plan(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        try:
+            plan_request = PlanRequest.model_validate(data)
+        except ValidationError as exc:
+            return error(422, "invalid PlanRequest", validation_details(exc))
+
+        def work():
+            stack = holder.get()
+            with holder.lock:
+                return stack.planner(served_by).plan(plan_request)
+
+        response = await run_in_threadpool(work)
+        return JSONResponse(response.model_dump(mode="json"))
+
+    async def playbooks(request: Request) -> JSONResponse:
+        stack = await run_in_threadpool(holder.get)
+        records = {r.id: r for r in stack.index.records()}
+        items = []
+        for pid, pb in sorted(stack.playbooks.items()):
+            record = records.get(pid)
+            items.append({"id": pid, "title": pb.title, "service": pb.service, "intent": pb.intent,
+                          "operation": pb.main_operation, "resource_types": pb.resource_types,
+                          "read_only": pb.read_only, "version": pb.version,
+                          "content_hash": record.content_hash if record else None,
+                          "git_commit": record.git_commit if record else None})
+        return JSONResponse({"playbooks": items})
+
+    return [Route("/v1/plan", plan, methods=["POST"]), Route("/v1/playbooks", playbooks, methods=["GET"])]
+
+
+def create_app(factory: Callable[[], AgentStack], *, eager: bool = True) -> Starlette:
+    holder = StackHolder(factory)
+
+    async def health(request: Request) -> JSONResponse:
+        ready = holder.stack is not None
+        return JSONResponse({"status": "ok" if ready else "starting", "version": __version__,
+                             "protocol": PROTOCOL_VERSION, "role": "server",
+                             "playbooks": len(holder.stack.playbooks) if ready else 0})
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error(500, "internal error")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        if eager:
+            await run_in_threadpool(holder.get)
+        yield
+
+    app = Starlette(routes=[Route("/v1/health", health, methods=["GET"]), *plan_routes(holder, "server")],
+                    exception_handlers={HTTPException: http_error, Exception: crash}, lifespan=lifespan)
+    app.state.holder = holder
+    return app

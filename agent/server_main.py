@@ -1,0 +1,19 @@
+"""uvicorn's import target for ``cloudops server`` (each worker process builds its own stack)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.planner import AgentStack
+from agent.policy import load_deny_rules
+from agent.server import create_app
+
+
+def _factory() -> AgentStack:
+    policy = os.environ.get("CLOUDOPS_SERVER_POLICY")
+    rules = load_deny_rules(Path(policy)) if policy else []
+    return AgentStack.build(deny_rules=rules)
+
+
+app = create_app(_factory)

@@ -1,0 +1,154 @@
+"""Values the operator typed into the prompt: a snapshot name, an instance class, a count, a message.
+
+Each playbook parameter declares a kind and cue words ("to", "named"); extraction looks right after a
+cue first, then falls back to kind-specific patterns. Resource names that the prompt mentions are
+masked first so that "web-server-1" never becomes a count of 1. Every value is validated against the
+parameter's pattern, range and choices, exactly like any other user input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from agent.playbook import ParamSpec
+from agent.text import normalise
+
+_NUMBER = re.compile(r"(?<![\w.-])(\d{1,9})(?![\w.-]|\.\d)")
+_RDS_CLASS = re.compile(r"(?<![\w.])(db\.[a-z0-9]+\.[a-z0-9]+)(?!\w|\.\w)")
+_EC2_TYPE = re.compile(r"(?<![\w.])([a-z][a-z0-9-]*\d[a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|\d+xlarge|metal[a-z0-9-]*))(?!\w|\.\w)")
+_QUOTED = re.compile(r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]")
+_IDENT = r"([A-Za-z][A-Za-z0-9_.:-]{0,254})"
+_WORD_NUMBERS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "twenty": 20}
+_DURATION = re.compile(r"(\d{1,6})\s*(s|sec|secs|seconds?|m|mins?|minutes?|h|hours?)\b")
+
+
+# Words between a cue and its value: "name it X", "call the snapshot X", "set it to 5".
+_FILLER = r"(?:(?:it|this|that|them|the\s+(?:new\s+)?(?:snapshot|backup|image|ami|copy))\s+)?(?:(?:as|to)\s+)?"
+
+
+class SlotError(ValueError):
+    """A value was found but is not acceptable (wrong form, out of range)."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SlotValue:
+    value: object
+    source: str  # "prompt" or "default"
+
+
+def _after_cue(text: str, cues: list[str], value_pattern: str) -> re.Match[str] | None:
+    for cue in sorted(cues, key=len, reverse=True):
+        match = re.search(r"(?<![\w-])" + re.escape(cue.lower()) + r"\s*[:=]?\s+" + _FILLER + value_pattern, text,
+                          flags=re.IGNORECASE)
+        if match:
+            return match
+    return None
+
+
+def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
+    """The raw value for ``spec`` found in the prompt, or None. ``masked`` has resource names blanked."""
+    low = normalise(masked)
+    kind = spec.kind
+    if kind == "integer":
+        number = r"(\d{1,9}|" + "|".join(_WORD_NUMBERS) + r")(?![\w.-])"
+        match = _after_cue(low, spec.cues, number)
+        if match:
+            raw = match.group(1)
+        else:
+            duration = _DURATION.search(low)
+            numbers = _NUMBER.findall(low)
+            if duration:
+                return _seconds(duration)
+            if len(numbers) != 1:
+                return None  # none, or several with no cue: do not guess
+            raw = numbers[0]
+        if raw in _WORD_NUMBERS:
+            return _WORD_NUMBERS[raw]
+        tail = low[match.end():match.end() + 12] if match else ""
+        unit = re.match(r"\s*(m|mins?|minutes?|h|hours?)\b", tail)
+        if unit:
+            return _seconds(re.match(r"(\d+)\s*(\w+)", f"{raw} {unit.group(1)}"))
+        return int(raw)
+    if kind == "instance_class":
+        match = _RDS_CLASS.search(low) or _EC2_TYPE.search(low)
+        return match.group(1) if match else None
+    if kind == "json":
+        start = masked.find("{")
+        if start < 0:
+            return None
+        depth = 0
+        for i, ch in enumerate(masked[start:], start):
+            depth += ch == "{"
+            depth -= ch == "}"
+            if depth == 0:
+                return masked[start:i + 1]
+        return masked[start:]
+    if kind == "choice_list":
+        chosen = [c for c in spec.choices if re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low)]
+        return chosen or None
+    if kind == "boolean":
+        return True if any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in spec.cues) else None
+    if kind == "identifier":
+        match = _after_cue(masked, spec.cues, _IDENT)
+        if match:
+            return match.group(1).rstrip(".:")
+        quoted = _QUOTED.search(masked)
+        return quoted.group(1).strip() if quoted else None
+    # string: quoted text first, then the rest of the sentence after a cue.
+    quoted = _QUOTED.search(prompt)
+    if quoted:
+        return quoted.group(1)
+    match = _after_cue(masked, spec.cues, r"(.{1,1000})$")
+    return match.group(1).strip().rstrip(".") if match else None
+
+
+def _seconds(match: re.Match[str]) -> int:
+    value, unit = int(match.group(1)), match.group(2)
+    if unit.startswith("h"):
+        return value * 3600
+    if unit.startswith("m"):
+        return value * 60
+    return value
+
+
+def validate(spec: ParamSpec, value: object) -> object:
+    """Check a value against the spec; returns the normalised value or raises SlotError."""
+    if spec.kind == "integer":
+        try:
+            number = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SlotError(spec.name, f"{spec.name} must be a whole number, got {value!r}") from None
+        if spec.minimum is not None and number < spec.minimum:
+            raise SlotError(spec.name, f"{spec.name} must be at least {spec.minimum}, got {number}")
+        if spec.maximum is not None and number > spec.maximum:
+            raise SlotError(spec.name, f"{spec.name} must be at most {spec.maximum}, got {number}")
+        return number
+    if spec.kind == "json":
+        try:
+            json.loads(str(value))
+        except json.JSONDecodeError as exc:
+            raise SlotError(spec.name, f"{spec.name} is not valid JSON: {exc.msg}") from None
+        return str(value)
+    if spec.kind == "choice_list":
+        items = value if isinstance(value, list) else [value]
+        bad = [i for i in items if i not in spec.choices]
+        if bad:
+            raise SlotError(spec.name, f"{spec.name}: {bad} not among {spec.choices}")
+        return items
+    if spec.kind == "boolean":
+        return bool(value)
+    text = str(value)
+    if spec.choices and text not in spec.choices:
+        raise SlotError(spec.name, f"{spec.name} must be one of {spec.choices}")
+    if spec.pattern and not re.fullmatch(spec.pattern, text):
+        raise SlotError(spec.name, f"{spec.name} {text!r} does not match {spec.pattern}")
+    if any(ch in text for ch in "\x00\r\n") and spec.kind != "string":
+        raise SlotError(spec.name, f"{spec.name} contains control characters")
+    return text

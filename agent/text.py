@@ -1,0 +1,47 @@
+"""Tokenising and normalising operator text, shared by lexical retrieval and the verb lexicon."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("a an the of for to in on at my our this that these those it its and or please can you i "
+                  "me we us is are be with from by".split())
+
+
+def normalise(text: str) -> str:
+    """NFKC-fold (so full-width and compatibility forms become ASCII where they can) and lowercase."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def stem(token: str) -> str:
+    """A tiny suffix stripper: enough to make 'instances'/'instance' and 'stopping'/'stop' meet."""
+    for suffix, keep in (("ing", 4), ("ies", 3), ("es", 4), ("ed", 4), ("s", 3)):
+        if token.endswith(suffix) and len(token) - len(suffix) >= keep:
+            base = token[: -len(suffix)]
+            if suffix == "ies":
+                return base + "y"
+            if suffix in ("ing", "ed") and len(base) > 2 and base[-1] == base[-2]:
+                base = base[:-1]  # stopping -> stopp -> stop
+            return base
+    return token
+
+
+def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    words = _TOKEN.findall(normalise(text))
+    return [stem(w) for w in words if keep_stopwords or w not in _STOP]
+
+
+def token_id(token: str) -> int:
+    """A stable sparse-vector index for a token (crc32: the same in every process and release)."""
+    return zlib.crc32(token.encode("utf-8"))
+
+
+def sparse_counts(text: str) -> dict[int, float]:
+    counts: dict[int, float] = {}
+    for tok in tokens(text):
+        idx = token_id(tok)
+        counts[idx] = counts.get(idx, 0.0) + 1.0
+    return counts
