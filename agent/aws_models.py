@@ -24,6 +24,15 @@ _CLI_SERVICE = {"s3": "s3api"}
 _STREAMING_OUTFILE_DEFAULT = "response.json"
 
 
+# Waiters botocore lacks; the executor polls these itself (same shape as botocore's waiter models).
+CUSTOM_WAITERS: dict[tuple[str, str], dict[str, str]] = {
+    ("rds", "db_instance_stopped"): {"operation": "DescribeDBInstances", "argument": "DBInstances[].DBInstanceStatus",
+                                     "expected": "stopped"},
+    ("rds", "db_cluster_stopped"): {"operation": "DescribeDBClusters", "argument": "DBClusters[].Status",
+                                    "expected": "stopped"},
+}
+
+
 class UnknownOperation(LookupError):
     """The service or operation does not exist in botocore's models."""
 
@@ -57,6 +66,16 @@ def input_members(service: str, operation: str) -> dict[str, Shape]:
 def required_members(service: str, operation: str) -> list[str]:
     shape = operation_model(service, operation).input_shape
     return list(shape.required_members) if shape is not None else []
+
+
+@lru_cache(maxsize=64)
+def waiter_names(service: str) -> frozenset[str]:
+    """botocore's waiters for ``service`` in snake_case, plus our custom ones."""
+    try:
+        names = {xform_name(n) for n in _session().get_waiter_model(service).waiter_names}
+    except Exception:  # noqa: BLE001 - botocore raises several types for "no waiters"
+        names = set()
+    return frozenset(names | {name for (svc, name) in CUSTOM_WAITERS if svc == service})
 
 
 def is_read_only(operation: str) -> bool:

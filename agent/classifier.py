@@ -71,7 +71,7 @@ def verb_fit(prompt_verbs: set[str] | frozenset[str], pb_verbs: frozenset[str]) 
         return 0.0
     covered = len(prompt_verbs & pb_verbs) / len(prompt_verbs)
     unasked = len(pb_verbs - prompt_verbs) / len(pb_verbs)
-    return covered - 0.3 * unasked
+    return covered - 0.6 * unasked
 
 
 def confidence(best: float, runner_up: float | None) -> float:

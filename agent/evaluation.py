@@ -54,9 +54,9 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def load_cases(directory: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def load_cases(directory: Path, cases_file: str = "plan_cases.yaml") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     estate = yaml.safe_load((directory / "estate.yaml").read_text(encoding="utf-8"))
-    cases = yaml.safe_load((directory / "plan_cases.yaml").read_text(encoding="utf-8"))
+    cases = yaml.safe_load((directory / cases_file).read_text(encoding="utf-8"))
     return estate, cases
 
 
@@ -107,8 +107,8 @@ def check(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     return problems
 
 
-def run(planner: Planner, directory: Path) -> EvalReport:
-    estate, cases = load_cases(directory)
+def run(planner: Planner, directory: Path, cases_file: str = "plan_cases.yaml") -> EvalReport:
+    estate, cases = load_cases(directory, cases_file)
     report = EvalReport()
     for case in cases:
         response = planner.plan(request_for(case, estate))

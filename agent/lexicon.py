@@ -80,13 +80,17 @@ _NOUN_PATTERNS = {rtype: _pattern(words) for rtype, words in TYPE_NOUNS.items()}
 
 
 # "start it back up" is not a backup; "bring it back online" is a start.
-_BACK_UP_AFTER_START = re.compile(r"\b(start|bring|spin|power|turn)\b(.{0,60}?)\bback (up|online)\b")
+_BACK_UP_AFTER_START = re.compile(r"\b(start|bring|spin|power|turn)\b(.{0,60}?)\bback up\b")
+# Phrasal verbs with their object inside: "shut it down" -> "shut down it".
+_SPLIT_PHRASAL = re.compile(r"\b(shut|turn|power|bring|spin|back|tear|scale|wind|switch)\s+((?:[\w-]+\s+){0,2}?[\w-]+)\s+"
+                            r"(down|off|on|up|out|in)\b")
 _QUESTION = re.compile(r"^\s*(what|which|who|how|is|are|does|do|any|when|where|why)\b|\?\s*$")
 
 
 def verbs_in(text: str) -> set[str]:
     """Canonical verbs whose words occur in ``text``. A question asks to describe."""
     low = _BACK_UP_AFTER_START.sub(r"\1\2", normalise(text))
+    low = _SPLIT_PHRASAL.sub(r"\1 \3 \2", low)
     verbs = {verb for verb, pattern in _VERB_PATTERNS.items() if pattern.search(low)}
     if _QUESTION.search(low):
         verbs.add("describe")

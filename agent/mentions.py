@@ -9,7 +9,7 @@ be targets.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
 from agent.protocol import IdentifiedResource, UserContext
@@ -74,6 +74,15 @@ def masked_prompt(prompt: str, mentions: list[Mention]) -> str:
 class Hints:
     regions: set[str]
     accounts: set[str]  # account ids the prompt points at
+    phrases: list[str] = field(default_factory=list)  # the words that said so ("in staging")
+
+
+def without_hints(text: str, hints: Hints) -> str:
+    """Drop "in staging" / "us-east-1" from text for the classifier: where is not what."""
+    for phrase in sorted(hints.phrases, key=len, reverse=True):
+        text = re.sub(r"(?:\b(?:in|on|from|for|of)\s+)?(?:the\s+)?(?<![\w-])" + re.escape(phrase)
+                      + r"(?![\w-])(?:\s+(?:account|env|environment|region))?", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def find_hints(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
@@ -81,6 +90,7 @@ def find_hints(prompt: str, user_context: UserContext, resources: list[Identifie
     text = normalise(prompt)
     regions = set(_REGION.findall(text))
     accounts = set(_ACCOUNT_ID.findall(text))
+    phrases = [*regions, *accounts]
     known: dict[str, str] = {}
     for account in user_context.aws_accounts:
         if account.account_id:
@@ -93,4 +103,5 @@ def find_hints(prompt: str, user_context: UserContext, resources: list[Identifie
     for name, account_id in known.items():
         if re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text):
             accounts.add(account_id)
-    return Hints(regions, accounts)
+            phrases.append(name)
+    return Hints(regions, accounts, phrases)

@@ -22,7 +22,8 @@ from agent.bindings import BindingError, resolve
 from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
-from agent.mentions import find_hints, find_mentions, masked_prompt
+from agent.lexicon import types_in
+from agent.mentions import Mention, find_hints, find_mentions, masked_prompt, without_hints
 from agent.operations import StepBuildError, build_steps
 from agent.playbook import LoadedPlaybook, Playbook, default_playbook_dir, load_playbooks
 from agent.playbook_index import IndexStats, PlaybookIndex
@@ -94,9 +95,8 @@ class Planner:
         resources = request.identified_resources
         mentions = find_mentions(request.prompt, resources)
         hints = find_hints(request.prompt, request.user_context, resources)
-        masked = masked_prompt(request.prompt, mentions)
-        types = {m.resource.resource_type for m in mentions} or {r.resource_type for r in resources}
-        result = self.stack.classifier.classify(masked, types)
+        masked = without_hints(masked_prompt(request.prompt, mentions), hints)
+        result = self.stack.classifier.classify(masked, _candidate_types(masked, mentions, resources))
         warnings: list[str] = []
         if len(request.prompt) > 1000:
             warnings.append("long prompt: only the operation, names and values it states are used")
@@ -270,6 +270,15 @@ class Planner:
         elif steps:
             lines.append("Read-only: no approval needed.")
         return "\n".join(lines)
+
+
+def _candidate_types(masked: str, mentions: list[Mention], resources: list[IdentifiedResource]) -> set[str]:
+    """Types the request can be about: those of the resources it names, plus identified resources whose
+    type the prompt's nouns point at ("web-alb's target group" -> the target group the client sent)."""
+    identified = {r.resource_type for r in resources}
+    named = {m.resource.resource_type for m in mentions}
+    spoken = types_in(masked) & identified
+    return (named | spoken) or identified
 
 
 def _sanitise_default(spec, value: Any) -> Any:

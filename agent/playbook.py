@@ -106,6 +106,7 @@ class RiskRule(_Strict):
 
 class RiskSpec(_Strict):
     base: RiskLevel = "low"
+    base_reason: str | None = Field(default=None, description="Why the base level is what it is (shown first).")
     rules: list[RiskRule] = Field(default_factory=list)
 
 
@@ -257,6 +258,9 @@ def _check_semantics(pb: Playbook, path: Path) -> None:
         for member in required:
             if member not in step.parameters:
                 raise PlaybookError(path, f"{where}.parameters", f"required member {member!r} of {step.operation} is not bound")
+        if step.waiter is not None and step.waiter not in aws_models.waiter_names(service):
+            raise PlaybookError(path, f"{where}.waiter", f"{service} has no waiter {step.waiter!r}; known: "
+                                + ", ".join(sorted(aws_models.waiter_names(service))))
         if step.batch_member is not None:
             shape = members.get(step.batch_member)
             if shape is None or shape.type_name != "list" or step.batch_member not in step.parameters:

@@ -34,6 +34,8 @@ def assess(playbook: Playbook, target_facts: list[dict], *, accounts: int = 1) -
         if reason not in reasons:
             reasons.append(reason)
 
+    if playbook.risk.base_reason:
+        add(playbook.risk.base_reason)
     production = [f for f in target_facts if f.get("production")]
     if production:
         nouns = sorted({TYPE_NOUNS.get(f["resource_type"], "resource") for f in production})

