@@ -12,10 +12,11 @@ The confidence is a logistic function of the winning score and its margin over t
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 
-from agent.lexicon import types_in, verbs_in
+from agent.lexicon import correct_typos, types_in, verbs_in
 from agent.playbook import Playbook
 from agent.playbook_index import PlaybookIndex
 
@@ -85,9 +86,12 @@ class Classifier:
         self.playbooks = playbooks
         self.index = index
         self.verbs = {pid: playbook_verbs(pb) for pid, pb in playbooks.items()}
+        self.vocabulary = frozenset(w for pb in playbooks.values() for text in (pb.title, *pb.utterances)
+                                    for w in re.findall(r"[a-z]+", text.lower()))
 
     def classify(self, masked_prompt: str, resource_types: set[str]) -> ClassifierResult:
         """Rank every playbook for ``masked_prompt``; ``resource_types`` are the targets' types if known."""
+        masked_prompt = correct_typos(masked_prompt, self.vocabulary)
         prompt_verbs = verbs_in(masked_prompt)
         types = set(resource_types) or types_in(masked_prompt)
         hits = {h.playbook_id: h for h in self.index.search(masked_prompt, limit=200)}

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 
-from agent.text import normalise
+from rapidfuzz.distance import DamerauLevenshtein
+
+from agent.text import normalise, stem
+
+_WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 
 VERBS: dict[str, tuple[str, ...]] = {
     "stop": ("stop", "stpo", "halt", "shut down", "shutdown", "shut off", "turn off", "power down", "power off", "pause", "park"),
@@ -31,7 +35,9 @@ VERBS: dict[str, tuple[str, ...]] = {
     "resume": ("resume", "unsuspend", "unfreeze", "re-enable", "reenable"),
     "versioning": ("versioning", "versions", "versioned"),
     "block_public": ("block public", "public access", "make private", "lock down", "private"),
-    "invoke": ("invoke", "trigger", "execute", "call", "fire", "run"),
+    "invoke": ("invoke", "trigger", "execute", "call", "fire", "run", "kick off"),
+    "set": ("set", "change", "update", "adjust", "increase", "decrease", "raise", "lower", "bump", "configure", "cap",
+            "limit"),
     "concurrency": ("concurrency", "reserved concurrency", "throttle"),
     "pitr": ("point in time", "point-in-time", "pitr", "continuous backups"),
     "purge": ("purge", "clear", "empty", "flush", "drain", "wipe"),
@@ -40,7 +46,8 @@ VERBS: dict[str, tuple[str, ...]] = {
     "scale": ("scale", "desired capacity", "desired count", "capacity", "set desired", "scale out", "scale in",
               "number of instances", "tasks", "count"),
     "refresh": ("instance refresh", "refresh", "roll", "rolling replace", "replace instances"),
-    "redeploy": ("force new deployment", "new deployment", "redeploy", "re-deploy", "deployment", "deploy", "roll"),
+    "redeploy": ("force new deployment", "new deployment", "redeploy", "re-deploy", "deployment", "deploy", "roll",
+                 "restart the tasks", "recycle"),
     "health": ("target health", "health", "healthy", "unhealthy", "targets"),
     "publish": ("publish", "send", "notify", "broadcast", "post", "announce"),
     "subscriptions": ("subscriptions", "subscribers", "subscribed"),
@@ -70,8 +77,13 @@ TYPE_NOUNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def canonical(text: str) -> str:
+    """Lowercase, NFKC, each word stemmed, punctuation kept as separate tokens: what patterns match."""
+    return " ".join(stem(w) if w[0].isalnum() else w for w in _WORD.findall(normalise(text)))
+
+
 def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
-    ordered = sorted({normalise(p) for p in phrases}, key=len, reverse=True)
+    ordered = sorted({canonical(p) for p in phrases}, key=len, reverse=True)
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in ordered) + r")(?![a-z0-9])")
 
 
@@ -81,16 +93,42 @@ _NOUN_PATTERNS = {rtype: _pattern(words) for rtype, words in TYPE_NOUNS.items()}
 
 # "start it back up" is not a backup; "bring it back online" is a start.
 _BACK_UP_AFTER_START = re.compile(r"\b(start|bring|spin|power|turn)\b(.{0,60}?)\bback up\b")
+_VERB_WORDS = sorted({canonical(w) for words in VERBS.values() for w in words if " " not in canonical(w) and len(w) >= 4})
+# Real words one letter away from a verb that must not be "corrected" into it.
+_VERB_SET = frozenset(_VERB_WORDS)
+_NOT_TYPOS = frozenset({"step", "lost", "last", "star", "test", "state", "stat", "clean", "sync", "lest", "best", "most",
+                        "post", "host", "show", "slow", "snap", "stage", "store", "shot", "boat", "bold", "call", "cold",
+                        "kill", "fill", "will", "till", "tell", "still", "start", "sort", "port", "part", "past",
+                        "cost", "costs", "list", "drop", "prod", "stack", "stock", "check", "chunk", "reset", "resets",
+                        "rest", "root", "boot", "book", "look", "load", "lead", "read", "ready", "real", "ream"})
 # Phrasal verbs with their object inside: "shut it down" -> "shut down it".
 _SPLIT_PHRASAL = re.compile(r"\b(shut|turn|power|bring|spin|back|tear|scale|wind|switch)\s+((?:[\w-]+\s+){0,2}?[\w-]+)\s+"
                             r"(down|off|on|up|out|in)\b")
 _QUESTION = re.compile(r"^\s*(what|which|who|how|is|are|does|do|any|when|where|why)\b|\?\s*$")
 
 
+def correct_typos(text: str, vocabulary: frozenset[str] = frozenset()) -> str:
+    """Fix one-letter slips in verbs ("strat" -> "start", "rebot" -> "reboot", "snaphsot" -> "snapshot").
+
+    Only unknown words of four letters or more are touched, and only towards a verb of the lexicon at
+    Damerau-Levenshtein distance 1 (2 for long words): names and ordinary words stay as they are.
+    """
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if (len(word) < 4 or word in _NOT_TYPOS or word in vocabulary or stem(word) in vocabulary
+                or stem(word) in _VERB_SET or word.isdigit()):
+            return word
+        limit = 2 if len(word) >= 8 else 1
+        best = min(_VERB_WORDS, key=lambda v: DamerauLevenshtein.distance(word, v))
+        return best if DamerauLevenshtein.distance(word, best) <= limit else word
+
+    return re.sub(r"(?<![\w-])[a-z]+(?![\w-])", fix, normalise(text))
+
+
 def verbs_in(text: str) -> set[str]:
     """Canonical verbs whose words occur in ``text``. A question asks to describe."""
-    low = _BACK_UP_AFTER_START.sub(r"\1\2", normalise(text))
-    low = _SPLIT_PHRASAL.sub(r"\1 \3 \2", low)
+    low = _BACK_UP_AFTER_START.sub(r"\1\2 up", normalise(text))
+    low = canonical(_SPLIT_PHRASAL.sub(r"\1 \3 \2", low))
     verbs = {verb for verb, pattern in _VERB_PATTERNS.items() if pattern.search(low)}
     if _QUESTION.search(low):
         verbs.add("describe")
@@ -99,5 +137,5 @@ def verbs_in(text: str) -> set[str]:
 
 def types_in(text: str) -> set[str]:
     """Resource types the words of ``text`` point at."""
-    low = normalise(text)
+    low = canonical(text)
     return {rtype for rtype, pattern in _NOUN_PATTERNS.items() if pattern.search(low)}

@@ -34,6 +34,7 @@ from agent.protocol import (
 )
 from agent.risk import assess
 from agent.targets import choose_targets
+from agent.text import normalise
 
 ServedBy = Literal["server", "local"]
 
@@ -128,7 +129,8 @@ class Planner:
                 runnable.append(target)
 
         try:
-            params = {t.resource_id: self._parameters(best, request.prompt, masked, t, now, warnings) for t in runnable}
+            params = {t.resource_id: self._parameters(best, request.prompt, _value_text(request.prompt, mentions, t), t,
+                                                      now, warnings) for t in runnable}
             steps = build_steps(best, runnable, params, request.user_context, now).steps if runnable else []
         except Clarify as ask:
             return self._clarify(request, result, best, warnings, ask.question, ask.candidates)
@@ -270,6 +272,16 @@ class Planner:
         elif steps:
             lines.append("Read-only: no approval needed.")
         return "\n".join(lines)
+
+
+def _value_text(prompt: str, mentions: list[Mention], target: IdentifiedResource) -> str:
+    """The prompt with the target's own name replaced by a sentinel: a name is never a value, but
+    other resources' names can be (the instance to fail over to)."""
+    own = sorted((m for m in mentions if m.resource is target), key=lambda m: m.start, reverse=True)
+    text = normalise(prompt)
+    for m in own:
+        text = text[: m.start] + "§" + text[m.end:]
+    return text
 
 
 def _candidate_types(masked: str, mentions: list[Mention], resources: list[IdentifiedResource]) -> set[str]:

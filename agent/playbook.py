@@ -47,7 +47,7 @@ class ParamSpec(_Strict):
     """A value the operator gives in the prompt (a snapshot name, an instance class, a count)."""
 
     name: str
-    kind: Literal["string", "identifier", "integer", "boolean", "instance_class", "json", "choice_list"]
+    kind: Literal["string", "identifier", "token", "integer", "boolean", "instance_class", "json", "choice_list"]
     description: str
     required: bool = True
     default: str | int | bool | None = None

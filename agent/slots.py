@@ -20,8 +20,13 @@ _RDS_CLASS = re.compile(r"(?<![\w.])(db\.[a-z0-9]+\.[a-z0-9]+)(?!\w|\.\w)")
 _EC2_TYPE = re.compile(r"(?<![\w.])([a-z][a-z0-9-]*\d[a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|\d+xlarge|metal[a-z0-9-]*))(?!\w|\.\w)")
 _QUOTED = re.compile(r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]")
 _IDENT = r"([A-Za-z][A-Za-z0-9_.:-]{0,254})"
-_WORD_NUMBERS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "twenty": 20}
+_UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+          "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+          "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_NUMBER_WORDS = re.compile(r"(?<![\w-])(?:(" + "|".join(_TENS) + r")(?:[\s-](" + "|".join(k for k in _UNITS if _UNITS[k] < 10)
+                           + r"))?|(" + "|".join(_UNITS) + r")|(a|one)\s+hundred)(?![\w-])")
+_WORD_NUMBERS: dict[str, int] = {}
 _DURATION = re.compile(r"(\d{1,6})\s*(s|sec|secs|seconds?|m|mins?|minutes?|h|hours?)\b")
 
 
@@ -55,12 +60,32 @@ def _after_cue(text: str, cues: list[str], value_pattern: str, filler: bool = Tr
     return None
 
 
+def words_to_digits(text: str) -> str:
+    """"scale to three" -> "scale to 3", "fifty-five" -> "55"."""
+    def value(m: re.Match[str]) -> str:
+        if m.group(4):
+            return "100"
+        if m.group(3):
+            return str(_UNITS[m.group(3)])
+        return str(_TENS[m.group(1)] + (_UNITS[m.group(2)] if m.group(2) else 0))
+
+    return _NUMBER_WORDS.sub(value, text)
+
+
 def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
-    """The raw value for ``spec`` found in the prompt, or None. ``masked`` has resource names blanked."""
+    """The raw value for ``spec`` found in the prompt, or None. ``masked`` has the target's own name
+    replaced by a sentinel, so it can never be taken for a value."""
     low = normalise(masked)
     kind = spec.kind
+    if kind == "token":
+        match = _after_cue(masked, spec.cues, r"([^\s\"'`§]{1,1024})", filler=False)
+        if match:
+            return match.group(1).rstrip(".,;")
+        quoted = _QUOTED.search(masked)
+        return quoted.group(1).strip() if quoted else None
     if kind == "integer":
-        number = r"(\d{1,9}|" + "|".join(_WORD_NUMBERS) + r")(?![\w.-])"
+        low = words_to_digits(low)
+        number = r"(\d{1,9})(?![\w.-])"
         match = _after_cue(low, spec.cues, number)
         if match:
             raw = match.group(1)
@@ -72,8 +97,6 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
             if len(numbers) != 1:
                 return None  # none, or several with no cue: do not guess
             raw = numbers[0]
-        if raw in _WORD_NUMBERS:
-            return _WORD_NUMBERS[raw]
         tail = low[match.end():match.end() + 12] if match else ""
         unit = re.match(r"\s*(m|mins?|minutes?|h|hours?)\b", tail)
         if unit:
@@ -99,7 +122,8 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     if kind == "boolean":
         return True if any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in spec.cues) else None
     if kind == "identifier":
-        match = _after_cue(masked, [*spec.cues, *_NAMING_CUES], _IDENT)
+        cues = [*spec.cues, *_NAMING_CUES] if "name" in spec.name else spec.cues
+        match = _after_cue(masked, cues, _IDENT)
         if match:
             return match.group(1).rstrip(".:")
         quoted = _QUOTED.search(masked)

@@ -47,6 +47,25 @@ def _key(resource: IdentifiedResource) -> tuple[str, str | None, str | None, str
     return (resource.resource_type, resource.account_id, resource.region, resource.resource_id)
 
 
+def _context_words(resource: IdentifiedResource) -> set[str]:
+    """Names a prompt may use to say where a resource lives: its cluster, VPC, group (ARN tails)."""
+    words = set()
+    for value in resource.attributes.values():
+        if isinstance(value, str) and 3 <= len(value) <= 2048:
+            tail = re.split(r"[/:]", value.rstrip("/"))[-1]
+            if len(tail) >= 3 and not tail.isdigit():
+                words.add(normalise(tail))
+    return words
+
+
+def _by_context(prompt: str, group: list[IdentifiedResource]) -> list[IdentifiedResource]:
+    """Among same-named resources, keep those whose context (e.g. "on prod-cluster") the prompt names."""
+    text = normalise(prompt)
+    named = [r for r in group if any(re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", text)
+                                     for w in _context_words(r))]
+    return named or group
+
+
 def choose_targets(prompt: str, resource_types: list[str], identified: list[IdentifiedResource],
                    mentions: list[Mention], hints: Hints, type_label: str) -> TargetChoice:
     compatible = [r for r in identified if r.resource_type in resource_types]
@@ -77,6 +96,8 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
                         question=f"{alias} was not identified in {where}. Which one do you mean?",
                         candidates=[candidate(r) for r in group]))
             unique = {_key(r): r for r in narrowed}
+            if len(unique) > 1:
+                unique = {_key(r): r for r in _by_context(prompt, list(unique.values()))}
             if len(unique) > 1:
                 return TargetChoice(clarification=Clarification(
                     question=f"{alias} exists in {len(unique)} places. Which one do you mean?",

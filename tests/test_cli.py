@@ -1,0 +1,101 @@
+"""The real ``cloudops`` console script, run as a subprocess: exit codes, JSON output, and the agent
+server over a real socket with the local fallback when it is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT
+
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+def run(args, home: Path, timeout=180, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def resources_file(tmp_path, seed_resource) -> Path:
+    path = tmp_path / "resources.json"
+    path.write_text(json.dumps([seed_resource]))
+    return path
+
+
+def test_version_is_instant_and_imports_no_model(tmp_path):
+    started = time.perf_counter()
+    out = run(["--version"], tmp_path)
+    assert out.returncode == 0 and "0.1.0" in out.stdout
+    assert time.perf_counter() - started < 20  # generous: the point is no torch import (checked below)
+    probe = subprocess.run([sys.executable, "-c", "import sys, app.cli; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert probe.stdout.strip() == "False"
+
+
+def test_playbooks_lists_and_a_bad_directory_names_file_and_field(tmp_path):
+    out = run(["playbooks"], tmp_path)
+    assert out.returncode == 0 and "playbooks valid" in out.stdout
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "aws_x_y.yaml").write_text((ROOT / "playbooks" / "aws_rds_stop_instance.yaml").read_text())
+    out = run(["playbooks", "--dir", str(bad)], tmp_path)
+    assert out.returncode == 2 and "aws_x_y.yaml: id:" in out.stderr
+
+
+def test_plan_offline_json(tmp_path, resources_file):
+    out = run(["plan", "Stop pg-instance-main1", "--resources", str(resources_file), "--json", "--offline"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["served_by"] == "local" and body["classification"]["playbook"] == "aws_rds_stop_instance"
+
+
+def test_server_answers_and_a_dead_server_falls_back(tmp_path, resources_file):
+    port = free_port()
+    env = {**os.environ, "CLOUDOPS_HOME": str(tmp_path / "server-home"), "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(CLI + ["server", "--port", str(port)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).json()["status"] == "ok":
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("server did not come up")
+        out = run(["plan", "Stop pg-instance-main1", "--resources", str(resources_file), "--json", "--server", url],
+                  tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["served_by"] == "server"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    out = run(["plan", "Stop pg-instance-main1", "--resources", str(resources_file), "--json", "--server", url],
+              tmp_path)
+    body = json.loads(out.stdout)
+    assert body["served_by"] == "local"
+    assert "agent server not used" in body["warnings"][0]
+
+
+def test_plan_with_a_bad_resources_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text(json.dumps([{"resource_type": "rocket", "resource_id": "x"}]))
+    out = run(["plan", "stop x", "--resources", str(bad)], tmp_path)
+    assert out.returncode == 2 and "identified_resources.0.resource_type" in out.stderr

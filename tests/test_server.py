@@ -1,0 +1,91 @@
+"""The agent server over real HTTP semantics (Starlette's TestClient drives the ASGI app in-process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from agent.server import MAX_BODY_BYTES, create_app
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    with TestClient(create_app(lambda: stack), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_health_and_playbooks(client):
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["protocol"] == "v1" and health["playbooks"] >= 40
+    items = client.get("/v1/playbooks").json()["playbooks"]
+    stop = next(p for p in items if p["id"] == "aws_rds_stop_instance")
+    assert stop["operation"] == "StopDBInstance" and len(stop["content_hash"]) == 64
+
+
+def test_plan_round_trip(client, seed_resource):
+    reply = client.post("/v1/plan", json={"prompt": "Stop pg-instance-main1", "identified_resources": [seed_resource]})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["served_by"] == "server"
+    assert body["script"]["steps"][0]["command"] == \
+        "aws rds stop-db-instance --db-instance-identifier pg-instance-main1 --region us-west-2"
+    assert body["risk_assessment"]["level"] == "medium" and body["approval_required"] is True
+
+
+def test_malformed_request_is_422_naming_the_field(client):
+    reply = client.post("/v1/plan", json={"prompt": "stop", "identified_resources": [{"resource_type": "ec2_instance"}]})
+    assert reply.status_code == 422
+    fields = [d["field"] for d in reply.json()["details"]]
+    assert "identified_resources.0.resource_id" in fields
+
+
+def test_not_json_is_400(client):
+    reply = client.post("/v1/plan", content=b"{not json", headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "not JSON" in reply.json()["error"]
+
+
+def test_oversized_body_is_413_declared_or_streamed(client):
+    big = b'{"prompt": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
+    assert client.post("/v1/plan", content=big).status_code == 413
+
+    def chunks():
+        for _ in range(20):
+            yield b"x" * (MAX_BODY_BYTES // 10)
+
+    assert client.post("/v1/plan", content=chunks()).status_code == 413
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert client.get("/v1/nothing").json()["error"]
+    assert client.get("/v1/plan").status_code == 405
+
+
+def test_an_internal_error_is_a_500_without_traceback(seed_resource):
+    class Broken:
+        playbooks = {}
+
+        def planner(self, served_by):
+            raise RuntimeError("secret internals /home/user/.aws/credentials")
+
+    with TestClient(create_app(lambda: Broken()), raise_server_exceptions=False) as c:
+        reply = c.post("/v1/plan", json={"prompt": "Stop pg-instance-main1", "identified_resources": [seed_resource]})
+    assert reply.status_code == 500
+    assert reply.json() == {"error": "internal error", "details": []}
+    assert "Traceback" not in reply.text and "credentials" not in reply.text
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_server_stores_nothing_of_a_request(client, stack, seed_resource):
+    cache = Path(stack.index.engine.url.database).parent
+    before = _snapshot(cache)
+    reply = client.post("/v1/plan", json={"prompt": "Stop pg-instance-main1", "identified_resources": [seed_resource]})
+    assert reply.status_code == 200
+    assert _snapshot(cache) == before
+    assert "pg-instance-main1" not in json.dumps(before)
