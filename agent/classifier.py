@@ -16,7 +16,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from agent.lexicon import correct_typos, types_in, verbs_in
+from botocore import xform_name
+
+from agent.lexicon import correct_typos, ordered_verbs, types_in, verbs_in
 from agent.playbook import Playbook
 from agent.playbook_index import PlaybookIndex
 
@@ -53,13 +55,18 @@ class ClassifierResult:
         if not self.ranked:
             return True
         best = self.ranked[0]
-        return best.score < NO_MATCH_SCORE or best.dense < NO_MATCH_DENSE or (best.verb <= 0 and best.dense < 0.45)
+        # Little resemblance to any playbook text is still a match when the verb and the identified
+        # resource's type both fit ("kick off catalog-sync"); otherwise it is a question.
+        strong_rules = best.verb > 0.5 and best.type_fit == 1.0
+        return (best.score < NO_MATCH_SCORE or (best.dense < NO_MATCH_DENSE and not strong_rules)
+                or (best.verb <= 0 and best.dense < 0.45))
 
 
 def playbook_verbs(pb: Playbook) -> frozenset[str]:
-    """The canonical verbs a playbook stands for: those of its intent and title, and any verb that
-    occurs in at least 40% of its utterances."""
-    core = verbs_in(pb.intent.replace("_", " ")) | verbs_in(pb.title)
+    """The canonical verbs a playbook stands for: those of its intent, title and API operations
+    (RebootDBInstance with ForceFailover is a reboot too), and any verb in 40% of its utterances."""
+    operations = " ".join(xform_name(step.operation, " ") for step in pb.steps)
+    core = verbs_in(pb.intent.replace("_", " ")) | verbs_in(pb.title) | verbs_in(operations)
     counts: Counter[str] = Counter()
     for utterance in pb.utterances:
         counts.update(verbs_in(utterance))
@@ -67,11 +74,14 @@ def playbook_verbs(pb: Playbook) -> frozenset[str]:
     return frozenset(core | frequent)
 
 
-def verb_fit(prompt_verbs: set[str] | frozenset[str], pb_verbs: frozenset[str]) -> float:
+def verb_fit(prompt_verbs: list[str], pb_verbs: frozenset[str]) -> float:
+    """How well a playbook's verbs cover the prompt's; the first verb (the imperative, or "describe"
+    for a question) counts double, and verbs the playbook would do unasked cost."""
     if not prompt_verbs or not pb_verbs:
         return 0.0
-    covered = len(prompt_verbs & pb_verbs) / len(prompt_verbs)
-    unasked = len(pb_verbs - prompt_verbs) / len(pb_verbs)
+    weights = {v: (2.0 if i == 0 else 1.0) for i, v in enumerate(prompt_verbs)}
+    covered = sum(w for v, w in weights.items() if v in pb_verbs) / sum(weights.values())
+    unasked = len(pb_verbs - set(prompt_verbs)) / len(pb_verbs)
     return covered - 0.6 * unasked
 
 
@@ -92,7 +102,7 @@ class Classifier:
     def classify(self, masked_prompt: str, resource_types: set[str]) -> ClassifierResult:
         """Rank every playbook for ``masked_prompt``; ``resource_types`` are the targets' types if known."""
         masked_prompt = correct_typos(masked_prompt, self.vocabulary)
-        prompt_verbs = verbs_in(masked_prompt)
+        prompt_verbs = ordered_verbs(masked_prompt)
         types = set(resource_types) or types_in(masked_prompt)
         hits = {h.playbook_id: h for h in self.index.search(masked_prompt, limit=200)}
         ranked: list[Scored] = []

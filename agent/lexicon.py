@@ -18,23 +18,23 @@ _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 VERBS: dict[str, tuple[str, ...]] = {
     "stop": ("stop", "stpo", "halt", "shut down", "shutdown", "shut off", "turn off", "power down", "power off", "pause", "park"),
     "start": ("start", "boot", "turn on", "power on", "bring up", "bring back", "spin up", "wake", "resume the instance",
-              "back online", "bring online", "start up", "startup"),
+              "back online", "bring online", "start up", "startup", "fire up"),
     "reboot": ("reboot", "restart", "bounce", "power cycle", "cycle", "reset"),
     "failover": ("failover", "fail over", "fail-over", "switch over", "switchover", "force failover", "promote the standby"),
     "snapshot": ("snapshot", "snap", "back up", "backup", "checkpoint"),
     "image": ("image", "ami", "create image", "bake"),
     "modify": ("resize", "modify", "change the instance class", "change class", "instance class", "upgrade", "downsize",
-               "upsize", "scale up", "scale down", "move to", "switch to"),
+               "upsize", "scale up", "scale down", "move to", "switch to", "bump up"),
     "delete": ("delete", "remove", "drop", "destroy", "nuke", "get rid of", "decommission", "tear down", "rm"),
     "terminate": ("terminate", "kill", "destroy", "nuke", "get rid of"),
     "describe": ("describe", "show", "details", "detail", "info", "information", "status", "what is", "what's",
                  "inspect", "check", "look at", "tell me about", "config", "configuration", "settings", "get"),
     "list": ("list", "ls", "contents", "what's in", "what is in", "browse", "enumerate", "files", "objects", "keys"),
-    "enable": ("enable", "turn on", "activate", "switch on"),
+    "enable": ("enable", "turn on", "activate", "switch on", "re-enable", "reenable"),
     "suspend": ("suspend", "disable", "pause", "freeze", "turn off", "switch off"),
     "resume": ("resume", "unsuspend", "unfreeze", "re-enable", "reenable"),
     "versioning": ("versioning", "versions", "versioned"),
-    "block_public": ("block public", "public access", "make private", "lock down", "private"),
+    "block_public": ("block public", "public access", "make private", "lock down", "private", "wide open", "public"),
     "invoke": ("invoke", "trigger", "execute", "call", "fire", "run", "kick off"),
     "set": ("set", "change", "update", "adjust", "increase", "decrease", "raise", "lower", "bump", "configure", "cap",
             "limit"),
@@ -43,7 +43,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "purge": ("purge", "clear", "empty", "flush", "drain", "wipe"),
     "attributes": ("attributes", "attribute", "visibility timeout", "message count", "depth"),
     "visibility": ("visibility timeout", "visibility"),
-    "scale": ("scale", "desired capacity", "desired count", "capacity", "set desired", "scale out", "scale in",
+    "scale": ("scale", "scale up", "scale down", "desired capacity", "desired count", "capacity", "set desired", "scale out", "scale in",
               "number of instances", "tasks", "count"),
     "refresh": ("instance refresh", "refresh", "roll", "rolling replace", "replace instances"),
     "redeploy": ("force new deployment", "new deployment", "redeploy", "re-deploy", "deployment", "deploy", "roll",
@@ -102,9 +102,14 @@ _NOT_TYPOS = frozenset({"step", "lost", "last", "star", "test", "state", "stat",
                         "cost", "costs", "list", "drop", "prod", "stack", "stock", "check", "chunk", "reset", "resets",
                         "rest", "root", "boot", "book", "look", "load", "lead", "read", "ready", "real", "ream"})
 # Phrasal verbs with their object inside: "shut it down" -> "shut down it".
-_SPLIT_PHRASAL = re.compile(r"\b(shut|turn|power|bring|spin|back|tear|scale|wind|switch)\s+((?:[\w-]+\s+){0,2}?[\w-]+)\s+"
+_SPLIT_PHRASAL = re.compile(r"\b(shut|turn|power|bring|spin|back|tear|scale|wind|switch|lock|fire|kick)\s+((?:[\w-]+\s+){0,2}?[\w-]+)\s+"
                             r"(down|off|on|up|out|in)\b")
 _QUESTION = re.compile(r"^\s*(what|which|who|how|is|are|does|do|any|when|where|why)\b|\?\s*$")
+# "can someone bounce it?" and "could versioning be switched on?" are requests, not questions.
+_POLITE_REQUEST = re.compile(r"\b(can|could|would|will|pls|please)\b")
+# An instance class in the prompt ("to db.r6g.4xlarge", "to m5.large") means a resize.
+_INSTANCE_CLASS = re.compile(r"(?<![\w.])(db\.[a-z0-9]+\.[a-z0-9]+|[a-z][a-z0-9-]*\d[a-z0-9-]*\.(?:nano|micro|small|medium|"
+                             r"large|xlarge|\d+xlarge|metal))(?![\w])")
 
 
 def correct_typos(text: str, vocabulary: frozenset[str] = frozenset()) -> str:
@@ -125,14 +130,40 @@ def correct_typos(text: str, vocabulary: frozenset[str] = frozenset()) -> str:
     return re.sub(r"(?<![\w-])[a-z]+(?![\w-])", fix, normalise(text))
 
 
+# "<the resource> back up" is "up again", not a backup ("we need transcoder-10 back up").
+_NOUN_BACK_UP = re.compile(r"\b(" + "|".join(sorted({w for ws in TYPE_NOUNS.values() for w in ws if " " not in w}))
+                           + r"|it|them)\s+back up\b")
+
+
+def ordered_verbs(text: str) -> list[str]:
+    """Canonical verbs in the order they first occur; a question puts "describe" first.
+
+    A word inside a longer phrase of another verb does not count ("fire up" is a start, not an invoke).
+    """
+    raw = normalise(text)
+    low = _NOUN_BACK_UP.sub(r"\1 back online", raw)
+    low = _BACK_UP_AFTER_START.sub(r"\1\2 up", low)
+    low = canonical(_SPLIT_PHRASAL.sub(r"\1 \3 \2", low))
+    found: list[tuple[int, int, str]] = []
+    for verb, pattern in _VERB_PATTERNS.items():
+        for match in pattern.finditer(low):
+            found.append((match.start(), match.end(), verb))
+    kept = [f for f in found if not any(o[2] != f[2] and o[0] <= f[0] and f[1] <= o[1] and (o[1] - o[0]) > (f[1] - f[0])
+                                        for o in found)]
+    verbs: list[str] = []
+    if _QUESTION.search(raw) and not _POLITE_REQUEST.search(raw):
+        verbs.append("describe")
+    for _, _, verb in sorted(kept):
+        if verb not in verbs:
+            verbs.append(verb)
+    if _INSTANCE_CLASS.search(raw) and "modify" not in verbs:
+        verbs.append("modify")
+    return verbs
+
+
 def verbs_in(text: str) -> set[str]:
     """Canonical verbs whose words occur in ``text``. A question asks to describe."""
-    low = _BACK_UP_AFTER_START.sub(r"\1\2 up", normalise(text))
-    low = canonical(_SPLIT_PHRASAL.sub(r"\1 \3 \2", low))
-    verbs = {verb for verb, pattern in _VERB_PATTERNS.items() if pattern.search(low)}
-    if _QUESTION.search(low):
-        verbs.add("describe")
-    return verbs
+    return set(ordered_verbs(text))
 
 
 def types_in(text: str) -> set[str]:

@@ -100,6 +100,15 @@ def find_hints(prompt: str, user_context: UserContext, resources: list[Identifie
     for r in resources:
         if r.account_name and r.account_id:
             known.setdefault(r.account_name.lower(), r.account_id)
+    # "media-preprod" is also called "preprod": a part of an account name that no other account shares.
+    parts: dict[str, set[str]] = {}
+    for name, account_id in known.items():
+        for part in re.split(r"[-_\s]+", name):
+            if len(part) >= 2 and part != name:
+                parts.setdefault(part, set()).add(account_id)
+    for part, ids in parts.items():
+        if len(ids) == 1 and part not in known:
+            known[part] = next(iter(ids))
     for name, account_id in known.items():
         if re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text):
             accounts.add(account_id)

@@ -10,6 +10,7 @@ required value) the answer is a clarification with no mutating step; an identifi
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from agent.targets import choose_targets
 from agent.text import normalise
 
 ServedBy = Literal["server", "local"]
+# Quoted text is a value (a message, a name), not the request: the classifier sees "message" instead.
+_QUOTED_TEXT = re.compile(r"[\"“”`]([^\"“”`]{1,1000})[\"“”`]|(?<![\w])'([^']{1,1000})'(?![\w])")
 
 
 def plan_hash(steps: list[Step]) -> str:
@@ -96,7 +99,7 @@ class Planner:
         resources = request.identified_resources
         mentions = find_mentions(request.prompt, resources)
         hints = find_hints(request.prompt, request.user_context, resources)
-        masked = without_hints(masked_prompt(request.prompt, mentions), hints)
+        masked = _QUOTED_TEXT.sub(" message ", without_hints(masked_prompt(request.prompt, mentions), hints))
         result = self.stack.classifier.classify(masked, _candidate_types(masked, mentions, resources))
         warnings: list[str] = []
         if len(request.prompt) > 1000:

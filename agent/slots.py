@@ -131,7 +131,7 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     # string: the text after its cue (quoted or to the end); a required string also takes a bare
     # quoted text or what follows "<name>:". Optional strings need their cue, so one quoted message
     # does not also become the subject.
-    cued = _after_cue(prompt, spec.cues, r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]", filler=False) or \
+    cued = _after_cue(prompt, [*spec.cues, spec.name], r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]", filler=False) or \
         _after_cue(masked, spec.cues, r"(.{1,1000})$", filler=False)
     if cued:
         return cued.group(1).strip().rstrip(".")

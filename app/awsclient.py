@@ -1,0 +1,67 @@
+"""The one seam to boto3: sessions per configured account and clients with the retry policy.
+
+Everything that talks to AWS (sync collectors, and later the executor) gets its clients here, so the
+retry mode, timeouts and the endpoint override are decided once. boto3 honours ``AWS_ENDPOINT_URL``
+itself, which is how the tests and the demo point every call at moto on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.config import Config
+
+from app import credentials
+
+RETRY_ATTEMPTS = 8
+
+
+def client_config(max_pool: int = 16) -> Config:
+    # Adaptive mode adds client-side rate limiting on top of exponential backoff: the answer to
+    # throttling, which is the top complaint of every multi-account inventory tool.
+    return Config(retries={"mode": "adaptive", "max_attempts": RETRY_ATTEMPTS}, connect_timeout=5, read_timeout=30,
+                  max_pool_connections=max_pool, user_agent_extra="cloudops-agent")
+
+
+@dataclass
+class AccountSession:
+    """One configured account: a boto3 session (profile, stored keys, or the default chain)."""
+
+    name: str
+    profile: str | None
+    regions: list[str]
+    account_id: str | None = None
+    _session: boto3.Session | None = field(default=None, repr=False)
+    _clients: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            if self._session is None:
+                keys = credentials.load(self.name)
+                if keys is not None:
+                    self._session = boto3.Session(aws_access_key_id=keys.access_key_id,
+                                                  aws_secret_access_key=keys.secret_access_key,
+                                                  aws_session_token=keys.session_token)
+                else:
+                    self._session = boto3.Session(profile_name=self.profile) if self.profile else boto3.Session()
+            return self._session
+
+    def client(self, service: str, region: str):
+        """A cached client per (service, region); botocore clients are thread-safe."""
+        key = (service, region)
+        with self._lock:
+            cached = self._clients.get(key)
+        if cached is not None:
+            return cached
+        made = self.session().client(service, region_name=region, config=client_config())
+        with self._lock:
+            return self._clients.setdefault(key, made)
+
+    def resolve_account_id(self) -> str:
+        if self.account_id is None:
+            region = self.regions[0] if self.regions else "us-east-1"
+            self.account_id = self.client("sts", region).get_caller_identity()["Account"]
+        return self.account_id

@@ -1,0 +1,109 @@
+"""One normalised document per AWS resource: what the sync engine stores, the lookup searches and the
+context builder sends (as an ``IdentifiedResource``).
+
+The embedded text and the content hash are derived here and only here, so a change in how a
+resource reads is a change in one place; the hash excludes the sync time so that an unchanged
+resource is never embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.facts import TYPE_NOUNS, is_production
+from agent.protocol import RESOURCE_TYPES, IdentifiedResource
+
+PERMISSIONS_UNKNOWN: dict[str, Any] = {"status": "unknown", "reason": "not derived from IAM policies"}
+
+
+class ResourceDocument(BaseModel):
+    id: str = Field(description="Stable id: the ARN (or an ARN-shaped id where AWS has none).")
+    arn: str
+    resource_type: str
+    service: str
+    resource_id: str = Field(description="The API identifier operations take.")
+    name: str
+    account_id: str
+    account_name: str
+    region: str
+    state: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    relations: dict[str, list[str]] = Field(default_factory=dict)
+    permissions: dict[str, Any] = Field(default_factory=lambda: dict(PERMISSIONS_UNKNOWN))
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    text: str = ""
+    content_hash: str = ""
+
+    def finalise(self) -> "ResourceDocument":
+        """Fill ``text`` and ``content_hash`` from the other fields."""
+        self.text = embed_text(self)
+        body = self.model_dump(exclude={"content_hash"})
+        self.content_hash = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        return self
+
+    def to_identified(self, match_score: float | None = None, why: str | None = None) -> IdentifiedResource:
+        return IdentifiedResource(
+            resource_type=self.resource_type, resource_id=self.resource_id, name=self.name, arn=self.arn,
+            account_id=self.account_id, account_name=self.account_name, region=self.region,
+            current_state=self.state, engine=self.attributes.get("engine"), multi_az=self.attributes.get("multi_az"),
+            tags=self.tags, attributes=self.attributes, relations=self.relations,
+            available_permissions=list(self.permissions.get("allowed", [])), constraints=self.constraints,
+            match_score=match_score, match_reason=why,
+        )
+
+
+def make_document(*, resource_type: str, arn: str, resource_id: str, name: str | None, account_id: str,
+                  account_name: str, region: str, state: str | None = None, tags: dict[str, str] | None = None,
+                  attributes: dict[str, Any] | None = None, relations: dict[str, list[str]] | None = None,
+                  constraints: dict[str, Any] | None = None) -> ResourceDocument:
+    """The one constructor collectors use: drops empty values so hashes do not churn on None vs absent."""
+    attrs = {k: v for k, v in (attributes or {}).items() if v is not None and v != "" and v != []}
+    return ResourceDocument(
+        id=arn, arn=arn, resource_type=resource_type, service=RESOURCE_TYPES[resource_type],
+        resource_id=resource_id, name=name or resource_id, account_id=account_id, account_name=account_name,
+        region=region, state=(state or None), tags=dict(sorted((tags or {}).items())), attributes=attrs,
+        relations={k: sorted(v) for k, v in (relations or {}).items()},
+        constraints={k: v for k, v in (constraints or {}).items() if v is not None},
+    ).finalise()
+
+
+def tags_from_list(items: list[dict[str, str]] | None, key: str = "Key", value: str = "Value") -> dict[str, str]:
+    """AWS returns tags as [{Key, Value}] (or [{key, value}]); documents keep a plain mapping."""
+    return {str(t.get(key)): str(t.get(value, "")) for t in (items or []) if t.get(key) is not None}
+
+
+_ENGINE_WORDS = {"postgres": "postgresql postgres pg", "aurora-postgresql": "aurora postgresql postgres pg",
+                 "mysql": "mysql", "aurora-mysql": "aurora mysql", "mariadb": "mariadb mysql"}
+
+
+def embed_text(doc: ResourceDocument) -> str:
+    """What the semantic index sees: type words, name, where, state, engine facts and tags.
+
+    Written for the queries operators type ("production postgres database", "the payments queue"),
+    so synonyms of the type and engine are spelled out.
+    """
+    noun = TYPE_NOUNS.get(doc.resource_type, doc.resource_type)
+    parts = [f"{noun} {doc.name}", f"{doc.service} {doc.resource_type.replace('_', ' ')}",
+             f"account {doc.account_name} {doc.account_id}", f"region {doc.region}"]
+    if doc.state:
+        parts.append(f"state {doc.state}")
+    engine = doc.attributes.get("engine")
+    if engine:
+        parts.append(f"engine {_ENGINE_WORDS.get(str(engine), engine)} {doc.attributes.get('engine_version', '')}".strip())
+    if doc.attributes.get("multi_az"):
+        parts.append("multi-az")
+    for key in ("instance_class", "instance_type", "runtime", "launch_type"):
+        if doc.attributes.get(key):
+            parts.append(f"{key.replace('_', ' ')} {doc.attributes[key]}")
+    probe = IdentifiedResource(resource_type=doc.resource_type, resource_id=doc.resource_id, tags=doc.tags,
+                               account_name=doc.account_name)
+    if is_production(probe):
+        parts.append("production prod")
+    if doc.tags:
+        parts.append("tags " + " ".join(f"{k}={v}" for k, v in doc.tags.items()))
+    return "; ".join(parts)
