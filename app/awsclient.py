@@ -8,6 +8,7 @@ itself, which is how the tests and the demo point every call at moto on 127.0.0.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import boto3
@@ -16,6 +17,9 @@ from botocore.config import Config
 from app import credentials
 
 RETRY_ATTEMPTS = 8
+# Called as hook(client, account_name) for every new client: the seam for instrumentation and for
+# fault injection in tests (throttling, AccessDenied, timeouts via botocore events). Empty normally.
+CLIENT_HOOKS: list[Callable[[object, str], None]] = []
 
 
 def client_config(max_pool: int = 16) -> Config:
@@ -57,6 +61,8 @@ class AccountSession:
         if cached is not None:
             return cached
         made = self.session().client(service, region_name=region, config=client_config())
+        for hook in CLIENT_HOOKS:
+            hook(made, self.name)
         with self._lock:
             return self._clients.setdefault(key, made)
 

@@ -144,6 +144,172 @@ def evaluate(cases: Path) -> None:
     click.echo(report.summary())
 
 
+def _estate():
+    from app.config import ConfigError
+    from app.estate import Estate
+
+    try:
+        return Estate()
+    except ConfigError as exc:
+        _die(str(exc))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a progress bar.")
+@click.option("--full", is_flag=True, help="Also rewrite unchanged documents into the collection (repair).")
+@click.option("--account", default=None, help="Only this account (name or id).")
+@click.option("--region", default=None, help="Only this region.")
+@click.option("--service", default=None, help="Only this service (ec2, rds, s3, ...).")
+def sync(as_json: bool, full: bool, account: str | None, region: str | None, service: str | None) -> None:
+    """Sync the estate of the configured accounts into the local index. Exit 2 if any scope failed."""
+    from app.collectors import COLLECTORS
+
+    if service and service not in COLLECTORS:
+        _die(f"unknown service {service!r}; known: {', '.join(sorted(COLLECTORS))}")
+    estate = _estate()
+    engine = estate.engine()
+    bar = None
+    if not as_json and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        planned, _ = engine.scopes(account, region, service)
+        bar = tqdm(total=len(planned), unit="scope", desc="sync", file=sys.stderr)
+    report = engine.run(account=account, region=region, service=service, full=full,
+                        progress=(lambda r: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
+    estate.close()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        data = report.as_json()
+        click.echo(f"synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: +{data['added']} "
+                   f"~{data['updated']} -{data['removed']} ={data['unchanged']} (embedded {data['embedded']})")
+        for err in report.errors:
+            click.echo(click.style(f"  failed {err['scope']}: {err['error']}", fg="red"), err=True)
+    sys.exit(0 if report.ok else 2)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--account", default=None, help="Only this account (name or id).")
+@click.option("--type", "resource_type", default=None, help="Only this resource type (e.g. rds_db_instance).")
+def search(query: str, as_json: bool, limit: int, account: str | None, resource_type: str | None) -> None:
+    """Search the local estate: ids, names (fuzzy), words, meaning, tag expressions, hints."""
+    from agent.protocol import canonical_resource_type
+    from app.lookup import QueryError
+
+    if resource_type:
+        try:
+            resource_type = canonical_resource_type(resource_type)
+        except ValueError as exc:
+            _die(str(exc))
+    estate = _estate()
+    index = estate.lookup()
+    try:
+        hits = index.search(query, limit=limit, account=account, resource_type=resource_type)
+    except QueryError as exc:
+        _die(str(exc))
+    docs = estate.store.documents([h.id for h in hits])
+    estate.close()
+    rows = [{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score, "why": h.why}
+            for h in hits if h.id in docs]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no match")
+    for row in rows:
+        click.echo(f"{row['score']:.2f}  {row['name']:<32} {row['resource_type']:<22} {row['account_name']}/{row['region']}"
+                   f"  {row['state'] or ''}  ({'; '.join(row['why'])})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Sync status per account / region / service."""
+    from app.sync_status import StatusBook
+
+    estate = _estate()
+    rows = [s.model_dump(mode="json") for s in StatusBook(estate.store.engine).all()]
+    total = estate.store.count()
+    estate.close()
+    if as_json:
+        click.echo(json.dumps({"documents": total, "scopes": rows}, indent=2))
+        return
+    click.echo(f"{total} resources indexed")
+    for row in rows:
+        state = click.style("error", fg="red") if row["last_error"] else click.style("ok", fg="green")
+        click.echo(f"  {row['account_name']:<14} {row['region']:<14} {row['service']:<15} {state:<5} "
+                   f"{row['count']:>6}  last success {row['last_success'] or 'never'}"
+                   + (f"  ({row['last_error']})" if row["last_error"] else ""))
+
+
+@main.group()
+def accounts() -> None:
+    """Edit the accounts in $CLOUDOPS_HOME/config.yaml."""
+
+
+@accounts.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+def accounts_list(as_json: bool) -> None:
+    from app.config import load_config
+
+    config = load_config()
+    rows = [a.model_dump() for a in config.accounts]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no accounts configured: the default profile and region are used")
+    for a in rows:
+        click.echo(f"{a['name']:<16} profile={a['profile'] or '-':<16} regions={','.join(a['regions']) or '(default)'}")
+
+
+@accounts.command(name="add")
+@click.argument("name")
+@click.option("--profile", default=None, help="AWS profile (static keys, role_arn+source_profile, SSO).")
+@click.option("--region", "regions", multiple=True, help="Region to sync (repeat).")
+@click.option("--keys", is_flag=True, help="Prompt for access keys and store them in the OS keyring.")
+def accounts_add(name: str, profile: str | None, regions: tuple[str, ...], keys: bool) -> None:
+    from pydantic import ValidationError
+
+    from app.config import AccountConfig, load_config, save_config
+
+    config = load_config()
+    try:
+        account = AccountConfig(name=name, profile=profile, regions=list(regions))
+    except ValidationError as exc:
+        _die("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    if keys:
+        from app.credentials import AccessKeys, NoKeyringError, store
+
+        key_id = click.prompt("Access key id")
+        secret = click.prompt("Secret access key", hide_input=True)
+        try:
+            store(name, AccessKeys(key_id, secret))
+        except NoKeyringError as exc:
+            _die(str(exc))
+    config.accounts = [a for a in config.accounts if a.name != name] + [account]
+    click.echo(f"saved {save_config(config)}")
+
+
+@accounts.command(name="remove")
+@click.argument("name")
+def accounts_remove(name: str) -> None:
+    from app.config import load_config, save_config
+    from app.credentials import forget
+
+    config = load_config()
+    if not any(a.name == name for a in config.accounts):
+        _die(f"no account named {name!r}")
+    config.accounts = [a for a in config.accounts if a.name != name]
+    forget(name)
+    click.echo(f"removed {name}; saved {save_config(config)}")
+
+
 @main.command()
 def demo() -> None:
     """Plan a few requests over the simulated demo estate (no AWS account needed)."""

@@ -11,6 +11,7 @@ Both are written in one step per scope; a scope that failed to sync is never tou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from app.documents import ResourceDocument
 
 COLLECTION = "aws_resources"
 _NAMESPACE = uuid.UUID("0d7f2a51-3c9b-4d7e-a1f6-52c8b9e4d3a0")
+
+
+def text_hash(doc: ResourceDocument) -> str:
+    return hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
 
 
 def point_id(arn: str) -> str:
@@ -44,6 +49,9 @@ class ResourceRow(SQLModel, table=True):
     resource_id: str
     state: str | None = None
     content_hash: str
+    text_hash: str
+    tags: str = "{}"
+    text: str = ""
     document: str
     vector: bytes
     updated_at: datetime
@@ -96,6 +104,26 @@ class ResourceStore:
             self._qdrant = client
         return self._qdrant
 
+    def changes(self, scope: str, documents: list[ResourceDocument]) -> tuple[list[ResourceDocument], dict[str, np.ndarray]]:
+        """Of ``documents``, those whose embedded text is new or changed (to embed), and the stored
+        vectors of those that changed only in fields the text does not carry (message counts, ...)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(ResourceRow.id, ResourceRow.content_hash, ResourceRow.text_hash)
+                                .where(ResourceRow.scope == scope)).all()
+        stored = {rid: (content, text) for rid, content, text in rows}
+        to_embed: list[ResourceDocument] = []
+        reuse_ids: list[str] = []
+        for doc in documents:
+            old = stored.get(doc.id)
+            if old is not None and old[0] == doc.content_hash:
+                continue
+            if old is not None and old[1] == text_hash(doc):
+                reuse_ids.append(doc.id)
+            else:
+                to_embed.append(doc)
+        reused = {rid: np.frombuffer(v, dtype=np.float32) for rid, v in self.vectors_for(reuse_ids).items()}
+        return to_embed, reused
+
     def hashes(self, scope: str) -> dict[str, str]:
         with Session(self.engine) as session:
             rows = session.exec(select(ResourceRow.id, ResourceRow.content_hash).where(ResourceRow.scope == scope)).all()
@@ -137,7 +165,9 @@ class ResourceStore:
             rows.append(ResourceRow(id=doc.id, scope=scope, account_id=doc.account_id, account_name=doc.account_name,
                                     region=doc.region, resource_type=doc.resource_type, name=doc.name,
                                     resource_id=doc.resource_id, state=doc.state, content_hash=doc.content_hash,
-                                    document=doc.model_dump_json(), vector=vector.tobytes(), updated_at=now))
+                                    text_hash=text_hash(doc), tags=json.dumps(doc.tags), text=doc.text,
+                                    document=doc.model_dump_json(), vector=vector.tobytes(),
+                                    updated_at=now))
             points.append(models.PointStruct(id=point_id(doc.id), vector=vector.tolist(),
                                              payload={**doc.model_dump(mode="json"), "scope": scope}))
             if old is None:
@@ -183,6 +213,3 @@ class ResourceStore:
             self._qdrant = None
         self.engine.dispose()
 
-
-def decode_document(text: str) -> dict:
-    return json.loads(text)

@@ -1,0 +1,89 @@
+"""``$CLOUDOPS_HOME/config.yaml``: the accounts to sync, the agent server, schedules.
+
+The file holds names, profiles and regions only; access keys go to the OS keyring (app.credentials).
+With no file, the default profile and region are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.home import cloudops_home
+
+DEFAULT_REGION = "us-east-1"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class AccountConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    profile: str | None = None
+    regions: list[str] = Field(default_factory=list)
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, values: list[str]) -> list[str]:
+        import re
+
+        for region in values:
+            if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", region):
+                raise ValueError(f"{region!r} is not an AWS region")
+        return list(dict.fromkeys(values))
+
+
+class Schedules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full_every_s: int = Field(default=6 * 3600, ge=60)
+    incremental_every_s: int = Field(default=15 * 60, ge=30)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    server_url: str | None = None
+    embed_via_server: bool = False
+    schedules: Schedules = Field(default_factory=Schedules)
+
+    def effective_accounts(self) -> list[AccountConfig]:
+        """The configured accounts, or the default profile and region when none is configured."""
+        if self.accounts:
+            return [a if a.regions else a.model_copy(update={"regions": [_default_region()]}) for a in self.accounts]
+        return [AccountConfig(name="default", profile=os.environ.get("AWS_PROFILE"), regions=[_default_region()])]
+
+
+def _default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def config_path() -> Path:
+    return cloudops_home() / "config.yaml"
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or config_path()
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return Config.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def save_config(config: Config, path: Path | None = None) -> Path:
+    path = path or config_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config.model_dump(exclude_defaults=True), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a crash never leaves half a config
+    return path

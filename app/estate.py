@@ -1,0 +1,64 @@
+"""The estate as the rest of the client sees it: the store under ``CLOUDOPS_HOME/index``, the sync
+engine over the configured accounts, and the lookup. Opening it does not load the embedding model;
+the first sync or semantic search does."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from app.config import Config, load_config
+from app.home import cloudops_home
+from app.resource_store import ResourceStore
+
+
+class RemoteEmbedder:
+    """Embeddings from the agent server's stateless ``POST /v1/embed`` (when configured)."""
+
+    def __init__(self, server_url: str):
+        self.url = server_url.rstrip("/") + "/v1/embed"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import httpx
+
+        out = []
+        for start in range(0, len(texts), 128):
+            reply = httpx.post(self.url, json={"texts": texts[start:start + 128]}, timeout=60)
+            reply.raise_for_status()
+            out.extend(reply.json()["vectors"])
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+
+class Estate:
+    def __init__(self, config: Config | None = None):
+        self.config = config or load_config()
+        self.store = ResourceStore(cloudops_home() / "index")
+
+    @cached_property
+    def embedder(self):
+        if self.config.embed_via_server and self.config.server_url:
+            return RemoteEmbedder(self.config.server_url)
+        from agent.embeddings import shared_embedder
+
+        return shared_embedder()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        encode_query = getattr(self.embedder, "encode_query", None)
+        return np.asarray(encode_query(text) if encode_query else self.embedder.encode([text])[0], dtype=np.float32)
+
+    def engine(self, max_workers: int = 8):
+        from app.sync import SyncEngine
+
+        return SyncEngine(self.store, self.embed, self.config.effective_accounts(), max_workers=max_workers)
+
+    def lookup(self):
+        from app.lookup import LookupIndex
+
+        return LookupIndex.load(self.store, self.embed_query)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,179 @@
+"""The sync engine against moto (mock_aws): three accounts x two regions through assumed-role
+profiles, deletion, tag change, AccessDenied on one service, throttling injected with botocore
+events. Uses the real embedding model; nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+
+from app import awsclient
+from app.config import AccountConfig
+from app.resource_store import COLLECTION, ResourceStore, point_id
+from app.sync import SyncEngine
+
+ACCOUNTS = {"production": "111111111111", "staging": "222222222222", "dev": "333333333333"}
+REGIONS = ["us-west-2", "us-east-1"]
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch):
+    config = tmp_path / "aws_config"
+    creds = tmp_path / "aws_credentials"
+    creds.write_text("[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    config.write_text("[profile base]\nregion = us-east-1\n" + "".join(
+        f"\n[profile {name}]\nrole_arn = arn:aws:iam::{account}:role/sync\nsource_profile = base\n"
+        for name, account in ACCOUNTS.items()))
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        for name in ACCOUNTS:
+            session = boto3.Session(profile_name=name)
+            for region in REGIONS:
+                sqs = session.client("sqs", region_name=region)
+                for i in range(2):
+                    sqs.create_queue(QueueName=f"{name}-{region}-q{i}", tags={"env": name})
+                session.client("dynamodb", region_name=region).create_table(
+                    TableName=f"{name}-orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+                    Tags=[{"Key": "env", "Value": name}])
+                ec2 = session.client("ec2", region_name=region)
+                image = ec2.describe_images()["Images"][0]["ImageId"]
+                ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[{
+                    "ResourceType": "instance", "Tags": [{"Key": "Name", "Value": f"web-{name}"}, {"Key": "env", "Value": name}]}])
+            session.client("s3", region_name="us-east-1").create_bucket(Bucket=f"acme-{name}-assets")
+        yield tmp_path
+
+
+@pytest.fixture
+def store(aws):
+    s = ResourceStore(aws / "index")
+    yield s
+    s.close()
+
+
+def engine(store, embedder) -> SyncEngine:
+    accounts = [AccountConfig(name=n, profile=n, regions=REGIONS) for n in ACCOUNTS]
+    return SyncEngine(store, embedder.encode, accounts, max_workers=4)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from agent.embeddings import shared_embedder
+
+    return shared_embedder()
+
+
+# per account: 2 regions x (2 queues + 1 table + 1 instance + 1 volume of its root disk) + 1 bucket (+ IAM roles moto seeds)
+def count_type(store, resource_type):
+    from sqlmodel import Session, select
+
+    from app.resource_store import ResourceRow
+
+    with Session(store.engine) as session:
+        return len(session.exec(select(ResourceRow.id).where(ResourceRow.resource_type == resource_type)).all())
+
+
+def test_full_then_unchanged_resync(store, embedder):
+    first = engine(store, embedder).run()
+    assert first.ok, first.errors
+    data = first.as_json()
+    assert data["added"] == store.count() and data["embedded"] == data["added"]
+    assert {s.account_id for s in first.scopes} == set(ACCOUNTS.values())
+    assert count_type(store, "sqs_queue") == 3 * 2 * 2
+    assert count_type(store, "dynamodb_table") == 3 * 2
+    assert count_type(store, "ec2_instance") == 3 * 2
+    assert count_type(store, "s3_bucket") == 3
+    # the seed's normalisation: account, region, tags, hash
+    doc = store.document(next(iter(store.all_hashes())))
+    assert doc.account_id in ACCOUNTS.values() and doc.content_hash
+    # Qdrant holds the same points with the document as payload
+    points = store.qdrant.count(COLLECTION).count
+    assert points == store.count()
+    again = engine(store, embedder).run()
+    assert again.ok and again.as_json()["embedded"] == 0 and again.as_json()["added"] == 0
+    assert again.as_json()["unchanged"] == store.count()
+
+
+def test_deletion_and_tag_change(store, embedder):
+    engine(store, embedder).run()
+    staging = boto3.Session(profile_name="staging")
+    sqs = staging.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName="staging-us-east-1-q0")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.delete_queue(QueueUrl=url)
+    table = staging.client("dynamodb", region_name="us-west-2")
+    table_arn = table.describe_table(TableName="staging-orders")["Table"]["TableArn"]
+    table.tag_resource(ResourceArn=table_arn, Tags=[{"Key": "env", "Value": "production"}])
+    report = engine(store, embedder).run().as_json()
+    assert report["removed"] == 1 and report["updated"] == 1 and report["embedded"] == 1
+    assert store.document(arn) is None
+    assert store.qdrant.retrieve(COLLECTION, ids=[point_id(arn)]) == []
+    assert store.document(table_arn).tags["env"] == "production"
+    payload = store.qdrant.retrieve(COLLECTION, ids=[point_id(table_arn)])[0].payload
+    assert payload["tags"]["env"] == "production"
+
+
+def test_access_denied_on_one_service_keeps_its_documents(store, embedder, monkeypatch):
+    engine(store, embedder).run()
+    before = count_type(store, "dynamodb_table")
+
+    def deny(params, **kwargs):
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+                 "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://dynamodb", 400, {}, _Raw(b"")), error
+
+    def hook(client, account_name):
+        if account_name == "staging" and client.meta.service_model.service_name == "dynamodb":
+            client.meta.events.register("before-call.dynamodb.ListTables", deny)
+
+    monkeypatch.setattr(awsclient, "CLIENT_HOOKS", [hook])
+    report = engine(store, embedder).run()
+    assert {e["scope"] for e in report.errors} == {"222222222222/us-west-2/dynamodb", "222222222222/us-east-1/dynamodb"}
+    assert all("AccessDenied" in e["error"] for e in report.errors)
+    assert count_type(store, "dynamodb_table") == before  # nothing deleted for the failed scopes
+    assert len([s for s in report.scopes if s.ok]) == len(report.scopes) - 2
+    from app.sync_status import StatusBook
+
+    status = StatusBook(store.engine).get("222222222222/us-east-1/dynamodb")
+    assert status.last_error.startswith("AccessDenied") and status.last_success is not None and status.count == 1
+
+
+def test_throttling_on_a_third_of_calls_is_retried_to_completion(store, embedder, monkeypatch):
+    calls = {"n": 0}
+
+    def throttle(request, **kwargs):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            return AWSResponse(request.url, 503, {}, _Raw(b""))
+        return None
+
+    monkeypatch.setattr(awsclient, "CLIENT_HOOKS", [lambda client, _: client.meta.events.register_first("before-send", throttle)])
+    monkeypatch.setattr(awsclient, "RETRY_ATTEMPTS", 10)
+    report = engine(store, embedder).run()
+    assert report.ok, report.errors
+    assert sum(s.retries for s in report.scopes) > 0
+    assert count_type(store, "sqs_queue") == 12 and count_type(store, "dynamodb_table") == 6
+    ids = list(store.all_hashes())
+    assert len(ids) == len(set(ids))
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **kwargs):
+        yield self._body
+
+    def read(self, *args, **kwargs):
+        body, self._body = self._body, b""
+        return body
