@@ -253,6 +253,25 @@ class PlanResponse(BaseModel):
     plan_hash: str | None = Field(default=None, description="sha256 over the steps: what an approval is pinned to.")
 
 
+class EmbedRequest(_Strict):
+    """Stateless embedding for clients that do not run the model themselves (nothing is stored)."""
+
+    texts: list[str] = Field(min_length=1, max_length=256)
+
+    @field_validator("texts")
+    @classmethod
+    def _lengths(cls, values: list[str]) -> list[str]:
+        if any(len(v) > 4000 for v in values):
+            raise ValueError("each text must be at most 4000 characters")
+        return values
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dimension: int
+    vectors: list[list[float]]
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -269,4 +288,6 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "plan_request.schema.json": PlanRequest.model_json_schema(),
         "plan_response.schema.json": PlanResponse.model_json_schema(),
         "error.schema.json": ErrorResponse.model_json_schema(),
+        "embed_request.schema.json": EmbedRequest.model_json_schema(),
+        "embed_response.schema.json": EmbedResponse.model_json_schema(),
     }

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from agent import __version__
 from agent.planner import AgentStack, ServedBy
-from agent.protocol import PROTOCOL_VERSION, ErrorDetail, ErrorResponse, PlanRequest
+from agent.protocol import PROTOCOL_VERSION, EmbedRequest, EmbedResponse, ErrorDetail, ErrorResponse, PlanRequest
 
 MAX_BODY_BYTES = 1024 * 1024
 log = logging.getLogger("cloudops.server")
@@ -101,7 +101,19 @@ def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
                           "git_commit": record.git_commit if record else None})
         return JSONResponse({"playbooks": items})
 
-    return [Route("/v1/plan", plan, methods=["POST"]), Route("/v1/playbooks", playbooks, methods=["GET"])]
+    async def embed(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        try:
+            body = EmbedRequest.model_validate(data)
+        except ValidationError as exc:
+            return error(422, "invalid EmbedRequest", validation_details(exc))
+        stack = await run_in_threadpool(holder.get)
+        vectors = await run_in_threadpool(stack.index.embedder.encode, body.texts)
+        return JSONResponse(EmbedResponse(model=stack.index.embedder.name, dimension=int(vectors.shape[1]),
+                                          vectors=vectors.round(6).tolist()).model_dump())
+
+    return [Route("/v1/plan", plan, methods=["POST"]), Route("/v1/playbooks", playbooks, methods=["GET"]),
+            Route("/v1/embed", embed, methods=["POST"])]
 
 
 def create_app(factory: Callable[[], AgentStack], *, eager: bool = True) -> Starlette:

@@ -141,12 +141,13 @@ class ResourceStore:
         return {rid: v for rid, v in rows}
 
     def apply_scope(self, scope: str, documents: list[ResourceDocument], vectors: dict[str, np.ndarray],
-                    *, write_qdrant: bool = True) -> ScopeChange:
+                    *, write_qdrant: bool = True, repair: bool = False) -> ScopeChange:
         """Make ``scope`` hold exactly ``documents``. ``vectors`` has an embedding for each new or
         changed document (by id); unchanged ones keep theirs. Returns what changed.
 
         Qdrant is written first and SQLite committed last: if the process dies in between, SQLite
         still holds the old hashes, so the next sync redoes the (idempotent) Qdrant writes.
+        ``repair`` also rewrites unchanged documents into Qdrant from SQLite (a full sync does).
         """
         from qdrant_client import models
 
@@ -176,6 +177,12 @@ class ResourceStore:
                 change.updated += 1
         gone = [rid for rid in current if rid not in seen]
         change.removed = len(gone)
+        if repair:
+            unchanged = [doc for doc in documents if current.get(doc.id) == doc.content_hash]
+            stored = self.vectors_for([d.id for d in unchanged])
+            points += [models.PointStruct(id=point_id(d.id), vector=np.frombuffer(stored[d.id], dtype=np.float32).tolist(),
+                                          payload={**d.model_dump(mode="json"), "scope": scope})
+                       for d in unchanged if d.id in stored]
         if write_qdrant:
             for start in range(0, len(points), 256):
                 self.qdrant.upsert(COLLECTION, points=points[start:start + 256], wait=True)

@@ -146,6 +146,26 @@ class SyncEngine:
                     scopes.append(Scope(session, account_id, reg, svc))
         return scopes, errors
 
+    def run_events(self, refs) -> SyncReport:
+        """Sync exactly the scopes that resource-change events named (see app.events)."""
+        wanted = {(r.account_id, r.region, r.service) for r in refs}
+        report = SyncReport()
+        started = time.perf_counter()
+        scopes, report.errors = self.scopes()
+        chosen = [s for s in scopes if (s.account_id, s.region, s.service) in wanted]
+        for scope in chosen:
+            future: Future = Future()
+            try:
+                future.set_result(self._collect(scope))
+            except Exception as exc:  # noqa: BLE001 - recorded per scope
+                future.set_exception(exc)
+            result = self._finish(scope, future, False)
+            report.scopes.append(result)
+            if not result.ok:
+                report.errors.append({"scope": result.scope, "error": result.error})
+        report.duration_s = time.perf_counter() - started
+        return report
+
     def _collect(self, scope: Scope) -> tuple[list[ResourceDocument], int, float]:
         self.retries.local.counts = [0]
         started = time.perf_counter()
@@ -204,7 +224,7 @@ class SyncEngine:
             for doc, vector in zip(batch, self.embed([d.text for d in batch])):
                 vectors[doc.id] = vector
         result.embedded = len(to_embed)
-        change = self.store.apply_scope(scope.key, docs, vectors)
+        change = self.store.apply_scope(scope.key, docs, vectors, repair=full)
         result.added, result.updated, result.removed, result.unchanged = (
             change.added, change.updated, change.removed, change.unchanged)
         result.count = len(docs)

@@ -89,3 +89,14 @@ def test_the_server_stores_nothing_of_a_request(client, stack, seed_resource):
     assert reply.status_code == 200
     assert _snapshot(cache) == before
     assert "pg-instance-main1" not in json.dumps(before)
+
+
+def test_embed_is_stateless_and_validated(client, stack):
+    reply = client.post("/v1/embed", json={"texts": ["production postgres database", "payments queue"]})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["dimension"] == 384 and len(body["vectors"]) == 2
+    local = stack.index.embedder.encode(["production postgres database"])[0]
+    assert abs(sum(a * b for a, b in zip(local, body["vectors"][0])) - 1.0) < 1e-3
+    assert client.post("/v1/embed", json={"texts": []}).status_code == 422
+    assert client.post("/v1/embed", json={"texts": ["x" * 5000]}).status_code == 422

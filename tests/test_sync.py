@@ -177,3 +177,15 @@ class _Raw:
     def read(self, *args, **kwargs):
         body, self._body = self._body, b""
         return body
+
+
+def test_full_sync_repairs_a_collection_that_lost_points(store, embedder):
+    engine(store, embedder).run()
+    victim = next(iter(store.all_hashes()))
+    from qdrant_client import models
+
+    store.qdrant.delete(COLLECTION, points_selector=models.PointIdsList(points=[point_id(victim)]))
+    assert store.qdrant.count(COLLECTION).count == store.count() - 1
+    report = engine(store, embedder).run(full=True)
+    assert report.ok and report.as_json()["embedded"] == 0
+    assert store.qdrant.count(COLLECTION).count == store.count()
