@@ -131,6 +131,10 @@ class LookupIndex:
         except TagExprError as exc:
             raise QueryError(str(exc)) from None
         text = normalise(rest)
+        # Ids, ARNs and URLs are matched whole: hide them from hint parsing (an ARN holds a region).
+        protected = [w for w in text.split() if w in self.exact or ":" in w or "/" in w]
+        for n, word in enumerate(protected):
+            text = text.replace(word, f" \x00{n}\x00 ")
         hints: list[str] = []
         regions = set(_REGION.findall(text))
         for r in regions:
@@ -152,7 +156,9 @@ class LookupIndex:
         for word, env in _ENV_WORDS.items():
             if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text) and not self.exact.get(word):
                 environment = env
-        types = types_in(text) if not self.exact.get(text.strip()) else set()
+        for n, word in enumerate(protected):
+            text = text.replace(f"\x00{n}\x00", word)
+        types = types_in(text) if not self.exact.get(text.strip()) and not protected else set()
         if types:
             hints.append("type " + "/".join(sorted(types)))
         return ParsedQuery(text=re.sub(r"\s+", " ", text).strip(), tag_expr=expr, accounts=accounts, regions=regions,

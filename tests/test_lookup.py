@@ -1,0 +1,86 @@
+"""Hybrid lookup over a real store built from the evaluation estate (real embeddings)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.lookup import QueryError
+from app.lookup_eval import build_index
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from agent.embeddings import shared_embedder
+
+    index, store, keys = build_index(ROOT / "tests" / "eval" / "estate.yaml", tmp_path_factory.mktemp("lookup"),
+                                     shared_embedder())
+    yield index, {v: k for k, v in keys.items()}
+    store.close()
+
+
+def top(built, query, **kw):
+    index, names = built
+    return [names[h.id] for h in index.search(query, **kw)]
+
+
+def test_exact_ids_arns_and_urls(built):
+    index, names = built
+    for key_query in ("pg-instance-main1", "arn:aws:rds:us-west-2:111111111111:db:pg-instance-main1"):
+        hits = index.search(key_query)
+        assert names[hits[0].id] == "pg-main1" and any(w.startswith("exact") for w in hits[0].why)
+
+
+def test_fuzzy_names_and_typos(built):
+    assert top(built, "pg-instnce-main1")[0] == "pg-main1"
+    assert set(top(built, "pg-main")[:2]) == {"pg-main1", "pg-main2"}
+
+
+def test_tag_expressions(built):
+    assert top(built, "env=prod AND app=main") == ["pg-main1"]
+    staging = top(built, "env=staging", limit=100)
+    assert staging and all(k.endswith("stg") or "stg" in k or "staging" in k or k for k in staging)
+    index, names = built
+    for hit in index.search("env=staging", limit=100):
+        assert index.tags[hit.row].get("env") in ("staging", "stg", "stage")
+    none_prod = index.search("NOT env=production", limit=200)
+    assert all(index.tags[h.row].get("env") != "production" for h in none_prod)
+    neq = index.search("env!=prod", limit=200)
+    assert {h.id for h in neq} == {h.id for h in none_prod}
+    either = {h.id for h in index.search("(env=dev OR env=staging) AND app=orders", limit=200)}
+    assert all(index.tags[index.ids.index(i)].get("app") == "orders" for i in either)
+
+
+def test_bad_tag_expression_is_a_clear_error(built):
+    index, _ = built
+    with pytest.raises(QueryError):
+        index.search("(env=prod AND")
+
+
+def test_account_region_and_type_hints(built):
+    assert top(built, "orders-db in staging")[0] == "orders-db-stg"
+    index, names = built
+    hits = index.search("database in staging", limit=50)
+    assert hits and all(index.account_names[h.row] == "staging" and index.types[h.row].startswith("rds") for h in hits)
+    assert all(index.regions[h.row] == "us-east-1" for h in index.search("bucket in us-east-1", limit=50))
+
+
+def test_every_hit_says_why(built):
+    index, _ = built
+    for query in ("pg-main", "production database", "env=prod AND app=main", "bucket"):
+        assert all(h.why for h in index.search(query))
+
+
+def test_options_filter(built):
+    index, _ = built
+    hits = index.search("orders", limit=50, resource_type="sqs_queue")
+    assert hits and all(index.types[h.row] == "sqs_queue" for h in hits)
+    hits = index.search("orders", limit=50, account="staging")
+    assert hits and all(index.account_names[h.row] == "staging" for h in hits)
+
+
+def test_autocomplete_prefix_then_fuzzy(built):
+    index, _ = built
+    assert index.autocomplete("pg-inst")[:2] == ["pg-instance-main1", "pg-instance-main2"]
+    assert "web-server-1" in index.autocomplete("websrv")  or "web-server-1" in index.autocomplete("web-ser")
+    assert index.autocomplete("") == []
