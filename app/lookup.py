@@ -88,7 +88,7 @@ class LookupIndex:
             for key in {normalise(r["id"]), normalise(r["name"]), normalise(r["resource_id"]),
                         normalise(re.split(r"[/:]", r["resource_id"].rstrip("/"))[-1])}:
                 self.exact.setdefault(key, []).append(i)
-        self._lexical = self._build_lexical([r["text"] for r in rows])
+        self._lexical_csc = self._build_lexical([r["text"] for r in rows]).tocsc()
         self._sorted_names = sorted(set(self.names_low))
 
     @classmethod
@@ -165,12 +165,36 @@ class LookupIndex:
                            types=types, environment=environment, hints=hints)
 
     # -- search ---------------------------------------------------------------------------------
+    def _tag_column(self, key: str) -> np.ndarray:
+        """Canonical values of one tag key across all documents ("" where absent), built once."""
+        cache = self.__dict__.setdefault("_tag_columns", {})
+        if key not in cache:
+            low = key.lower()
+            cache[key] = np.array([canon(next((v for k, v in t.items() if k.lower() == low), "\x00"))
+                                   for t in self.tags], dtype=object)
+        return cache[key]
+
+    def _tag_mask(self, node: Node) -> np.ndarray:
+        if node.op == "term":
+            term = node.term
+            column = self._tag_column(term.key)
+            hit = column != "\x00" if term.value == "*" else column == canon(term.value)
+            return ~hit if term.negated else hit
+        if node.op == "not":
+            return ~self._tag_mask(node.children[0])
+        masks = [self._tag_mask(c) for c in node.children]
+        return np.logical_and.reduce(masks) if node.op == "and" else np.logical_or.reduce(masks)
+
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
                resource_type: str | None = None) -> list[Hit]:
+        """Ranked hits for ``query``. Every signal is a vector over all documents (numpy, rapidfuzz's
+        C++ cdist, a sparse product), so cost grows gently with the estate; reasons are built for the
+        returned hits only."""
         if not len(self):
             return []
         q = self.parse(query)
-        mask = np.ones(len(self), dtype=bool)
+        n = len(self)
+        mask = np.ones(n, dtype=bool)
         if account:
             mask &= (self.account_ids == account) | (self.account_names == account)
         if resource_type:
@@ -180,84 +204,77 @@ class LookupIndex:
         if q.regions:
             mask &= np.isin(self.regions, list(q.regions)) | (self.regions == "global")
         if q.tag_expr is not None:
-            mask &= np.fromiter((q.tag_expr.matches(t) for t in self.tags), dtype=bool, count=len(self))
+            mask &= self._tag_mask(q.tag_expr)
         if q.types:
             typed = mask & np.isin(self.types, list(q.types))
             if typed.any():
                 mask = typed
-        candidates = np.flatnonzero(mask)
-        if candidates.size == 0:
+        if not mask.any():
             return []
-
-        scores = np.zeros(len(self), dtype=np.float32)
-        why: dict[int, list[str]] = {}
-        comp: dict[int, dict[str, float]] = {}
-
-        def note(i: int, reason: str, name: str, value: float) -> None:
-            why.setdefault(i, []).append(reason)
-            comp.setdefault(i, {})[name] = round(float(value), 3)
 
         words = [w for w in re.findall(r"[a-z0-9][a-z0-9_.:/-]*", q.text) if w not in _FILLER]
         free = " ".join(words)
-        # 1. exact id / ARN / name, for the whole text or any word of it
+        exact = np.zeros(n, dtype=np.float32)
+        fuzzy = np.zeros(n, dtype=np.float32)
+        lexical = np.zeros(n, dtype=np.float32)
+        semantic = np.zeros(n, dtype=np.float32)
+        exact_key: dict[int, str] = {}
         for key in {free, *words}:
             for i in self.exact.get(key, []):
-                if mask[i]:
-                    scores[i] += 1.0
-                    note(i, f"exact {key}", "exact", 1.0)
-        # 2. fuzzy names (typos, abbreviations like pg-main)
+                exact[i] = 1.0
+                exact_key[i] = key
         if free:
-            choices = {int(i): self.names_low[i] for i in candidates}
-            for _, score, i in process.extract(free, choices, scorer=fuzz.WRatio, limit=25, score_cutoff=60):
-                value = (score - 60) / 40.0
-                scores[i] += 0.45 * value
-                note(i, f"fuzzy name {score:.0f}", "fuzzy", value)
-        # 3. lexical words over the document text (tags, engine, type words)
-        lexical_query = free or ""
-        if lexical_query:
-            counts = _hash_tokens(lexical_query)
+            # A cheap similarity over every name picks candidates; WRatio (handles abbreviations and
+            # partial names, ~30x slower) scores only those.
+            coarse = process.cdist([free], self.names_low, scorer=fuzz.QRatio, workers=1)[0]
+            pool = np.argpartition(-coarse, min(300, n - 1))[:300] if n > 300 else np.arange(n)
+            sub = [self.names_low[i] for i in pool]
+            fine = process.cdist([free], sub, scorer=fuzz.WRatio, workers=1, score_cutoff=60)[0]
+            fuzzy[pool] = np.clip((fine - 60.0) / 40.0, 0.0, 1.0)
+            counts = _hash_tokens(free)
             if counts:
-                qvec = np.zeros(HASH_DIM, dtype=np.float32)
-                for idx, value in counts.items():
-                    qvec[idx] = value * self._idf[idx]
-                norm = np.linalg.norm(qvec) or 1.0
-                lex = self._lexical[candidates].dot(qvec / norm)
-                for i, value in zip(candidates, lex):
-                    if value > 0.15:
-                        scores[i] += 0.35 * value
-                        note(int(i), f"words {value:.2f}", "lexical", value)
-        # 4. semantic similarity
-        if free and self.embed_query is not None:
-            qv = np.asarray(self.embed_query(free), dtype=np.float32)
-            sims = self.vectors[candidates] @ qv
-            for i, value in zip(candidates, sims):
-                scaled = max(0.0, (float(value) - 0.2) / 0.6)
-                if scaled > 0:
-                    scores[i] += 0.35 * scaled
-                    comp.setdefault(int(i), {})["semantic"] = round(float(value), 3)
-                    if scaled > 0.3:
-                        why.setdefault(int(i), []).append(f"semantic {value:.2f}")
-        # 5. environment words ("production database") prefer resources tagged so
+                weights = {idx: value * float(self._idf[idx]) for idx, value in counts.items()}
+                norm = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
+                for idx, weight in weights.items():
+                    column = self._lexical_csc[:, idx]
+                    lexical[column.indices] += column.data * (weight / norm)
+            if self.embed_query is not None:
+                qv = np.asarray(self.embed_query(free), dtype=np.float32)
+                semantic = self.vectors @ qv
+        env = np.zeros(n, dtype=np.float32)
         if q.environment:
-            for i in candidates:
-                if any(k.lower() in ("env", "environment", "stage") and canon(v) == canon(q.environment)
-                       for k, v in self.tags[i].items()):
-                    scores[i] += 0.15
-                    note(int(i), f"env {q.environment}", "env", 1.0)
+            env = (self._tag_column("env") == canon(q.environment)).astype(np.float32)
+        semantic_scaled = np.clip((semantic - 0.2) / 0.6, 0.0, 1.0)
+        lexical_kept = np.where(lexical > 0.15, lexical, 0.0)
+        total = exact + 0.45 * fuzzy + 0.35 * lexical_kept + 0.35 * semantic_scaled + 0.15 * env
+        if not free:  # a pure filter ("env=prod AND app=main", "databases in staging"): every match
+            total = total + 0.5
+        total = np.where(mask, total, -1.0)
+        k = min(limit, int(mask.sum()))
+        top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
+        top = top[np.argsort(-total[top], kind="stable")]
         filters = list(q.hints)
         if q.tag_expr is not None:
             terms = " ".join(f"{t.key}{'!=' if t.negated else '='}{t.value}" for t in q.tag_expr.terms())
             filters.append(f"tags {terms}")
-        if not free:  # a pure filter query ("env=prod AND app=main", "databases in staging"): all matches
-            for i in candidates:
-                scores[i] += 0.5
-        order = candidates[np.argsort(-scores[candidates], kind="stable")]
         hits = []
-        for i in order[:limit]:
-            if scores[i] <= 0:
+        for i in top[:limit]:
+            if total[i] <= 0:
                 break
-            hits.append(Hit(self.ids[i], round(float(min(scores[i], 2.0) / 2.0), 4),
-                            why.get(int(i), []) + filters, int(i), comp.get(int(i), {})))
+            why = []
+            if exact[i]:
+                why.append(f"exact {exact_key[int(i)]}")
+            if fuzzy[i] > 0:
+                why.append(f"fuzzy name {60 + 40 * fuzzy[i]:.0f}")
+            if lexical_kept[i] > 0:
+                why.append(f"words {lexical[i]:.2f}")
+            if semantic_scaled[i] > 0.3:
+                why.append(f"semantic {semantic[i]:.2f}")
+            if env[i]:
+                why.append(f"env {q.environment}")
+            components = {"exact": float(exact[i]), "fuzzy": round(float(fuzzy[i]), 3),
+                          "lexical": round(float(lexical[i]), 3), "semantic": round(float(semantic[i]), 3)}
+            hits.append(Hit(self.ids[i], round(float(min(total[i], 2.0) / 2.0), 4), why + filters, int(i), components))
         return hits
 
     def autocomplete(self, prefix: str, limit: int = 8) -> list[str]:
