@@ -170,3 +170,15 @@ def types_in(text: str) -> set[str]:
     """Resource types the words of ``text`` point at."""
     low = canonical(text)
     return {rtype for rtype, pattern in _NOUN_PATTERNS.items() if pattern.search(low)}
+
+
+def head_types(text: str) -> set[str]:
+    """The types of the first type noun in ``text``: the head of "lambda that rotates the database
+    password" is the lambda, not the database."""
+    low = canonical(text)
+    found = [(m.start(), -(m.end() - m.start()), rtype) for rtype, pattern in _NOUN_PATTERNS.items()
+             for m in [pattern.search(low)] if m]
+    if not found:
+        return set()
+    first = min(found)[:2]
+    return {rtype for start, length, rtype in found if (start, length) == first}

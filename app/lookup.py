@@ -21,7 +21,7 @@ from rapidfuzz import fuzz, process
 from scipy import sparse
 from sqlmodel import Session, select
 
-from agent.lexicon import types_in
+from agent.lexicon import head_types
 from agent.protocol import RESOURCE_TYPES
 from agent.text import normalise, tokens
 from app.resource_store import ResourceRow, ResourceStore
@@ -31,6 +31,19 @@ HASH_DIM = 1 << 20
 _REGION = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|northwest|southwest)-\d)(?![a-z0-9-])")
 _FILLER = frozenset("a an the in on at of for with all my our show find me list get which where what is are any "
                     "resources resource please that those these".split())
+# Place names operators use for regions; a prefix selects every region that starts with it.
+_REGION_WORDS = {"europe": "eu-", "eu": "eu-", "ireland": "eu-west-1", "london": "eu-west-2", "paris": "eu-west-3",
+                 "frankfurt": "eu-central-1", "stockholm": "eu-north-1", "virginia": "us-east-1", "ohio": "us-east-2",
+                 "oregon": "us-west-2", "california": "us-west-1", "tokyo": "ap-northeast-1", "seoul": "ap-northeast-2",
+                 "singapore": "ap-southeast-1", "sydney": "ap-southeast-2", "mumbai": "ap-south-1", "asia": "ap-",
+                 "canada": "ca-", "brazil": "sa-east-1"}
+_STATE_WORDS = {"stopped": "stopped", "running": "running", "available": "available", "idle": "stopped",
+                "unattached": "available", "failed": "failed"}
+# Words operators use for things whose names say it differently: expanded for words and meaning.
+_QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bastion jumpbox", "jumpbox": "bastion",
+                   "jump box": "bastion jumpbox", "k8s": "eks kubernetes", "kubernetes": "eks", "db": "database",
+                   "pg": "postgres", "postgresql": "postgres", "ddb": "dynamodb", "fn": "function lambda",
+                   "cert": "certificate", "creds": "credentials secret", "password": "secret credentials"}
 _ENV_WORDS = {"prod": "prod", "production": "prod", "prd": "prod", "live": "prod", "staging": "stg", "stage": "stg",
               "dev": "dev", "development": "dev"}
 
@@ -57,6 +70,7 @@ class ParsedQuery:
     types: set[str]
     environment: str | None
     hints: list[str]
+    state: str | None = None
 
 
 def _hash_tokens(text: str) -> dict[int, float]:
@@ -140,6 +154,14 @@ class LookupIndex:
         for r in regions:
             text = text.replace(r, " ")
             hints.append(f"region {r}")
+        for word, prefix in _REGION_WORDS.items():
+            pattern = r"(?:\b(?:in|from)\s+)?(?<![\w-])" + word + r"(?![\w-])"
+            if re.search(pattern, text) and not self.exact.get(word):
+                matching = {str(r) for r in set(self.regions) if str(r).startswith(prefix)}
+                if matching:
+                    regions |= matching
+                    text = re.sub(pattern, " ", text)
+                    hints.append(f"region {word}")
         accounts: set[str] = set()
         known = {normalise(n): i for n, i in zip(self.account_names, self.account_ids)}
         for name, account_id in sorted(known.items(), key=lambda kv: -len(kv[0])):
@@ -156,13 +178,17 @@ class LookupIndex:
         for word, env in _ENV_WORDS.items():
             if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text) and not self.exact.get(word):
                 environment = env
+        unprotected = re.sub(r"\x00\d+\x00", " ", text)
         for n, word in enumerate(protected):
             text = text.replace(f"\x00{n}\x00", word)
-        types = types_in(text) if not self.exact.get(text.strip()) and not protected else set()
+        # Type words decide the type unless the words are themselves a resource's name ("web-server-1").
+        types = head_types(unprotected) if not self.exact.get(text.strip()) else set()
+        state = next((canon_state for word, canon_state in _STATE_WORDS.items()
+                      if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text)), None)
         if types:
             hints.append("type " + "/".join(sorted(types)))
         return ParsedQuery(text=re.sub(r"\s+", " ", text).strip(), tag_expr=expr, accounts=accounts, regions=regions,
-                           types=types, environment=environment, hints=hints)
+                           types=types, environment=environment, hints=hints, state=state)
 
     # -- search ---------------------------------------------------------------------------------
     def _tag_column(self, key: str) -> np.ndarray:
@@ -220,9 +246,17 @@ class LookupIndex:
         semantic = np.zeros(n, dtype=np.float32)
         exact_key: dict[int, str] = {}
         for key in {free, *words}:
+            # A whole query, or an identifier-shaped word (orders-db, i-0a1b, an ARN), is decisive; a
+            # plain word that happens to be a name ("orders") only counts for part.
+            weight = 1.0 if key == free or re.search(r"[-_.:/0-9]", key) else 0.4
             for i in self.exact.get(key, []):
-                exact[i] = 1.0
-                exact_key[i] = key
+                if weight > exact[i]:
+                    exact[i] = weight
+                    exact_key[i] = key
+        expanded = free
+        for phrase, extra in _QUERY_SYNONYMS.items():
+            if re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", free):
+                expanded += " " + extra
         if free:
             # A cheap similarity over every name picks candidates; WRatio (handles abbreviations and
             # partial names, ~30x slower) scores only those.
@@ -231,7 +265,7 @@ class LookupIndex:
             sub = [self.names_low[i] for i in pool]
             fine = process.cdist([free], sub, scorer=fuzz.WRatio, workers=1, score_cutoff=60)[0]
             fuzzy[pool] = np.clip((fine - 60.0) / 40.0, 0.0, 1.0)
-            counts = _hash_tokens(free)
+            counts = _hash_tokens(expanded)
             if counts:
                 weights = {idx: value * float(self._idf[idx]) for idx, value in counts.items()}
                 norm = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
@@ -239,20 +273,23 @@ class LookupIndex:
                     column = self._lexical_csc[:, idx]
                     lexical[column.indices] += column.data * (weight / norm)
             if self.embed_query is not None:
-                qv = np.asarray(self.embed_query(free), dtype=np.float32)
+                qv = np.asarray(self.embed_query(expanded), dtype=np.float32)
                 semantic = self.vectors @ qv
         env = np.zeros(n, dtype=np.float32)
         if q.environment:
             env = (self._tag_column("env") == canon(q.environment)).astype(np.float32)
-        semantic_scaled = np.clip((semantic - 0.2) / 0.6, 0.0, 1.0)
+        state = np.zeros(n, dtype=np.float32)
+        if q.state:
+            state = np.fromiter(((s or "").lower() == q.state for s in self.states), dtype=np.float32, count=n)
+        semantic_scaled = np.clip((semantic - 0.1) / 0.6, 0.0, 1.0)
         lexical_kept = np.where(lexical > 0.15, lexical, 0.0)
-        total = exact + 0.45 * fuzzy + 0.35 * lexical_kept + 0.35 * semantic_scaled + 0.15 * env
+        total = exact + 0.45 * fuzzy + 0.35 * lexical_kept + 0.35 * semantic_scaled + 0.15 * env + 0.3 * state
         if not free:  # a pure filter ("env=prod AND app=main", "databases in staging"): every match
             total = total + 0.5
         total = np.where(mask, total, -1.0)
         k = min(limit, int(mask.sum()))
         top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
-        top = top[np.argsort(-total[top], kind="stable")]
+        top = sorted(top, key=lambda i: (-round(float(total[i]), 3), self.names_low[i]))  # ties: by name
         filters = list(q.hints)
         if q.tag_expr is not None:
             terms = " ".join(f"{t.key}{'!=' if t.negated else '='}{t.value}" for t in q.tag_expr.terms())
@@ -272,6 +309,8 @@ class LookupIndex:
                 why.append(f"semantic {semantic[i]:.2f}")
             if env[i]:
                 why.append(f"env {q.environment}")
+            if state[i]:
+                why.append(f"state {q.state}")
             components = {"exact": float(exact[i]), "fuzzy": round(float(fuzzy[i]), 3),
                           "lexical": round(float(lexical[i]), 3), "semantic": round(float(semantic[i]), 3)}
             hits.append(Hit(self.ids[i], round(float(min(total[i], 2.0) / 2.0), 4), why + filters, int(i), components))

@@ -1,0 +1,42 @@
+"""The context builder: from a prompt, the few resources of the local estate it is about, and the
+user context; nothing else leaves the machine (no credentials, no other resources).
+
+Resources named exactly are always sent (all of them: the same name in two accounts must reach the
+planner so that it asks). Otherwise the best lookup hits that are close to the top one are sent, with
+their match scores, and the planner decides whether that is certain enough.
+"""
+
+from __future__ import annotations
+
+from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
+from app.config import Config
+from app.lookup import LookupIndex
+from app.resource_store import ResourceStore
+
+MAX_RESOURCES = 8
+CLOSE_TO_TOP = 0.75
+
+
+def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int = MAX_RESOURCES) -> list[IdentifiedResource]:
+    hits = index.search(prompt, limit=25)
+    if not hits:
+        return []
+    exact = [h for h in hits if h.components.get("exact")]
+    chosen = exact if exact else [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
+    docs = store.documents([h.id for h in chosen])
+    return [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs][:limit]
+
+
+def user_context(config: Config, store_accounts: dict[str, str] | None = None) -> UserContext:
+    """Account names, ids and profiles (never keys); ids come from the synced documents."""
+    ids = store_accounts or {}
+    accounts = [AwsAccount(name=a.name, profile=a.profile, regions=a.regions, account_id=a.account_id or ids.get(a.name))
+                for a in config.effective_accounts()]
+    default_region = next((a.regions[0] for a in config.effective_accounts() if a.regions), None)
+    return UserContext(aws_accounts=accounts, default_region=default_region)
+
+
+def build_request(prompt: str, index: LookupIndex, store: ResourceStore, config: Config) -> PlanRequest:
+    names = {str(n): str(i) for n, i in zip(index.account_names, index.account_ids)}
+    return PlanRequest(prompt=prompt, identified_resources=identify(prompt, index, store),
+                       user_context=user_context(config, names))
