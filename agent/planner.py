@@ -106,9 +106,12 @@ class Planner:
             warnings.append("long prompt: only the operation, names and values it states are used")
 
         if result.no_match:
-            return self._clarify(request, result, None, warnings,
-                                 "I could not match this request to an AWS operation I know. Which of these did you mean?",
-                                 self._playbook_candidates(result, 3))
+            # Suggestions are offered only when something came close; otherwise they would be noise.
+            close = [c for c, s in zip(self._playbook_candidates(result, 3), result.ranked) if s.dense >= 0.45]
+            question = ("I could not match this request to an AWS operation I know. "
+                        + ("Which of these did you mean?" if close else
+                           "Say what to do and to which resource, e.g. 'stop pg-instance-main1'."))
+            return self._clarify(request, result, None, warnings, question, close)
         best = self.stack.playbooks[result.ranked[0].playbook_id]
         if result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
             return self._clarify(request, result, best, warnings, "Which operation do you mean?",

@@ -312,10 +312,10 @@ def accounts_remove(name: str) -> None:
 
 @main.command()
 def demo() -> None:
-    """Plan a few requests over the simulated demo estate (no AWS account needed)."""
+    """Start moto on loopback, create a three-account demo estate, sync it, search it and plan requests."""
     from app.demo import run_demo
 
-    run_demo(_local_stack())
+    sys.exit(run_demo(_local_stack))
 
 
 if __name__ == "__main__":  # pragma: no cover

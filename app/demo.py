@@ -1,18 +1,20 @@
-"""``cloudops demo``: plan a handful of requests over a simulated estate, with no AWS account.
+"""``cloudops demo``: the whole client path with no AWS account.
 
-Until the sync engine lands, the simulated estate is a shipped list of identified resources; the
-lookup is a plain name match over it (the real hybrid lookup replaces it).
+Starts moto on 127.0.0.1, creates a three-account estate in it (the seed's pg-instance-main1 among
+realistic neighbours, and names that exist in two accounts), points ``CLOUDOPS_HOME`` at a demo
+folder, syncs it like any real estate, then looks up and plans a handful of requests. The estate
+lives in moto for this run only; the index, config and status stay in the demo folder.
 """
 
 from __future__ import annotations
 
-from importlib import resources as package_files
+import os
+import sys
+import tempfile
+from pathlib import Path
 
 import click
-import yaml
 
-from agent.mentions import find_mentions
-from agent.protocol import IdentifiedResource, PlanRequest
 from app.render import render_plan
 
 DEMO_PROMPTS = [
@@ -22,29 +24,71 @@ DEMO_PROMPTS = [
     "scale web-asg in staging to 4",
     "delete orders-db",
     "what's the status of the core-network stack",
+    "purge the payments queue",
     "order me a pizza",
 ]
+DEMO_SEARCHES = ["pg-main", "production postgres database", "env=prod AND app=main", "queue in staging"]
 
 
-def demo_estate() -> tuple[list[dict], list[IdentifiedResource]]:
-    text = package_files.files("app").joinpath("data/demo_estate.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    estate = [IdentifiedResource.model_validate({k: v for k, v in r.items() if k != "key"}) for r in data["resources"]]
-    return data["accounts"], estate
+def demo_home() -> Path:
+    """``CLOUDOPS_HOME`` when set, else a ``demo`` folder in the user data dir (kept apart from real state)."""
+    if os.environ.get("CLOUDOPS_HOME"):
+        return Path(os.environ["CLOUDOPS_HOME"]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("cloudops-agent", appauthor=False)) / "demo"
 
 
-def naive_lookup(prompt: str, estate: list[IdentifiedResource]) -> list[IdentifiedResource]:
-    return [m.resource for m in find_mentions(prompt, estate)]
+def run_demo(local_stack, prompts: list[str] | None = None) -> int:
+    from app.config import AccountConfig, Config, save_config
+    from app.context import build_request
+    from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
+    from app.estate import Estate
 
-
-def run_demo(stack) -> None:
-    accounts, estate = demo_estate()
-    planner = stack.planner("local")
-    click.echo(click.style(f"Simulated estate: {len(estate)} resources in {len(accounts)} accounts "
-                           f"({', '.join(a['name'] for a in accounts)}); {len(stack.playbooks)} playbooks.\n", bold=True))
-    for prompt in DEMO_PROMPTS:
-        request = PlanRequest(prompt=prompt, identified_resources=naive_lookup(prompt, estate),
-                              user_context={"aws_accounts": accounts, "user_id": "demo"})
-        click.echo(click.style(f"> {prompt}", fg="cyan", bold=True))
-        click.echo(render_plan(planner.plan(request)))
+    home = demo_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["CLOUDOPS_HOME"] = str(home)
+    say = lambda text, **style: click.echo(click.style(text, **style))  # noqa: E731
+    say(f"CLOUDOPS_HOME={home}", dim=True)
+    server, endpoint = start_moto()
+    # The demo's AWS config (moto's throwaway keys) lives outside CLOUDOPS_HOME and dies with the run:
+    # no file under CLOUDOPS_HOME ever holds a key, not even a fake one.
+    aws_dir = tempfile.TemporaryDirectory(prefix="cloudops-demo-aws-")
+    try:
+        reset_moto(endpoint)
+        os.environ.update(write_aws_config(Path(aws_dir.name), DEMO_ACCOUNTS, endpoint))
+        summary = build_estate(DEMO_ACCOUNTS)
+        say(f"Simulated AWS (moto on {endpoint}): {summary.total} resources in {len(DEMO_ACCOUNTS)} accounts "
+            f"x 2 regions, built in {summary.seconds:.1f}s.", bold=True)
+        config = Config(accounts=[AccountConfig(name=a.name, profile=a.profile, regions=a.regions,
+                                                account_id=a.account_id) for a in DEMO_ACCOUNTS])
+        save_config(config)
+        estate = Estate(config)
+        report = estate.engine().run()
+        data = report.as_json()
+        say(f"Synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: {data['added']} added, "
+            f"{data['updated']} updated, {data['removed']} removed, {data['embedded']} embedded"
+            + (f", {len(report.errors)} failed" if report.errors else "") + ".", bold=True)
+        index = estate.lookup()
         click.echo()
+        for query in DEMO_SEARCHES:
+            hits = index.search(query, limit=3)
+            say(f"search> {query}", fg="cyan")
+            for hit in hits:
+                click.echo(f"   {hit.score:.2f} {index.names[hit.row]:<28} {index.types[hit.row]:<18} "
+                           f"{index.account_names[hit.row]}/{index.regions[hit.row]}  ({'; '.join(hit.why)})")
+        stack = local_stack()
+        planner = stack.planner("local")
+        for prompt in prompts or DEMO_PROMPTS:
+            click.echo()
+            say(f"> {prompt}", fg="cyan", bold=True)
+            request = build_request(prompt, index, estate.store, config)
+            click.echo(render_plan(planner.plan(request)))
+        estate.close()
+        click.echo()
+        say("Next: `cloudops search QUERY`, `cloudops status`, `cloudops plan PROMPT --resources FILE`.", dim=True)
+        return 0 if report.ok else 2
+    finally:
+        server.stop()
+        aws_dir.cleanup()
+        sys.stdout.flush()

@@ -180,7 +180,7 @@ class _Scope:
     """Creates resources in one account x region through that account's profile, and counts them.
 
     Each scope owns its boto3 session (sessions are not thread-safe; one per worker thread is).
-    Global resources (IAM, S3) are made from the account's first region, as the sync collects them.
+    Counts use the collectors' regions: a bucket counts in its location, an IAM role in us-east-1.
     """
 
     def __init__(self, account: DemoAccount, region: str):
@@ -193,6 +193,7 @@ class _Scope:
         self.vpc_id = ""
         self.subnets: list[str] = []
         self.security_group = ""
+        self._db_subnet_group_name = ""
 
     def client(self, service: str):
         if service not in self._clients:
@@ -229,10 +230,9 @@ class _Scope:
         self.count("iam_role", region="us-east-1")
         return self.role_arn(name)
 
-    def bucket(self, name: str, region: str | None = None, versioning: bool = False, **tags: str) -> None:
-        region = region or self.region
-        s3 = self.session.client("s3", region_name=region, config=_CLIENT_CONFIG) if region != self.region \
-            else self.client("s3")
+    def bucket(self, name: str, versioning: bool = False, **tags: str) -> None:
+        """A bucket located in this scope's region (us-east-1 takes no LocationConstraint)."""
+        s3, region = self.client("s3"), self.region
         kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         s3.create_bucket(Bucket=name, **kwargs)
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _kv(self.tags(**tags))})
@@ -275,7 +275,7 @@ class _Scope:
             ec2.attach_volume(Device="/dev/sdf", InstanceId=attach_to, VolumeId=vol["VolumeId"])
         self.count("ec2_volume")
 
-    def asg(self, name: str, instance_type: str, desired: int, max_size: int, target_groups: list[str] = (),
+    def asg(self, name: str, instance_type: str, desired: int, max_size: int, target_groups: tuple[str, ...] = (),
             **tags: str) -> None:
         """An ASG from a launch template; moto launches ``desired`` instances (and their root volumes)."""
         self.client("ec2").create_launch_template(LaunchTemplateName=f"{name}-lt", LaunchTemplateData={
@@ -369,12 +369,11 @@ class _Scope:
             self.count("rds_db_instance")
 
     def _db_subnet_group(self) -> str:
-        name = f"{self.env}-db"
-        if not getattr(self, "_db_group_made", False):
-            self.client("rds").create_db_subnet_group(DBSubnetGroupName=name, DBSubnetGroupDescription="databases",
-                                                      SubnetIds=self.subnets)
-            self._db_group_made = True
-        return name
+        if not self._db_subnet_group_name:
+            self._db_subnet_group_name = f"{self.env}-db"
+            self.client("rds").create_db_subnet_group(DBSubnetGroupName=self._db_subnet_group_name,
+                                                      DBSubnetGroupDescription="databases", SubnetIds=self.subnets)
+        return self._db_subnet_group_name
 
     def table(self, name: str, key: str = "id", **tags: str) -> None:
         self.client("dynamodb").create_table(
@@ -437,7 +436,7 @@ def _production(s: _Scope) -> None:
         s.instances(["bastion"], "t3.micro", subnet=0, role="bastion", team="platform")
         s.volume("web-server-1-data", 100, attach_to=web[0], app="web", team="web")
         tg = s.alb("web-alb", "web-tg", web, app="web", team="web")
-        s.asg("web-asg", "m6i.large", desired=2, max_size=6, target_groups=[tg], app="web", team="web")
+        s.asg("web-asg", "m6i.large", desired=2, max_size=6, target_groups=(tg,), app="web", team="web")
         s.ecs("prod-cluster", {"api-service": 3, "checkout-worker": 2}, app="api", team="commerce")
         s.function("image-resizer", lambda_role, memory=1024, app="media", team="web")
         s.function("nightly-report-generator", lambda_role, app="reports", team="data")
@@ -541,31 +540,36 @@ _KINDS = {  # resource type -> (name suffixes, weight)
 
 
 def _extras(s: _Scope, n: int, seed: int) -> None:
-    """``n`` cheap resources with deterministic names (same seed, same estate), spread over types.
+    """Exactly ``n`` more resources in this scope as the sync counts them, with deterministic names.
 
-    EC2 instances share one RunInstances call per scope (then one CreateTags per Name); S3 buckets,
-    being global, only come with the account's first region. Names end in a running number so they
-    never clash with the hand-written estate, and bucket names carry the profile and seed so they
-    stay unique across accounts.
+    Types are drawn by weight from ``_KINDS``; an EC2 instance uses two of the ``n`` (its root volume
+    is a resource too). All the scope's instances come from one RunInstances call (then one CreateTags
+    per Name); S3 buckets, being global, only come with the account's first region. Names end in a
+    running number so they never clash with the hand-written estate; bucket names also carry the
+    profile and seed, since they must be unique across accounts.
     """
     rng = random.Random(f"{seed}:{s.account.account_id}:{s.region}")
     kinds = [k for k in _KINDS if s.primary or k != "s3_bucket"]
+    weights = [_KINDS[k][1] for k in kinds]
     plan: dict[str, list[tuple[str, str]]] = {k: [] for k in kinds}
-    for i, kind in enumerate(rng.choices(kinds, weights=[_KINDS[k][1] for k in kinds], k=n)):
-        name = f"{rng.choice(_APPS)}-{rng.choice(_KINDS[kind][0])}-{i:05d}"
-        plan[kind].append((name, rng.choice(_TEAMS)))
+    budget, i = n, 0
+    while budget > 0:
+        kind = rng.choices(kinds, weights=weights)[0]
+        if kind == "ec2_instance" and budget < 2:
+            kind = "sqs_queue"
+        plan[kind].append((f"{rng.choice(_APPS)}-{rng.choice(_KINDS[kind][0])}-{i:05d}", rng.choice(_TEAMS)))
+        budget -= 2 if kind == "ec2_instance" else 1
+        i += 1
     tags = {"generated": f"seed-{seed}"}
-    if plan.get("ec2_instance"):
-        ids = s.instances([name for name, _ in plan["ec2_instance"]], "t3.small", **tags)
-        del ids
-    for name, team in plan.get("sqs_queue", []):
+    s.instances([name for name, _ in plan["ec2_instance"]], "t3.small", **tags)
+    for name, team in plan["sqs_queue"]:
         s.queue(name, team=team, **tags)
-    for name, team in plan.get("sns_topic", []):
+    for name, team in plan["sns_topic"]:
         s.topic(name, team=team, **tags)
-    for name, team in plan.get("dynamodb_table", []):
+    for name, team in plan["dynamodb_table"]:
         s.table(name, team=team, **tags)
     for name, team in plan.get("s3_bucket", []):
-        s.bucket(f"acme-{s.account.profile}-{name}-s{seed}"[:63], team=team, **tags)
+        s.bucket(f"acme-{s.account.profile}-{name}-s{seed}"[:63].rstrip("-"), team=team, **tags)
 
 
 # ------------------------------------------------------------------------------------- entry point

@@ -99,3 +99,28 @@ def test_plan_with_a_bad_resources_file_is_a_clear_error(tmp_path):
     bad.write_text(json.dumps([{"resource_type": "rocket", "resource_id": "x"}]))
     out = run(["plan", "stop x", "--resources", str(bad)], tmp_path)
     assert out.returncode == 2 and "identified_resources.0.resource_type" in out.stderr
+
+
+def test_demo_runs_the_whole_path_on_moto(tmp_path):
+    """`cloudops demo`: moto on loopback, a three-account estate, sync, search, plans."""
+    out = run(["demo"], tmp_path / "home", timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "aws rds stop-db-instance --db-instance-identifier pg-instance-main1 --region us-west-2 --profile prod" in out.stdout
+    assert "orders-db exists in 2 places" in out.stdout
+    assert "Synced 72 scopes" in out.stdout and "0 failed" not in out.stdout
+    home = tmp_path / "home"
+    status = json.loads(run(["status", "--json"], home).stdout)
+    assert status["documents"] > 80 and all(s["last_error"] is None for s in status["scopes"])
+    # the index persists in CLOUDOPS_HOME: search works without AWS
+    hits = json.loads(run(["search", "pg-instance-main1", "--json"], home).stdout)
+    assert hits[0]["name"] == "pg-instance-main1" and hits[0]["tags"]["env"] == "production"
+    assert hits[0]["why"] and "score" in hits[0]
+    typed = json.loads(run(["search", "orders", "--json", "--type", "sqs_queue", "--limit", "50"], home).stdout)
+    assert typed and all(h["resource_type"] == "sqs_queue" for h in typed)
+    # no key, not even moto's throwaway one, reaches any file under CLOUDOPS_HOME
+    from app.demo_estate import _TEST_KEYS
+
+    for path in home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert all(key.encode() not in data for key in _TEST_KEYS), path
