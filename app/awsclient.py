@@ -51,20 +51,24 @@ class AccountSession:
                                                   aws_session_token=keys.session_token)
                 else:
                     self._session = boto3.Session(profile_name=self.profile) if self.profile else boto3.Session()
+                # Resolve credentials once, here: botocore's credential chain is not thread-safe, and
+                # concurrent first clients of an assume-role profile can trip InfiniteLoopConfigError.
+                self._session.get_credentials()
             return self._session
 
     def client(self, service: str, region: str):
-        """A cached client per (service, region); botocore clients are thread-safe."""
+        """A cached client per (service, region). Clients are thread-safe once made; making them is
+        not (boto3 sessions are not), so creation is serialised per account."""
         key = (service, region)
+        session = self.session()
         with self._lock:
             cached = self._clients.get(key)
-        if cached is not None:
+            if cached is None:
+                cached = session.client(service, region_name=region, config=client_config())
+                for hook in CLIENT_HOOKS:
+                    hook(cached, self.name)
+                self._clients[key] = cached
             return cached
-        made = self.session().client(service, region_name=region, config=client_config())
-        for hook in CLIENT_HOOKS:
-            hook(made, self.name)
-        with self._lock:
-            return self._clients.setdefault(key, made)
 
     def resolve_account_id(self) -> str:
         if self.account_id is None:

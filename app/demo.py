@@ -69,6 +69,8 @@ def run_demo(local_stack, prompts: list[str] | None = None) -> int:
         say(f"Synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: {data['added']} added, "
             f"{data['updated']} updated, {data['removed']} removed, {data['embedded']} embedded"
             + (f", {len(report.errors)} failed" if report.errors else "") + ".", bold=True)
+        for err in report.errors:
+            say(f"  failed {err['scope']}: {err['error']}", fg="red")
         index = estate.lookup()
         click.echo()
         for query in DEMO_SEARCHES:
