@@ -156,7 +156,8 @@ def _estate():
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a progress bar.")
-@click.option("--full", is_flag=True, help="Also rewrite unchanged documents into the collection (repair).")
+@click.option("--full", is_flag=True, help="Read every detail again (default: incremental, details only for new "
+              "resources) and rewrite unchanged documents into the collection (repair).")
 @click.option("--account", default=None, help="Only this account (name or id).")
 @click.option("--region", default=None, help="Only this region.")
 @click.option("--service", default=None, help="Only this service (ec2, rds, s3, ...).")

@@ -1,8 +1,15 @@
 """Collectors: list one service's resources in one account and region and normalise them.
 
-A collector is ``fn(account, account_id, region) -> list[ResourceDocument]``; it uses paginators
-wherever the API pages, and lets botocore errors propagate: the sync engine records them per scope
-(account x region x service) and keeps that scope's previous documents.
+A collector is ``fn(account, account_id, region, *, known=None) -> list[ResourceDocument]``; it uses
+paginators wherever the API pages, and lets botocore errors propagate: the sync engine records them per
+scope (account x region x service) and keeps that scope's previous documents.
+
+``known`` (the scope's stored documents, keyed by ``resource_id``) makes an incremental sync cheap: the
+listing is always made, but a listed resource that is already known reuses what its per-resource
+*detail* calls (tags, versioning, describe, attributes) found last time instead of making them again.
+Whatever the listing itself returns (state, sizes, configuration) is always taken fresh from it. A known
+resource missing from the listing is simply not returned; a new one is read in full. Collectors whose
+listing already returns everything (EC2, RDS, Auto Scaling, CloudFormation, IAM) ignore ``known``.
 
 Global services (S3, IAM) are collected once per account, from its first region; each document
 carries its real region (a bucket's location; ``us-east-1`` for IAM).
@@ -11,16 +18,16 @@ carries its real region (a bucket's location; ``us-east-1`` for IAM).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from app.awsclient import AccountSession
 from app.documents import ResourceDocument, make_document, tags_from_list
 
-Collector = Callable[[AccountSession, str, str], list[ResourceDocument]]
+Known = Mapping[str, ResourceDocument]
 GLOBAL_SERVICES = frozenset({"s3", "iam"})
 
 
@@ -34,6 +41,30 @@ _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOpera
 # Codes that mean the listed resource disappeared before it could be described: skip it.
 _GONE = frozenset({"NoSuchBucket", "404", "ResourceNotFoundException", "NotFound", "ClusterNotFoundException",
                    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+class Collector(Protocol):
+    def __call__(self, account: AccountSession, account_id: str, region: str, *,
+                 known: Known | None = None) -> list[ResourceDocument]: ...
+
+
+def _reuse(known: Known | None, resource_type: str, resource_id: str, arn: str | None = None,
+           **attributes: Any) -> ResourceDocument | None:
+    """The known document of a listed resource, whose detail-derived fields may be reused; None when it
+    must be read in full: it is new, or the id now names another resource (another type in the same
+    scope, or one deleted and re-created: its ``arn`` or a listed attribute such as the creation time
+    differs from the known document's)."""
+    doc = known.get(resource_id) if known else None
+    if doc is None or doc.resource_type != resource_type or (arn is not None and doc.arn != arn):
+        return None
+    if any(doc.attributes.get(key) != value for key, value in attributes.items()):
+        return None
+    return doc
+
+
+def _reused(account: AccountSession, doc: ResourceDocument) -> ResourceDocument:
+    """A known document returned as is (a copy, under the account's current name)."""
+    return doc.model_copy(update={"account_name": account.name}, deep=True).finalise()
 
 
 def _pages(client, operation: str, key: str, **kwargs) -> Iterator[Any]:
@@ -101,7 +132,8 @@ def _doc(account: AccountSession, account_id: str, region: str, **fields: Any) -
 
 # ----------------------------------------------------------------------------------------------- RDS
 
-def rds_instances(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def rds_instances(account: AccountSession, account_id: str, region: str, *,
+                  known: Known | None = None) -> list[ResourceDocument]:
     rds = account.client("rds", region)
     docs = []
     for db in _pages(rds, "describe_db_instances", "DBInstances"):
@@ -126,7 +158,8 @@ def rds_instances(account: AccountSession, account_id: str, region: str) -> list
     return docs
 
 
-def rds_clusters(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def rds_clusters(account: AccountSession, account_id: str, region: str, *,
+                 known: Known | None = None) -> list[ResourceDocument]:
     docs = []
     for c in _pages(account.client("rds", region), "describe_db_clusters", "DBClusters"):
         members = c.get("DBClusterMembers", [])
@@ -149,7 +182,8 @@ def rds_clusters(account: AccountSession, account_id: str, region: str) -> list[
 
 # ----------------------------------------------------------------------------------------------- EC2
 
-def ec2_instances(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def ec2_instances(account: AccountSession, account_id: str, region: str, *,
+                  known: Known | None = None) -> list[ResourceDocument]:
     """Terminated instances are skipped: they linger in the API for an hour but no operation applies."""
     partition, docs = _partition(account, region), []
     for reservation in _pages(account.client("ec2", region), "describe_instances", "Reservations"):
@@ -174,7 +208,8 @@ def ec2_instances(account: AccountSession, account_id: str, region: str) -> list
     return docs
 
 
-def ec2_volumes(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def ec2_volumes(account: AccountSession, account_id: str, region: str, *,
+                known: Known | None = None) -> list[ResourceDocument]:
     partition, docs = _partition(account, region), []
     for v in _pages(account.client("ec2", region), "describe_volumes", "Volumes"):
         tags = tags_from_list(v.get("Tags"))
@@ -215,42 +250,54 @@ def _locate(s3, name: str, fallback: str) -> str:
         return err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region") or fallback
 
 
-def s3_buckets(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def s3_buckets(account: AccountSession, account_id: str, region: str, *,
+               known: Known | None = None) -> list[ResourceDocument]:
     """Every bucket of the account, listed once from ``region``; each document carries the bucket's region.
 
     ListBuckets reports ``BucketRegion`` when paged; GetBucketLocation is the fallback. A detail that may
     not be read (AccessDenied on tagging, versioning) is left out; the bucket is kept. A bucket deleted
-    while it was being read is skipped.
+    while it was being read is skipped. A known bucket with the same creation time reuses its region,
+    tags and versioning (no per-bucket call); a re-created one is read again.
     """
     s3, docs = account.client("s3", region), []
     for bucket in _pages(s3, "list_buckets", "Buckets", PaginationConfig={"PageSize": 1000}):
+        seen = _reuse(known, "s3_bucket", bucket["Name"], created=_iso(bucket.get("CreationDate")))
         try:
-            docs.append(_bucket_document(account, account_id, s3, bucket, region))
+            docs.append(_bucket_document(account, account_id, s3, bucket, region, seen))
         except ClientError as err:
             if _code(err) not in _GONE:
                 raise
     return docs
 
 
-def _bucket_document(account: AccountSession, account_id: str, s3, bucket: dict, region: str) -> ResourceDocument:
+def _bucket_document(account: AccountSession, account_id: str, s3, bucket: dict, region: str,
+                     seen: ResourceDocument | None = None) -> ResourceDocument:
     name = bucket["Name"]
-    location = bucket.get("BucketRegion") or _locate(s3, name, fallback=region)
-    local = account.client("s3", location)
-    tags = _detail(local.get_bucket_tagging, {}, Bucket=name).get("TagSet")
-    versioning = _detail(local.get_bucket_versioning, None, Bucket=name)
+    if seen is not None:
+        location, tags, constraints = bucket.get("BucketRegion") or seen.region, seen.tags, seen.constraints
+    else:
+        location = bucket.get("BucketRegion") or _locate(s3, name, fallback=region)
+        local = account.client("s3", location)
+        tags = tags_from_list(_detail(local.get_bucket_tagging, {}, Bucket=name).get("TagSet"))
+        versioning = _detail(local.get_bucket_versioning, None, Bucket=name)
+        constraints = {"versioning": None if versioning is None else versioning.get("Status") or "Disabled"}
     return _doc(
         account, account_id, location, resource_type="s3_bucket", arn=f"arn:{_partition(account, location)}:s3:::{name}",
-        resource_id=name, name=name, tags=tags_from_list(tags), attributes={"created": _iso(bucket.get("CreationDate"))},
-        constraints={"versioning": None if versioning is None else versioning.get("Status") or "Disabled"},
+        resource_id=name, name=name, tags=tags, attributes={"created": _iso(bucket.get("CreationDate"))},
+        constraints=constraints,
     )
 
 
 # -------------------------------------------------------------------------------------------- Lambda
 
-def lambda_functions(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def lambda_functions(account: AccountSession, account_id: str, region: str, *,
+                     known: Known | None = None) -> list[ResourceDocument]:
+    """ListFunctions returns everything but the tags: a known function, unmodified since, reuses its tags."""
     client, docs = account.client("lambda", region), []
     for f in _pages(client, "list_functions", "Functions"):
-        tags = _detail(client.list_tags, {}, Resource=f["FunctionArn"]).get("Tags", {})
+        seen = _reuse(known, "lambda_function", f["FunctionName"], arn=f["FunctionArn"],
+                      last_modified=f.get("LastModified"))
+        tags = seen.tags if seen else _detail(client.list_tags, {}, Resource=f["FunctionArn"]).get("Tags", {})
         docs.append(_doc(
             account, account_id, region, resource_type="lambda_function", arn=f["FunctionArn"],
             resource_id=f["FunctionName"], name=f["FunctionName"], state=f.get("State"), tags=tags,
@@ -263,9 +310,15 @@ def lambda_functions(account: AccountSession, account_id: str, region: str) -> l
 
 # ------------------------------------------------------------------------------------------ DynamoDB
 
-def dynamodb_tables(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def dynamodb_tables(account: AccountSession, account_id: str, region: str, *,
+                    known: Known | None = None) -> list[ResourceDocument]:
+    """ListTables returns names only: a known table is reused whole (its status and counts included)."""
     client, docs = account.client("dynamodb", region), []
     for table_name in _pages(client, "list_tables", "TableNames"):
+        seen = _reuse(known, "dynamodb_table", table_name)
+        if seen is not None:
+            docs.append(_reused(account, seen))
+            continue
         described = _describe(client.describe_table, TableName=table_name)
         if described is None:
             continue
@@ -288,9 +341,25 @@ def _ecs_cluster_arns(client) -> list[str]:
     return list(_pages(client, "list_clusters", "clusterArns"))
 
 
-def ecs_clusters(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
-    client, docs = account.client("ecs", region), []
-    for batch in _batches(_ecs_cluster_arns(client), 100):
+def _ecs_known(account: AccountSession, known: Known | None, resource_type: str,
+               arns: list[str]) -> tuple[list[ResourceDocument], list[str]]:
+    """Listed ECS ARNs (the name is their last segment) split into the known documents, reused whole
+    (status and counts included), and the ARNs still to describe."""
+    reused, unknown = [], []
+    for arn in arns:
+        seen = _reuse(known, resource_type, arn.rsplit("/", 1)[-1], arn=arn)
+        if seen is not None:
+            reused.append(_reused(account, seen))
+        else:
+            unknown.append(arn)
+    return reused, unknown
+
+
+def ecs_clusters(account: AccountSession, account_id: str, region: str, *,
+                 known: Known | None = None) -> list[ResourceDocument]:
+    client = account.client("ecs", region)
+    docs, unknown = _ecs_known(account, known, "ecs_cluster", _ecs_cluster_arns(client))
+    for batch in _batches(unknown, 100):
         for c in client.describe_clusters(clusters=batch, include=["TAGS"]).get("clusters", []):
             docs.append(_doc(
                 account, account_id, region, resource_type="ecs_cluster", arn=c["clusterArn"],
@@ -304,11 +373,14 @@ def ecs_clusters(account: AccountSession, account_id: str, region: str) -> list[
     return docs
 
 
-def ecs_services(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def ecs_services(account: AccountSession, account_id: str, region: str, *,
+                 known: Known | None = None) -> list[ResourceDocument]:
     client, docs = account.client("ecs", region), []
     for cluster_arn in _ecs_cluster_arns(client):
         service_arns = list(_pages(client, "list_services", "serviceArns", cluster=cluster_arn))
-        for batch in _batches(service_arns, 10):
+        reused, unknown = _ecs_known(account, known, "ecs_service", service_arns)
+        docs.extend(reused)
+        for batch in _batches(unknown, 10):
             described = client.describe_services(cluster=cluster_arn, services=batch, include=["TAGS"])
             for s in described.get("services", []):
                 target_groups = [lb["targetGroupArn"] for lb in s.get("loadBalancers", []) if lb.get("targetGroupArn")]
@@ -329,18 +401,27 @@ def ecs_services(account: AccountSession, account_id: str, region: str) -> list[
 
 # --------------------------------------------------------------------------------------------- ELBv2
 
-def _elbv2_tags(client, arns: list[str]) -> dict[str, dict[str, str]]:
+def _elbv2_tags(client, arns: list[str], resource_type: str, known: Known | None) -> dict[str, dict[str, str]]:
+    """Tags by ARN: a known resource's are reused; DescribeTags (20 ARNs a call) reads the others'."""
     tags: dict[str, dict[str, str]] = {}
-    for batch in _batches(arns, 20):
+    unknown = []
+    for arn in arns:
+        seen = _reuse(known, resource_type, arn)
+        if seen is not None:
+            tags[arn] = seen.tags
+        else:
+            unknown.append(arn)
+    for batch in _batches(unknown, 20):
         for d in client.describe_tags(ResourceArns=batch).get("TagDescriptions", []):
             tags[d["ResourceArn"]] = tags_from_list(d.get("Tags"))
     return tags
 
 
-def elbv2_load_balancers(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def elbv2_load_balancers(account: AccountSession, account_id: str, region: str, *,
+                         known: Known | None = None) -> list[ResourceDocument]:
     client = account.client("elbv2", region)
     lbs = list(_pages(client, "describe_load_balancers", "LoadBalancers"))
-    tags = _elbv2_tags(client, [lb["LoadBalancerArn"] for lb in lbs])
+    tags = _elbv2_tags(client, [lb["LoadBalancerArn"] for lb in lbs], "elbv2_load_balancer", known)
     return [_doc(
         account, account_id, region, resource_type="elbv2_load_balancer", arn=lb["LoadBalancerArn"],
         resource_id=lb["LoadBalancerArn"], name=lb.get("LoadBalancerName"), state=(lb.get("State") or {}).get("Code"),
@@ -351,10 +432,11 @@ def elbv2_load_balancers(account: AccountSession, account_id: str, region: str) 
     ) for lb in lbs]
 
 
-def elbv2_target_groups(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def elbv2_target_groups(account: AccountSession, account_id: str, region: str, *,
+                        known: Known | None = None) -> list[ResourceDocument]:
     client = account.client("elbv2", region)
     groups = list(_pages(client, "describe_target_groups", "TargetGroups"))
-    tags = _elbv2_tags(client, [tg["TargetGroupArn"] for tg in groups])
+    tags = _elbv2_tags(client, [tg["TargetGroupArn"] for tg in groups], "elbv2_target_group", known)
     return [_doc(
         account, account_id, region, resource_type="elbv2_target_group", arn=tg["TargetGroupArn"],
         resource_id=tg["TargetGroupArn"], name=tg.get("TargetGroupName"), tags=tags.get(tg["TargetGroupArn"], {}),
@@ -366,7 +448,8 @@ def elbv2_target_groups(account: AccountSession, account_id: str, region: str) -
 
 # --------------------------------------------------------------------------------------- Auto Scaling
 
-def autoscaling_groups(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def autoscaling_groups(account: AccountSession, account_id: str, region: str, *,
+                       known: Known | None = None) -> list[ResourceDocument]:
     docs = []
     for g in _pages(account.client("autoscaling", region), "describe_auto_scaling_groups", "AutoScalingGroups"):
         docs.append(_doc(
@@ -387,10 +470,16 @@ def autoscaling_groups(account: AccountSession, account_id: str, region: str) ->
 
 # ----------------------------------------------------------------------------------------------- SQS
 
-def sqs_queues(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
-    """ListQueues only pages (past 1,000 queues) when MaxResults is sent, hence the page size."""
+def sqs_queues(account: AccountSession, account_id: str, region: str, *,
+               known: Known | None = None) -> list[ResourceDocument]:
+    """ListQueues only pages (past 1,000 queues) when MaxResults is sent, hence the page size. It returns
+    URLs only: a known queue is reused whole (its message count included)."""
     client, docs = account.client("sqs", region), []
     for url in _pages(client, "list_queues", "QueueUrls", PaginationConfig={"PageSize": 1000}):
+        seen = _reuse(known, "sqs_queue", url)
+        if seen is not None:
+            docs.append(_reused(account, seen))
+            continue
         got = _describe(client.get_queue_attributes, QueueUrl=url, AttributeNames=["All"])
         if got is None:
             continue
@@ -412,10 +501,16 @@ def sqs_queues(account: AccountSession, account_id: str, region: str) -> list[Re
 
 # ----------------------------------------------------------------------------------------------- SNS
 
-def sns_topics(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def sns_topics(account: AccountSession, account_id: str, region: str, *,
+               known: Known | None = None) -> list[ResourceDocument]:
+    """ListTopics returns ARNs only: a known topic is reused whole."""
     client, docs = account.client("sns", region), []
     for topic in _pages(client, "list_topics", "Topics"):
         arn = topic["TopicArn"]
+        seen = _reuse(known, "sns_topic", arn)
+        if seen is not None:
+            docs.append(_reused(account, seen))
+            continue
         got = _describe(client.get_topic_attributes, TopicArn=arn)
         if got is None:
             continue
@@ -433,9 +528,15 @@ def sns_topics(account: AccountSession, account_id: str, region: str) -> list[Re
 
 # ----------------------------------------------------------------------------------------------- EKS
 
-def eks_clusters(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def eks_clusters(account: AccountSession, account_id: str, region: str, *,
+                 known: Known | None = None) -> list[ResourceDocument]:
+    """ListClusters returns names only: a known cluster is reused whole (its status included)."""
     client, docs = account.client("eks", region), []
     for name in _pages(client, "list_clusters", "clusters"):
+        seen = _reuse(known, "eks_cluster", name)
+        if seen is not None:
+            docs.append(_reused(account, seen))
+            continue
         got = _describe(client.describe_cluster, name=name)
         if got is None:
             continue
@@ -451,7 +552,8 @@ def eks_clusters(account: AccountSession, account_id: str, region: str) -> list[
 
 # -------------------------------------------------------------------------------------- CloudFormation
 
-def cloudformation_stacks(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def cloudformation_stacks(account: AccountSession, account_id: str, region: str, *,
+                          known: Known | None = None) -> list[ResourceDocument]:
     docs = []
     for s in _pages(account.client("cloudformation", region), "describe_stacks", "Stacks"):
         if s.get("StackStatus") == "DELETE_COMPLETE":
@@ -471,7 +573,8 @@ def cloudformation_stacks(account: AccountSession, account_id: str, region: str)
 
 # ----------------------------------------------------------------------------------------- IAM (global)
 
-def iam_roles(account: AccountSession, account_id: str, region: str) -> list[ResourceDocument]:
+def iam_roles(account: AccountSession, account_id: str, region: str, *,
+              known: Known | None = None) -> list[ResourceDocument]:
     """ListRoles returns no tags; fetching them would cost one throttled IAM call per role, so none are kept."""
     return [_doc(
         account, account_id, "us-east-1", resource_type="iam_role", arn=r["Arn"], resource_id=r["RoleName"],

@@ -124,6 +124,13 @@ class ResourceStore:
         reused = {rid: np.frombuffer(v, dtype=np.float32) for rid, v in self.vectors_for(reuse_ids).items()}
         return to_embed, reused
 
+    def known(self, scope: str) -> dict[str, ResourceDocument]:
+        """The scope's stored documents by resource_id: what an incremental listing may reuse."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(ResourceRow.document).where(ResourceRow.scope == scope)).all()
+        docs = [ResourceDocument.model_validate_json(text) for text in rows]
+        return {d.resource_id: d for d in docs}
+
     def hashes(self, scope: str) -> dict[str, str]:
         with Session(self.engine) as session:
             rows = session.exec(select(ResourceRow.id, ResourceRow.content_hash).where(ResourceRow.scope == scope)).all()

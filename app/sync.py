@@ -166,13 +166,15 @@ class SyncEngine:
         report.duration_s = time.perf_counter() - started
         return report
 
-    def _collect(self, scope: Scope) -> tuple[list[ResourceDocument], int, float]:
+    def _collect(self, scope: Scope, known: dict[str, ResourceDocument] | None = None
+                 ) -> tuple[list[ResourceDocument], int, float]:
         self.retries.local.counts = [0]
         started = time.perf_counter()
         try:
             docs: list[ResourceDocument] = []
             for collector in COLLECTORS[scope.service]:
-                docs.extend(collector(_CountingAccount(scope.account, self.retries), scope.account_id, scope.call_region))
+                docs.extend(collector(_CountingAccount(scope.account, self.retries), scope.account_id, scope.call_region,
+                                      known=known))
             return docs, self.retries.local.counts[0], time.perf_counter() - started
         except Exception as exc:  # noqa: BLE001 - recorded per scope; never stops the others
             exc.cloudops_retries = self.retries.local.counts[0]  # type: ignore[attr-defined]
@@ -185,33 +187,47 @@ class SyncEngine:
         started = time.perf_counter()
         report = SyncReport()
         scopes, report.errors = self.scopes(account, region, service)
+
+        def done_with(result: ScopeResult) -> None:
+            report.scopes.append(result)
+            if not result.ok:
+                report.errors.append({"scope": result.scope, "account": result.account_name, "region": result.region,
+                                      "service": result.service, "error": result.error})
+            if progress:
+                progress(result)
+
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool:
-            pending: dict[Future, Scope] = {pool.submit(self._collect, s): s for s in scopes}
+            # Incremental (the default): collectors reuse what they already know and make detail calls
+            # only for new resources. Full: every detail is read again.
+            pending: dict[Future, Scope] = {
+                pool.submit(self._collect, s, None if full else self.store.known(s.key)): s for s in scopes}
+            waiting: list[_Listed] = []  # listed scopes whose new documents wait for one batched embedding
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    scope = pending.pop(future)
-                    result = self._finish(scope, future, full)
-                    report.scopes.append(result)
-                    if not result.ok:
-                        report.errors.append({"scope": result.scope, "account": result.account_name,
-                                              "region": result.region, "service": result.service,
-                                              "error": result.error})
-                    if progress:
-                        progress(result)
+                    listed = self._listed(pending.pop(future), future)
+                    if isinstance(listed, ScopeResult):
+                        done_with(listed)
+                    else:
+                        waiting.append(listed)
+                # Embed across scopes in full batches: most scopes hold a handful of resources, and
+                # the model is several times faster on 64 texts at once than on 64 calls of one.
+                if sum(len(w.to_embed) for w in waiting) >= 2 * EMBED_BATCH or not pending:
+                    for result in self._embed_and_store(waiting, full):
+                        done_with(result)
+                    waiting = []
         report.scopes.sort(key=lambda r: r.scope)
         report.duration_s = time.perf_counter() - started
         return report
 
-    def _finish(self, scope: Scope, future: Future, full: bool) -> ScopeResult:
+    def _listed(self, scope: Scope, future: Future) -> "_Listed | ScopeResult":
+        """A listed scope ready to store, or the failure result of a scope whose listing failed."""
         now = datetime.now(timezone.utc)
-        result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=True)
         try:
-            docs, result.retries, result.duration_s = future.result()
-        except Exception as exc:  # noqa: BLE001
-            result.ok = False
-            result.error = describe_error(exc)
-            result.retries = getattr(exc, "cloudops_retries", 0)
+            docs, retries, duration = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded per scope
+            result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=False,
+                                 error=describe_error(exc), retries=getattr(exc, "cloudops_retries", 0))
             previous = self.status.get(scope.key)
             self.status.record(ScopeStatus(
                 scope=scope.key, account_id=scope.account_id, account_name=scope.account.name, region=scope.region,
@@ -219,21 +235,44 @@ class SyncEngine:
                 retries=result.retries, count=previous.count if previous else 0))
             return result
         to_embed, vectors = self.store.changes(scope.key, docs)
-        for start in range(0, len(to_embed), EMBED_BATCH):
-            batch = to_embed[start:start + EMBED_BATCH]
-            for doc, vector in zip(batch, self.embed([d.text for d in batch])):
-                vectors[doc.id] = vector
-        result.embedded = len(to_embed)
-        change = self.store.apply_scope(scope.key, docs, vectors, repair=full)
-        result.added, result.updated, result.removed, result.unchanged = (
-            change.added, change.updated, change.removed, change.unchanged)
-        result.count = len(docs)
+        return _Listed(scope, docs, to_embed, vectors, retries, duration)
+
+    def _embed_and_store(self, listed: list["_Listed"], full: bool) -> list[ScopeResult]:
+        texts = [(item, doc) for item in listed for doc in item.to_embed]
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start:start + EMBED_BATCH]
+            for (item, doc), vector in zip(batch, self.embed([doc.text for _, doc in batch])):
+                item.vectors[doc.id] = vector
+        return [self._store(item, full) for item in listed]
+
+    def _store(self, item: "_Listed", full: bool) -> ScopeResult:
+        scope = item.scope
+        now = datetime.now(timezone.utc)
+        change = self.store.apply_scope(scope.key, item.docs, item.vectors, repair=full)
+        result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=True,
+                             added=change.added, updated=change.updated, removed=change.removed,
+                             unchanged=change.unchanged, embedded=len(item.to_embed), count=len(item.docs),
+                             retries=item.retries, duration_s=item.duration)
         self.status.record(ScopeStatus(
             scope=scope.key, account_id=scope.account_id, account_name=scope.account.name, region=scope.region,
             service=scope.service, last_attempt=now, last_success=now, last_error=None, retries=result.retries,
             added=result.added, updated=result.updated, removed=result.removed, unchanged=result.unchanged,
             count=result.count, duration_s=round(result.duration_s, 3)))
         return result
+
+    def _finish(self, scope: Scope, future: Future, full: bool) -> ScopeResult:
+        listed = self._listed(scope, future)
+        return listed if isinstance(listed, ScopeResult) else self._embed_and_store([listed], full)[0]
+
+
+@dataclass
+class _Listed:
+    scope: Scope
+    docs: list[ResourceDocument]
+    to_embed: list[ResourceDocument]
+    vectors: dict[str, np.ndarray]
+    retries: int
+    duration: float
 
 
 class _CountingAccount:

@@ -71,6 +71,40 @@ def synthetic_docs(n: int, rng: random.Random):
     return docs
 
 
+_PROBE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from app.lookup import LookupIndex
+from app.resource_store import ResourceStore
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+index = LookupIndex.load(ResourceStore(Path({store!r})), None)
+index.search("orders-db-17")
+only = rss()
+if {with_model}:
+    from agent.embeddings import shared_embedder
+    e = shared_embedder(); e.encode(["warm"])
+print(json.dumps({{"rss": rss(), "index_only": only}}))
+"""
+
+
+def _fresh_process_rss(store_dir: Path) -> dict:
+    """RSS of a new process that loads the index (and, second, also the embedding model): what a
+    client holding this estate costs, without the benchmark's own leftovers."""
+    import subprocess
+
+    out = {}
+    for label, with_model in (("index_only", False), ("index_and_model", True)):
+        code = _PROBE.format(root=str(ROOT), store=str(store_dir), with_model=with_model)
+        reply = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        out[label] = round(json.loads(reply.stdout.strip().splitlines()[-1])["rss"], 1)
+    return out
+
+
 def pct(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -124,7 +158,10 @@ def main() -> None:
                     scores = index.vectors @ qv
                     np.argpartition(-scores, 10)[:10]
                     brute.append(time.perf_counter() - t)
+            fresh = _fresh_process_rss(Path(tmp))
             row = {
+                "fresh_process_rss_mb_index_only": fresh["index_only"],
+                "fresh_process_rss_mb_index_and_model": fresh["index_and_model"],
                 "store_write_s": round(write_s, 2), "index_load_s": round(load_s, 2),
                 "index_rss_mb": round(rss_index, 1), "process_rss_mb": round(rss_mb(), 1),
                 "hybrid_p50_ms": round(pct(hybrid, 0.5) * 1000, 2), "hybrid_p95_ms": round(pct(hybrid, 0.95) * 1000, 2),

@@ -401,3 +401,187 @@ def test_content_hash_is_stable_and_follows_tags(aws, docs):
     after = {d.arn: d.content_hash for typed in _collect().values() for d in typed}
     changed = {arn for arn in before if after.get(arn) != before[arn]}
     assert changed == {f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:volume/{aws['volume']}", "arn:aws:s3:::acme-prod-assets"}
+
+
+# ------------------------------------------------------------------------------ incremental (known=)
+# These run after the estate tests; each creates and removes its own resources, leaving the estate as it was.
+
+class _Calls:
+    """Every API call made through an account's (cached) clients: (operation, serialised request)."""
+
+    def __init__(self, account: AccountSession, service: str, regions=(REGION,)):
+        self.made: list[tuple[str, dict]] = []
+        for region in regions:
+            account.client(service, region).meta.events.register("before-call", self._record)
+
+    def _record(self, model, params, **_):
+        self.made.append((model.name, params))
+
+    def of(self, operations) -> list[dict]:
+        return [params for name, params in self.made if name in operations]
+
+    def about(self, operations, name: str) -> list[dict]:
+        """The calls of ``operations`` whose request names ``name`` (in its URL, query or body)."""
+        return [params for params in self.of(operations) if name in json.dumps(params, default=str)]
+
+    def clear(self) -> None:
+        self.made.clear()
+
+
+def _by_id(found) -> dict:
+    return {d.resource_id: d for d in found}
+
+
+def _hashes(found) -> dict:
+    return {d.resource_id: d.content_hash for d in found}
+
+
+def _make_queue(aws, name):
+    return _client("sqs").create_queue(QueueName=name, tags={"team": "incr"})["QueueUrl"]
+
+
+def _make_table(aws, name):
+    _client("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], Tags=[{"Key": "team", "Value": "incr"}])
+    return name
+
+
+def _make_bucket(aws, name):
+    _client("s3").create_bucket(Bucket=name)
+    _client("s3").put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "team", "Value": "incr"}]})
+    return name
+
+
+def _make_function(aws, name):
+    _client("lambda").create_function(FunctionName=name, Runtime="python3.11", Role=aws["role_arn"],
+                                      Handler="handler.handler", Code={"ZipFile": LAMBDA_ZIP.getvalue()},
+                                      Tags={"team": "incr"})
+    return name
+
+
+# collector, its listing operation, its per-resource detail operations, the regions its clients use,
+# how to create one tagged resource (returns its resource_id) and how to delete it.
+INCREMENTAL = {
+    "sqs": (collectors.sqs_queues, "ListQueues", {"GetQueueAttributes", "ListQueueTags"}, (REGION,), _make_queue,
+            lambda url: _client("sqs").delete_queue(QueueUrl=url)),
+    "dynamodb": (collectors.dynamodb_tables, "ListTables", {"DescribeTable", "ListTagsOfResource"}, (REGION,),
+                 _make_table, lambda name: _client("dynamodb").delete_table(TableName=name)),
+    "s3": (collectors.s3_buckets, "ListBuckets", {"GetBucketLocation", "HeadBucket", "GetBucketTagging",
+                                                  "GetBucketVersioning"}, (REGION, "eu-west-1"),
+           _make_bucket, lambda name: _client("s3").delete_bucket(Bucket=name)),
+    "lambda": (collectors.lambda_functions, "ListFunctions", {"ListTags"}, (REGION,), _make_function,
+               lambda name: _client("lambda").delete_function(FunctionName=name)),
+}
+
+
+@pytest.mark.parametrize("service", sorted(INCREMENTAL))
+def test_incremental_reuses_known_details_and_reads_new_ones(aws, service):
+    collect, listing, details, regions, create, delete = INCREMENTAL[service]
+    account = _account()
+    first = collect(account, ACCOUNT_ID, REGION)
+    assert first
+    calls = _Calls(account, service, regions)
+
+    # Nothing changed: the listing is made again, no resource is described, every document is the same.
+    second = collect(account, ACCOUNT_ID, REGION, known=_by_id(first))
+    assert calls.of({listing}) and calls.of(details) == []
+    assert _hashes(second) == _hashes(first)
+
+    # A new resource is read in full (its tags are there); the known ones still are not described.
+    new_name = f"incr-new-{service}"
+    new_id = create(aws, new_name)
+    calls.clear()
+    try:
+        third = collect(account, ACCOUNT_ID, REGION, known=_by_id(second))
+        detail_calls = calls.of(details)
+        assert detail_calls, "the new resource was described"
+        assert calls.about(details, new_name) == detail_calls, "only the new resource was described"
+        assert _by_id(third)[new_id].tags == {"team": "incr"}
+        assert {k: v for k, v in _hashes(third).items() if k != new_id} == _hashes(first)
+    finally:
+        delete(new_id)
+
+    # A deleted resource is simply gone; the others are still reused.
+    calls.clear()
+    fourth = collect(account, ACCOUNT_ID, REGION, known=_by_id(third))
+    assert new_id not in _by_id(fourth) and calls.of(details) == []
+    assert _hashes(fourth) == _hashes(first)
+
+
+def test_every_collector_takes_known_and_returns_the_same_documents(aws):
+    """The sync engine passes a scope's stored documents (every type of the service in one mapping)."""
+    account = _account()
+    for service, fns in COLLECTORS.items():
+        first = [d for fn in fns for d in fn(account, ACCOUNT_ID, REGION)]
+        known = _by_id(first)
+        again = [d for fn in fns for d in fn(account, ACCOUNT_ID, REGION, known=known)]
+        assert sorted((d.arn, d.content_hash) for d in again) == sorted((d.arn, d.content_hash) for d in first), service
+
+
+def test_ecs_and_elbv2_skip_describes_and_tag_calls_for_known(aws):
+    account = _account()
+    for service in ("ecs", "elbv2"):
+        first = [d for fn in COLLECTORS[service] for d in fn(account, ACCOUNT_ID, REGION)]
+        calls = _Calls(account, service)
+        for fn in COLLECTORS[service]:
+            fn(account, ACCOUNT_ID, REGION, known=_by_id(first))
+        made = {name for name, _ in calls.made}
+        assert not made & {"DescribeClusters", "DescribeServices", "DescribeTags"}, made
+        assert made & {"ListClusters", "DescribeLoadBalancers"}  # the listing itself is still made
+
+
+def _stale(doc, **update):
+    return doc.model_copy(update=update, deep=True).finalise()
+
+
+def test_listing_fields_win_over_known_ones(aws, docs):
+    account = _account()
+    calls = _Calls(account, "lambda")
+    fn = _one(docs, "lambda_function", "image-resizer")
+    known = {fn.resource_id: _stale(fn, state="Failed", tags={"team": "from-known"},
+                                    attributes={**fn.attributes, "memory_mb": 128})}
+    got = _one({"f": collectors.lambda_functions(account, ACCOUNT_ID, REGION, known=known)}, "f", "image-resizer")
+    assert got.tags == {"team": "from-known"} and calls.of({"ListTags"}) == []  # detail reused
+    assert got.attributes["memory_mb"] == 512 and got.state == fn.state  # listing fields fresh
+
+    # Modified since it was known (LastModified differs): its tags are read again.
+    known = {fn.resource_id: _stale(fn, tags={"team": "from-known"},
+                                    attributes={**fn.attributes, "last_modified": "2001-01-01T00:00:00.000+0000"})}
+    got = _one({"f": collectors.lambda_functions(account, ACCOUNT_ID, REGION, known=known)}, "f", "image-resizer")
+    assert got.tags == {"team": "media"} and len(calls.of({"ListTags"})) == 1
+
+    # Collectors whose listing returns everything ignore known altogether.
+    db = _one(docs, "rds_db_instance", "orders-db")
+    known = {db.resource_id: _stale(db, state="stopped", tags={"env": "from-known"})}
+    got = _one({"d": collectors.rds_instances(account, ACCOUNT_ID, REGION, known=known)}, "d", "orders-db")
+    assert got.state == "available" and got.tags == {"env": "production"}
+
+    lb = _one(docs, "elbv2_load_balancer", aws["lb_arn"])
+    known = {lb.resource_id: _stale(lb, state="failed", tags={"env": "from-known"})}
+    got = _one({"l": collectors.elbv2_load_balancers(account, ACCOUNT_ID, REGION, known=known)}, "l", aws["lb_arn"])
+    assert got.state == lb.state and got.tags == {"env": "from-known"}
+
+
+def test_a_recreated_bucket_is_read_again(aws, docs):
+    """Same name, another creation time: a different bucket under a reused id; its details are read."""
+    account = _account()
+    calls = _Calls(account, "s3", (REGION, "eu-west-1"))
+    tmp = _one(docs, "s3_bucket", "acme-tmp")
+    known = {tmp.resource_id: _stale(tmp, tags={"env": "from-known"},
+                                     attributes={"created": "2001-01-01T00:00:00+00:00"})}
+    got = _one({"b": collectors.s3_buckets(account, ACCOUNT_ID, REGION, known=known)}, "b", "acme-tmp")
+    assert got.tags == {} and got.content_hash == _one(_collect(), "s3_bucket", "acme-tmp").content_hash
+    assert len(calls.about({"GetBucketTagging"}, "acme-tmp")) == 1
+
+
+def test_reuse_matches_only_the_same_resource(docs):
+    table = _one(docs, "dynamodb_table", "user-sessions")
+    known = {"user-sessions": table}
+    assert collectors._reuse(known, "dynamodb_table", "user-sessions") is table
+    assert collectors._reuse(known, "dynamodb_table", "user-sessions", arn=table.arn) is table
+    assert collectors._reuse(None, "dynamodb_table", "user-sessions") is None
+    assert collectors._reuse(known, "dynamodb_table", "other-table") is None
+    assert collectors._reuse(known, "sqs_queue", "user-sessions") is None  # same id, another type
+    assert collectors._reuse(known, "dynamodb_table", "user-sessions", arn=table.arn + "-2") is None  # re-created
+    assert collectors._reuse(known, "dynamodb_table", "user-sessions", billing_mode="PROVISIONED") is None

@@ -1,0 +1,122 @@
+"""Sync benchmark: full sync of ~1k / 5k / 10k resources over 4 accounts x 2 regions on moto, and a
+re-sync with nothing changed; baselines measured in the same run:
+- raw embedding throughput of the very same document texts (the bottleneck of a full sync);
+- the full sync's own time, for the unchanged re-sync (target: 0 embedded, <= 15% of it).
+
+moto runs as a separate ``moto_server`` process on 127.0.0.1 (so it does not share our GIL), which is
+as close to a remote API as this machine gets; its per-call cost (~4 ms) is not AWS's.
+
+Run: python bench/bench_sync.py [--sizes 1000 5000 10000] [--rounds 3]. Results: bench/results/sync.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from agent.embeddings import shared_embedder  # noqa: E402
+from app.config import AccountConfig  # noqa: E402
+from app.demo_estate import DEMO_ACCOUNTS, DemoAccount, build_estate, reset_moto, write_aws_config  # noqa: E402
+from app.resource_store import ResourceStore  # noqa: E402
+from app.sync import SyncEngine  # noqa: E402
+
+ACCOUNTS = [*DEMO_ACCOUNTS, DemoAccount("shared", "444444444444", "shared", ["us-west-2", "us-east-1"])]
+BASE = 94 + 20  # roughly what the hand-written estate holds for four accounts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    embedder = shared_embedder()
+    embedder.encode(["warm up"])
+    proc, url = start_server()
+    results: dict = {"accounts": len(ACCOUNTS), "regions": 2, "rounds": args.rounds, "sizes": {}}
+    try:
+        with tempfile.TemporaryDirectory() as aws_dir:
+            os.environ.update(write_aws_config(Path(aws_dir), ACCOUNTS, url))
+            for size in args.sizes:
+                extra = max(0, (size - BASE) // (len(ACCOUNTS) * 2))
+                reset_moto(url)
+                built = build_estate(ACCOUNTS, extra_per_scope=extra)
+                accounts = [AccountConfig(name=a.name, profile=a.profile, regions=a.regions) for a in ACCOUNTS]
+                full, resync, raw, embedded, docs = [], [], [], 0, 0
+                for _ in range(args.rounds):
+                    with tempfile.TemporaryDirectory() as home:
+                        store = ResourceStore(Path(home))
+                        engine = SyncEngine(store, embedder.encode, accounts)
+                        started = time.perf_counter()
+                        report = engine.run()
+                        full.append(time.perf_counter() - started)
+                        assert report.ok, report.errors[:3]
+                        embedded = report.as_json()["embedded"]
+                        docs = store.count()
+                        texts = [r for r, in store.engine.connect().exec_driver_sql("select text from resource")]
+                        started = time.perf_counter()
+                        report = SyncEngine(store, embedder.encode, accounts).run()
+                        resync.append(time.perf_counter() - started)
+                        assert report.ok and report.as_json()["embedded"] == 0
+                        started = time.perf_counter()
+                        for i in range(0, len(texts), 64):
+                            embedder.encode(texts[i:i + 64])
+                        raw.append(time.perf_counter() - started)
+                        store.close()
+                row = {
+                    "resources": built.total, "documents": docs, "embedded_full": embedded,
+                    "full_sync_median_s": round(statistics.median(full), 2),
+                    "raw_embedding_median_s": round(statistics.median(raw), 2),
+                    "full_sync_docs_per_s": round(docs / statistics.median(full), 1),
+                    "raw_embedding_docs_per_s": round(docs / statistics.median(raw), 1),
+                    "ratio_sync_vs_raw_embedding_throughput": round(statistics.median(raw) / statistics.median(full), 3),
+                    "unchanged_resync_median_s": round(statistics.median(resync), 2),
+                    "unchanged_resync_embedded": 0,
+                    "ratio_resync_vs_full": round(statistics.median(resync) / statistics.median(full), 3),
+                    "targets": {"ratio_sync_vs_raw_embedding_throughput": ">= 0.8", "ratio_resync_vs_full": "<= 0.15"},
+                }
+                results["sizes"][str(size)] = row
+                print(size, json.dumps(row), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sync.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
