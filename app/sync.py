@@ -27,7 +27,7 @@ from app.resource_store import ResourceStore
 from app.sync_status import ScopeStatus, StatusBook
 
 MAX_WORKERS = 8
-EMBED_BATCH = 64
+EMBED_FLUSH = 256  # embed once this many new texts wait (or when listing is over)
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class SyncEngine:
                         waiting.append(listed)
                 # Embed across scopes in full batches: most scopes hold a handful of resources, and
                 # the model is several times faster on 64 texts at once than on 64 calls of one.
-                if sum(len(w.to_embed) for w in waiting) >= 2 * EMBED_BATCH or not pending:
+                if sum(len(w.to_embed) for w in waiting) >= EMBED_FLUSH or not pending:
                     for result in self._embed_and_store(waiting, full):
                         done_with(result)
                     waiting = []
@@ -238,10 +238,11 @@ class SyncEngine:
         return _Listed(scope, docs, to_embed, vectors, retries, duration)
 
     def _embed_and_store(self, listed: list["_Listed"], full: bool) -> list[ScopeResult]:
-        texts = [(item, doc) for item in listed for doc in item.to_embed]
-        for start in range(0, len(texts), EMBED_BATCH):
-            batch = texts[start:start + EMBED_BATCH]
-            for (item, doc), vector in zip(batch, self.embed([doc.text for _, doc in batch])):
+        # One call for everything waiting: sentence-transformers sorts the texts by length and
+        # batches them itself, which wastes far less padding than batches cut in arrival order.
+        pairs = [(item, doc) for item in listed for doc in item.to_embed]
+        if pairs:
+            for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
                 item.vectors[doc.id] = vector
         return [self._store(item, full) for item in listed]
 
