@@ -161,7 +161,9 @@ def _estate():
 @click.option("--account", default=None, help="Only this account (name or id).")
 @click.option("--region", default=None, help="Only this region.")
 @click.option("--service", default=None, help="Only this service (ec2, rds, s3, ...).")
-def sync(as_json: bool, full: bool, account: str | None, region: str | None, service: str | None) -> None:
+@click.option("--events", is_flag=True, help="Sync only the scopes named by resource-change events waiting in the "
+              "configured events queue (config.yaml: events.queue_url, events.account).")
+def sync(as_json: bool, full: bool, account: str | None, region: str | None, service: str | None, events: bool) -> None:
     """Sync the estate of the configured accounts into the local index. Exit 2 if any scope failed."""
     from app.collectors import COLLECTORS
 
@@ -169,6 +171,12 @@ def sync(as_json: bool, full: bool, account: str | None, region: str | None, ser
         _die(f"unknown service {service!r}; known: {', '.join(sorted(COLLECTORS))}")
     estate = _estate()
     engine = estate.engine()
+    if events:
+        report = _sync_events(estate, engine)
+        estate.close()
+        click.echo(json.dumps(report.as_json(), indent=2, default=str) if as_json else
+                   f"events named {len(report.scopes)} scopes; synced in {report.duration_s:.1f}s")
+        sys.exit(0 if report.ok else 2)
     bar = None
     if not as_json and sys.stderr.isatty():
         from tqdm import tqdm
@@ -189,6 +197,20 @@ def sync(as_json: bool, full: bool, account: str | None, region: str | None, ser
         for err in report.errors:
             click.echo(click.style(f"  failed {err['scope']}: {err['error']}", fg="red"), err=True)
     sys.exit(0 if report.ok else 2)
+
+
+def _sync_events(estate, engine):
+    from app.events import drain
+
+    cfg = estate.config.events
+    if cfg is None:
+        _die("no events queue configured (config.yaml: events: {queue_url: ..., account: NAME})")
+    owner = next((s for s in engine.sessions if s.name == cfg.account), None)
+    if owner is None:
+        _die(f"events.account {cfg.account!r} is not a configured account")
+    region = cfg.queue_url.split("//", 1)[1].split(".")[1] if ".amazonaws.com" in cfg.queue_url else owner.regions[0]
+    refs = drain(owner.client("sqs", region), cfg.queue_url, default_account=owner.resolve_account_id())
+    return engine.run_events(refs)
 
 
 @main.command()

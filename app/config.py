@@ -45,9 +45,18 @@ class Schedules(BaseModel):
     incremental_every_s: int = Field(default=15 * 60, ge=30)
 
 
+class EventsConfig(BaseModel):
+    """Where EventBridge delivers resource-change events (an SQS queue) and which account reads it."""
+
+    model_config = ConfigDict(extra="forbid")
+    queue_url: str = Field(pattern=r"^https?://")
+    account: str = Field(description="Name of the configured account that owns the queue.")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     accounts: list[AccountConfig] = Field(default_factory=list)
+    events: EventsConfig | None = None
     server_url: str | None = None
     embed_via_server: bool = False
     schedules: Schedules = Field(default_factory=Schedules)

@@ -23,6 +23,7 @@ from app.awsclient import AccountSession
 from app.collectors import COLLECTORS, GLOBAL_SERVICES
 from app.config import AccountConfig
 from app.documents import ResourceDocument
+from app.permissions import CallerPolicies, read_caller_policies
 from app.resource_store import ResourceStore
 from app.sync_status import ScopeStatus, StatusBook
 
@@ -123,6 +124,15 @@ class SyncEngine:
         self.sessions = [AccountSession(a.name, a.profile, list(a.regions), a.account_id) for a in accounts]
         self.max_workers = max_workers
         self.retries = _RetryCounter()
+        self._policy_cache: dict[str, CallerPolicies] = {}
+        self._policies_lock = threading.Lock()
+
+    def _policies(self, account: AccountSession) -> CallerPolicies:
+        """The caller's IAM statements for ``account``, read once per engine (one run)."""
+        with self._policies_lock:
+            if account.name not in self._policy_cache:
+                self._policy_cache[account.name] = read_caller_policies(account, account.regions[0])
+            return self._policy_cache[account.name]
 
     def scopes(self, account: str | None = None, region: str | None = None,
                service: str | None = None) -> tuple[list[Scope], list[dict]]:
@@ -175,6 +185,12 @@ class SyncEngine:
             for collector in COLLECTORS[scope.service]:
                 docs.extend(collector(_CountingAccount(scope.account, self.retries), scope.account_id, scope.call_region,
                                       known=known))
+            policies = self._policies(scope.account)
+            for doc in docs:
+                permissions = policies.evaluate(doc.resource_type, doc.arn)
+                if permissions != doc.permissions:
+                    doc.permissions = permissions
+                    doc.finalise()
             return docs, self.retries.local.counts[0], time.perf_counter() - started
         except Exception as exc:  # noqa: BLE001 - recorded per scope; never stops the others
             exc.cloudops_retries = self.retries.local.counts[0]  # type: ignore[attr-defined]

@@ -100,3 +100,32 @@ def test_embed_is_stateless_and_validated(client, stack):
     assert abs(sum(a * b for a, b in zip(local, body["vectors"][0])) - 1.0) < 1e-3
     assert client.post("/v1/embed", json={"texts": []}).status_code == 422
     assert client.post("/v1/embed", json={"texts": ["x" * 5000]}).status_code == 422
+
+
+def test_a_client_can_embed_through_the_server(stack):
+    """Estate.embedder uses the server's /v1/embed when configured: same vectors as the local model."""
+    import socket
+    import threading
+    import time
+
+    import numpy as np
+    import uvicorn
+
+    from app.estate import RemoteEmbedder
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(lambda: stack), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        texts = [f"queue number {i}" for i in range(130)]  # more than one request's worth
+        remote = RemoteEmbedder(f"http://127.0.0.1:{port}").encode(texts)
+        local = stack.index.embedder.encode(texts)
+        assert remote.shape == local.shape and np.allclose(remote, local, atol=1e-4)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -211,3 +211,26 @@ def test_full_sync_repairs_a_collection_that_lost_points(store, embedder):
     report = engine(store, embedder).run(full=True)
     assert report.ok and report.as_json()["embedded"] == 0
     assert store.qdrant.count(COLLECTION).count == store.count()
+
+
+def test_resource_change_events_sync_only_the_named_scopes(store, embedder):
+    from app.events import drain
+
+    eng = engine(store, embedder)
+    eng.run()
+    dev = boto3.Session(profile_name="dev")
+    sqs = dev.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="cloudops-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = dev.client("events", region_name="us-east-1")
+    events.put_rule(Name="changes", EventPattern=json.dumps({"source": ["aws.dynamodb"]}))
+    events.put_targets(Rule="changes", Targets=[{"Id": "q", "Arn": arn}])
+    table = dev.client("dynamodb", region_name="us-east-1")
+    table_arn = table.describe_table(TableName="dev-orders")["Table"]["TableArn"]
+    table.tag_resource(ResourceArn=table_arn, Tags=[{"Key": "owner", "Value": "data"}])
+    events.put_events(Entries=[{"Source": "aws.dynamodb", "DetailType": "Tag change", "Detail": "{}"}])
+    refs = drain(sqs, url, default_account="333333333333")
+    report = eng.run_events(refs)
+    assert [s.scope for s in report.scopes] == ["333333333333/us-east-1/dynamodb"]
+    assert report.as_json()["updated"] == 1  # the event path reads details: the new tag is seen at once
+    assert store.document(table_arn).tags["owner"] == "data"

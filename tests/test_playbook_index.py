@@ -1,0 +1,55 @@
+"""The playbook index re-embeds only what changed, keeps metadata in SQLite and filters by service."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from agent.playbook import load_playbooks
+from agent.playbook_index import PlaybookIndex
+from conftest import PLAYBOOKS
+
+
+class CountingEmbedder:
+    """The real model, counting how many texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.dimension, self.name, self.texts = inner, inner.dimension, inner.name, 0
+
+    def encode(self, texts):
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
+def test_reindex_only_what_changed(tmp_path):
+    from agent.embeddings import shared_embedder
+
+    books = tmp_path / "playbooks"
+    shutil.copytree(PLAYBOOKS, books)
+    embedder = CountingEmbedder(shared_embedder())
+    index = PlaybookIndex.at(tmp_path / "cache", embedder)
+    first = index.sync(load_playbooks(books))
+    assert len(first.added) == len(list(books.glob("*.yaml"))) and first.embedded_texts == embedder.texts
+    index.close()
+
+    again = PlaybookIndex.at(tmp_path / "cache", embedder)
+    before = embedder.texts
+    stats = again.sync(load_playbooks(books))
+    assert stats.unchanged == len(first.added) and embedder.texts == before  # nothing re-embedded
+
+    target = books / "aws_rds_stop_instance.yaml"
+    target.write_text(target.read_text().replace("  - stop the database\n", "  - stop the database\n  - park the db\n"))
+    (books / "aws_sns_get_topic_attributes.yaml").unlink()
+    stats = again.sync(load_playbooks(books))
+    assert stats.updated == ["aws_rds_stop_instance"] and stats.removed == ["aws_sns_get_topic_attributes"]
+    pb = next(lp.playbook for lp in load_playbooks(books) if lp.playbook.id == "aws_rds_stop_instance")
+    assert embedder.texts - before == 1 + len(pb.utterances)  # only the changed playbook's texts
+
+    records = {r.id: r for r in again.records()}
+    assert "aws_sns_get_topic_attributes" not in records
+    assert len(records["aws_rds_stop_instance"].content_hash) == 64 and records["aws_rds_stop_instance"].service == "rds"
+    hits = again.search("stop the database", services=["ec2"])
+    assert hits and all(h.playbook_id.startswith("aws_ec2_") for h in hits)
+    assert again.search("park the db")[0].playbook_id == "aws_rds_stop_instance"
+    again.close()
