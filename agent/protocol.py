@@ -9,9 +9,9 @@ published under ``docs/protocol/``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION = "v1"
 MAX_PROMPT_CHARS = 4000
@@ -67,6 +67,15 @@ _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
+def _account_id(value: str | None) -> str | None:
+    if value is not None and not _ACCOUNT_ID.match(value):
+        raise ValueError("account_id must be 12 digits")
+    return value
+
+
+AccountId = Annotated[str | None, AfterValidator(_account_id)]
+
+
 def canonical_resource_type(value: str) -> str:
     """Map any accepted spelling of a resource type to its canonical name, or raise ValueError."""
     key = value.strip().lower().replace("-", "_").replace(".", "_")
@@ -89,7 +98,7 @@ class IdentifiedResource(BaseModel):
     resource_id: str = Field(min_length=1, max_length=2048, description="The API identifier (DBInstanceIdentifier, InstanceId, bucket name, queue URL, ARN, ...).")
     name: str | None = Field(default=None, max_length=512, description="Human name (Name tag or identifier).")
     arn: str | None = Field(default=None, max_length=2048)
-    account_id: str | None = None
+    account_id: AccountId = None
     account_name: str | None = Field(default=None, max_length=128)
     region: str | None = None
     current_state: str | None = Field(default=None, max_length=64)
@@ -108,13 +117,6 @@ class IdentifiedResource(BaseModel):
     def _canonical_type(cls, value: str) -> str:
         return canonical_resource_type(value)
 
-    @field_validator("account_id")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not _ACCOUNT_ID.match(value):
-            raise ValueError("account_id must be 12 digits")
-        return value
-
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:
@@ -128,17 +130,10 @@ class IdentifiedResource(BaseModel):
 
 
 class AwsAccount(_Strict):
-    account_id: str | None = None
+    account_id: AccountId = None
     name: str = Field(min_length=1, max_length=128)
     profile: str | None = Field(default=None, max_length=128)
     regions: list[str] = Field(default_factory=list)
-
-    @field_validator("account_id")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not _ACCOUNT_ID.match(value):
-            raise ValueError("account_id must be 12 digits")
-        return value
 
 
 class DenyRule(_Strict):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -72,13 +72,20 @@ class StackHolder:
             return self.stack
 
 
+async def parse_body(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    """The body validated as ``model``, or the 4xx answer that names what is wrong."""
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return error(422, f"invalid {model.__name__}", validation_details(exc))
+
+
 def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
     async def plan(request: Request) -> JSONResponse:
-        data = await read_json(request)
-        try:
-            plan_request = PlanRequest.model_validate(data)
-        except ValidationError as exc:
-            return error(422, "invalid PlanRequest", validation_details(exc))
+        plan_request = await parse_body(request, PlanRequest)
+        if isinstance(plan_request, JSONResponse):
+            return plan_request
 
         def work():
             stack = holder.get()
@@ -102,11 +109,9 @@ def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
         return JSONResponse({"playbooks": items})
 
     async def embed(request: Request) -> JSONResponse:
-        data = await read_json(request)
-        try:
-            body = EmbedRequest.model_validate(data)
-        except ValidationError as exc:
-            return error(422, "invalid EmbedRequest", validation_details(exc))
+        body = await parse_body(request, EmbedRequest)
+        if isinstance(body, JSONResponse):
+            return body
         stack = await run_in_threadpool(holder.get)
         vectors = await run_in_threadpool(stack.index.embedder.encode, body.texts)
         return JSONResponse(EmbedResponse(model=stack.index.embedder.name, dimension=int(vectors.shape[1]),
