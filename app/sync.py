@@ -212,12 +212,17 @@ class SyncEngine:
             if progress:
                 progress(result)
 
-        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool:
+        # Three stages overlap: listing (a thread pool, I/O-bound), embedding (this thread; torch
+        # releases the GIL), and writing Qdrant + SQLite (one writer thread, so writes stay ordered
+        # and only one thread ever touches the embedded collection).
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer") as writer:
             # Incremental (the default): collectors reuse what they already know and make detail calls
             # only for new resources. Full: every detail is read again.
             pending: dict[Future, Scope] = {
                 pool.submit(self._collect, s, None if full else self.store.known(s.key)): s for s in scopes}
             waiting: list[_Listed] = []  # listed scopes whose new documents wait for one batched embedding
+            writes: list[Future] = []
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -229,9 +234,14 @@ class SyncEngine:
                 # Embed across scopes in full batches: most scopes hold a handful of resources, and
                 # the model is several times faster on 64 texts at once than on 64 calls of one.
                 if sum(len(w.to_embed) for w in waiting) >= EMBED_FLUSH or not pending:
-                    for result in self._embed_and_store(waiting, full):
-                        done_with(result)
+                    self._embed(waiting)
+                    writes += [writer.submit(self._store, item, full) for item in waiting]
                     waiting = []
+                for write in [w for w in writes if w.done()]:
+                    writes.remove(write)
+                    done_with(write.result())
+            for write in writes:
+                done_with(write.result())
         report.scopes.sort(key=lambda r: r.scope)
         report.duration_s = time.perf_counter() - started
         return report
@@ -253,14 +263,13 @@ class SyncEngine:
         to_embed, vectors = self.store.changes(scope.key, docs)
         return _Listed(scope, docs, to_embed, vectors, retries, duration)
 
-    def _embed_and_store(self, listed: list["_Listed"], full: bool) -> list[ScopeResult]:
+    def _embed(self, listed: list["_Listed"]) -> None:
         # One call for everything waiting: sentence-transformers sorts the texts by length and
         # batches them itself, which wastes far less padding than batches cut in arrival order.
         pairs = [(item, doc) for item in listed for doc in item.to_embed]
         if pairs:
             for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
                 item.vectors[doc.id] = vector
-        return [self._store(item, full) for item in listed]
 
     def _store(self, item: "_Listed", full: bool) -> ScopeResult:
         scope = item.scope
@@ -279,7 +288,10 @@ class SyncEngine:
 
     def _finish(self, scope: Scope, future: Future, full: bool) -> ScopeResult:
         listed = self._listed(scope, future)
-        return listed if isinstance(listed, ScopeResult) else self._embed_and_store([listed], full)[0]
+        if isinstance(listed, ScopeResult):
+            return listed
+        self._embed([listed])
+        return self._store(listed, full)
 
 
 @dataclass
