@@ -56,7 +56,21 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource]) -> list[Ment
     for m in found:
         if not any(o is not m and o.start <= m.start and m.end <= o.end and (o.end - o.start) > (m.end - m.start) for o in found):
             kept.append(m)
-    return kept
+    # A member named after its group (the instances an ASG launches carry the ASG's Name tag) is not
+    # what "web-asg" means when the group itself was identified too.
+    return [m for m in kept if not _member_of_same_name(m, kept)]
+
+
+# Relations that make a resource the dependent side: an instance in an Auto Scaling group, a volume
+# attached to an instance. Such a resource often carries its parent's name.
+_DEPENDENT_ON = ("autoscaling_group", "attached_to")
+
+
+def _member_of_same_name(m: Mention, mentions: list[Mention]) -> bool:
+    parents = {v for key in _DEPENDENT_ON for v in m.resource.relations.get(key, [])}
+    return any(other is not m and normalise(other.alias) == normalise(m.alias)
+               and (other.resource.resource_id in parents or other.resource.name in parents)
+               for other in mentions)
 
 
 def masked_prompt(prompt: str, mentions: list[Mention]) -> str:

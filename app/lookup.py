@@ -169,7 +169,7 @@ class LookupIndex:
             raise QueryError(str(exc)) from None
         text = normalise(rest)
         # Ids, ARNs and URLs are matched whole: hide them from hint parsing (an ARN holds a region).
-        protected = [w for w in text.split() if w in self.exact or ":" in w or "/" in w]
+        protected = [w for w in (w.strip("?!.,;'\"()") for w in text.split()) if w and (w in self.exact or ":" in w or "/" in w)]
         for n, word in enumerate(protected):
             text = text.replace(word, f" \x00{n}\x00 ")
         hints: list[str] = []
@@ -205,7 +205,9 @@ class LookupIndex:
         for n, word in enumerate(protected):
             text = text.replace(f"\x00{n}\x00", word)
         # Type words decide the type unless the words are themselves a resource's name ("web-server-1").
-        types = head_types(unprotected) if not self.exact.get(text.strip()) else set()
+        # Words inside names ("acme-prod-db-backups") are not type words: only free-standing ones count.
+        loose = re.sub(r"\S*[-_./:]\S*", " ", unprotected)
+        types = head_types(loose) if not self.exact.get(text.strip()) else set()
         state = next((canon_state for word, canon_state in _STATE_WORDS.items()
                       if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text)), None)
         if types:
@@ -257,6 +259,12 @@ class LookupIndex:
             mask &= self._tag_mask(q.tag_expr)
         if q.types:
             typed = mask & codes["type"].isin(q.types)
+            # A resource named exactly stays a candidate whatever the type words say ("instance
+            # refresh on web-asg" is about the group called web-asg, not an instance).
+            for word in re.findall(r"[a-z0-9][a-z0-9_.:/-]*", q.text):
+                if re.search(r"[-_.:/0-9]", word):
+                    for i in self.exact.get(word, []):
+                        typed[i] = typed[i] or mask[i]
             if typed.any():
                 mask = typed
         if not mask.any():
