@@ -78,27 +78,123 @@ def server(host: str, port: int, playbook_dir: Path | None, policy: Path | None,
 @click.option("--server", "server_url", default=None, help="Agent server URL; falls back to the local stack.")
 @click.option("--offline", is_flag=True, help="Always use the local agent stack.")
 def plan(prompt: str, as_json: bool, resources_file: Path | None, server_url: str | None, offline: bool) -> None:
-    """Plan PROMPT against the identified resources."""
-    from pydantic import ValidationError
-
-    from agent.protocol import PlanRequest
+    """Plan PROMPT: resources from --resources, or looked up in the local index."""
     from app.render import render_plan
 
-    body: dict = {}
-    if resources_file:
-        try:
-            data = json.loads(resources_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            _die(f"{resources_file}: {exc}")
-        body = data if isinstance(data, dict) else {"identified_resources": data}
-    try:
-        request = PlanRequest.model_validate({**body, "prompt": prompt})
-    except ValidationError as exc:
-        _die("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    request = _request(prompt, resources_file)
     from app.remote import plan_with_fallback
 
     response = plan_with_fallback(request, None if offline else server_url, _local_stack)
     click.echo(response.model_dump_json(indent=2) if as_json else render_plan(response))
+
+
+def _request(prompt: str, resources_file: Path | None):
+    """The PlanRequest: identified resources from a file, or looked up in the local index."""
+    from pydantic import ValidationError
+
+    from agent.protocol import PlanRequest
+
+    if resources_file is None:
+        from app.context import build_request
+
+        estate = _estate()
+        try:
+            return build_request(prompt, estate.lookup(), estate.store, estate.config)
+        except ValidationError as exc:
+            _die("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        finally:
+            estate.close()
+    try:
+        data = json.loads(resources_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        _die(f"{resources_file}: {exc}")
+    body = data if isinstance(data, dict) else {"identified_resources": data}
+    try:
+        return PlanRequest.model_validate({**body, "prompt": prompt})
+    except ValidationError as exc:
+        _die("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+@main.command(name="run")
+@click.argument("prompt")
+@click.option("--approve", is_flag=True, help="Approve a mutating plan without asking.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--resources", "resources_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--server", "server_url", default=None)
+@click.option("--offline", is_flag=True)
+def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path | None, server_url: str | None,
+                offline: bool) -> None:
+    """Plan PROMPT, ask for approval (or --approve), run it, report. Exit 3 when nothing ran because the
+    plan was not approved (no terminal and no --approve) or needs a clarification; 1 when a step failed."""
+    from app.approvals import ApprovalBook, ApprovalError
+    from app.audit import AuditTrail
+    from app.executor import Executor
+    from app.home import cloudops_home
+    from app.remote import plan_with_fallback
+    from app.render import render_plan
+
+    plan = plan_with_fallback(_request(prompt, resources_file), None if offline else server_url, _local_stack)
+    approvals, audit = ApprovalBook(cloudops_home() / "state.db"), AuditTrail(cloudops_home() / "audit.db")
+    audit.record("plan", request_id=plan.request_id, prompt=prompt, plan_hash=plan.plan_hash,
+                 detail=plan.classification.playbook)
+    if not as_json:
+        click.echo(render_plan(plan))
+    result: dict = {"plan": plan.model_dump(mode="json")}
+    code = 0
+    approval_id = None
+    if plan.clarification or not plan.script.steps:
+        code = 0 if not plan.clarification else 3
+        result["executed"] = False
+    else:
+        if plan.approval_required and not approve:
+            if sys.stdin.isatty() and not as_json:
+                approve = click.confirm("Approve and run?", default=False)
+            if not approve:
+                audit.record("denial", request_id=plan.request_id, plan_hash=plan.plan_hash, detail="not approved")
+                result["executed"] = False
+                code = 3
+        if code == 0:
+            try:
+                if plan.approval_required:
+                    approval_id = approvals.approve(plan).approval_id
+                    audit.record("approval", request_id=plan.request_id, plan_hash=plan.plan_hash)
+                report = Executor(approvals, audit).run(plan, approval_id)
+                result.update(executed=True, ok=report.ok, state_left=report.state_left,
+                              steps=[s.__dict__ for s in report.steps])
+                code = 0 if report.ok else 1
+                if not as_json:
+                    for s in report.steps:
+                        click.echo(f"  {s.step_id} {s.operation}: {s.status}" + (f" ({s.error})" if s.error else ""))
+                    click.echo(report.state_left)
+            except ApprovalError as exc:
+                result.update(executed=False, error=str(exc))
+                code = 3
+                if not as_json:
+                    click.echo(click.style(f"not run: {exc}", fg="red"), err=True)
+    approvals.close()
+    audit.close()
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def audit(as_json: bool, limit: int) -> None:
+    """The local audit trail, newest first."""
+    from app.audit import AuditTrail
+    from app.home import cloudops_home
+
+    trail = AuditTrail(cloudops_home() / "audit.db")
+    events = [e.model_dump(mode="json") for e in trail.events(limit)]
+    trail.close()
+    if as_json:
+        click.echo(json.dumps(events, indent=2))
+        return
+    for e in events:
+        click.echo(f"{e['at']}  {e['kind']:<8} {e['operation'] or '':<22} {e['outcome'] or ''} "
+                   f"{e['prompt'] or ''} {e['detail'] or ''}".rstrip())
 
 
 @main.command()
