@@ -179,6 +179,36 @@ def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path 
 
 
 @main.command()
+@click.option("--headless", is_flag=True, help="Only the local endpoint (no tray, no window).")
+@click.option("--port", default=0, show_default=True, type=int, help="Port on 127.0.0.1 (0: a free one).")
+def app(headless: bool, port: int) -> None:
+    """Start the local endpoint on 127.0.0.1 (the tray app comes with the desktop issue)."""
+    import socket
+
+    import uvicorn
+
+    from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
+    from app.home import cloudops_home
+
+    if not headless:
+        click.echo("the tray app is not built yet: starting the headless endpoint", err=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    token = new_token()
+    service = LocalService(_local_stack)
+    path = write_endpoint_file(cloudops_home(), url, token)
+    click.echo(f"CloudOps endpoint on {url} (token in {path})", err=True)
+    try:
+        server = uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
+        server.run(sockets=[sock])
+    finally:
+        path.unlink(missing_ok=True)
+        service.estate.close()
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def audit(as_json: bool, limit: int) -> None:

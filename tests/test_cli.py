@@ -124,3 +124,33 @@ def test_demo_runs_the_whole_path_on_moto(tmp_path):
         if path.is_file():
             data = path.read_bytes()
             assert all(key.encode() not in data for key in _TEST_KEYS), path
+
+
+def test_app_headless_writes_a_private_endpoint_file_and_serves_with_the_token(tmp_path):
+    import signal
+    import stat
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(CLI + ["app", "--headless"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        path = home / "endpoint.json"
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        info = json.loads(path.read_text())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and info["url"].startswith("http://127.0.0.1:")
+        for _ in range(100):
+            try:
+                ok = httpx.get(info["url"] + "/v1/health", headers={"Authorization": f"Bearer {info['token']}"}, timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ok.status_code == 200 and ok.json()["role"] == "local"
+        assert httpx.get(info["url"] + "/v1/health", timeout=2).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert not (home / "endpoint.json").exists()
