@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
 from agent.protocol import IdentifiedResource, UserContext
-from agent.text import normalise
+from agent.text import REGION_IN_TEXT, last_segment, normalise
 
-_REGION = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|northwest|southwest)-\d)(?![a-z0-9-])")
 _ACCOUNT_ID = re.compile(r"(?<!\d)(\d{12})(?!\d)")
 
 
@@ -23,7 +22,7 @@ def aliases(resource: IdentifiedResource) -> list[str]:
     """The spellings by which a prompt may name a resource: id, name, ARN, the tail of a URL or ARN."""
     names = {resource.resource_id, resource.name or "", resource.arn or ""}
     for value in (resource.resource_id, resource.arn or ""):
-        tail = re.split(r"[/:]", value.rstrip("/"))[-1] if value else ""
+        tail = last_segment(value)
         if len(tail) >= 3:
             names.add(tail)
     return sorted((n for n in names if n), key=len, reverse=True)
@@ -102,7 +101,7 @@ def without_hints(text: str, hints: Hints) -> str:
 def find_hints(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
     """Region names, 12-digit account ids and account names ("in staging") found in the prompt."""
     text = normalise(prompt)
-    regions = set(_REGION.findall(text))
+    regions = set(REGION_IN_TEXT.findall(text))
     accounts = set(_ACCOUNT_ID.findall(text))
     phrases = [*regions, *accounts]
     known: dict[str, str] = {}

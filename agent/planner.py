@@ -26,7 +26,7 @@ from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
 from agent.lexicon import types_in
 from agent.mentions import Mention, find_hints, find_mentions, masked_prompt, without_hints
 from agent.operations import StepBuildError, build_steps
-from agent.playbook import LoadedPlaybook, Playbook, default_playbook_dir, load_playbooks
+from agent.playbook import LoadedPlaybook, ParamSpec, Playbook, default_playbook_dir, load_playbooks
 from agent.playbook_index import IndexStats, PlaybookIndex
 from agent.policy import rule_matches
 from agent.protocol import (
@@ -299,11 +299,9 @@ def _candidate_types(masked: str, mentions: list[Mention], resources: list[Ident
     return (named | spoken) or identified
 
 
-def _sanitise_default(spec, value: Any) -> Any:
+def _sanitise_default(spec: ParamSpec, value: Any) -> Any:
     """Defaults built from resource ids may hold characters a name pattern refuses (an ARN's ':')."""
     if spec.kind == "identifier" and isinstance(value, str):
-        import re
-
         cleaned = re.sub(r"[^A-Za-z0-9-]+", "-", value).strip("-")
         return cleaned[:255] if cleaned and cleaned[0].isalpha() else ("x-" + cleaned)[:255]
     return value

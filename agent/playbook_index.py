@@ -92,7 +92,6 @@ class PlaybookIndex:
             self.qdrant = QdrantClient(url=qdrant_location)
         else:
             self.qdrant = QdrantClient(location=":memory:") if qdrant_location == ":memory:" else QdrantClient(path=qdrant_location)
-        self._services: dict[str, str] = {}
         self._df: Counter[int] = Counter()
         self._texts = 0
 
@@ -175,7 +174,6 @@ class PlaybookIndex:
             ))
         if points:
             self.qdrant.upsert(COLLECTION, points=points, wait=True)
-        self._services = {pid: lp.playbook.service for pid, lp in wanted.items()}
 
     def _idf(self, token: int) -> float:
         n = self._df.get(token, 0)

@@ -277,6 +277,15 @@ class ErrorResponse(BaseModel):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
+def validation_details(exc) -> list[ErrorDetail]:
+    """A pydantic ValidationError as (field, message) pairs: what a 422 body and the CLI both show."""
+    return [ErrorDetail(field=".".join(str(p) for p in e["loc"]) or "(body)", message=e["msg"]) for e in exc.errors()]
+
+
+def describe_validation(exc) -> str:
+    return "; ".join(f"{d.field}: {d.message}" for d in validation_details(exc))
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON Schemas, keyed by file name."""
     return {

@@ -23,7 +23,9 @@ from starlette.routing import Route
 
 from agent import __version__
 from agent.planner import AgentStack, ServedBy
-from agent.protocol import PROTOCOL_VERSION, EmbedRequest, EmbedResponse, ErrorDetail, ErrorResponse, PlanRequest
+from agent.protocol import (
+    PROTOCOL_VERSION, EmbedRequest, EmbedResponse, ErrorDetail, ErrorResponse, PlanRequest, validation_details,
+)
 
 MAX_BODY_BYTES = 1024 * 1024
 log = logging.getLogger("cloudops.server")
@@ -31,10 +33,6 @@ log = logging.getLogger("cloudops.server")
 
 def error(status: int, message: str, details: list[ErrorDetail] | None = None) -> JSONResponse:
     return JSONResponse(ErrorResponse(error=message, details=details or []).model_dump(), status_code=status)
-
-
-def validation_details(exc: ValidationError) -> list[ErrorDetail]:
-    return [ErrorDetail(field=".".join(str(p) for p in e["loc"]) or "(body)", message=e["msg"]) for e in exc.errors()]
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:

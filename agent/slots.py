@@ -26,7 +26,6 @@ _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six"
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _NUMBER_WORDS = re.compile(r"(?<![\w-])(?:(" + "|".join(_TENS) + r")(?:[\s-](" + "|".join(k for k in _UNITS if _UNITS[k] < 10)
                            + r"))?|(" + "|".join(_UNITS) + r")|(a|one)\s+hundred)(?![\w-])")
-_WORD_NUMBERS: dict[str, int] = {}
 _DURATION = re.compile(r"(\d{1,6})\s*(s|sec|secs|seconds?|m|mins?|minutes?|h|hours?)\b")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from agent.mentions import Hints, Mention
 from agent.protocol import Candidate, Clarification, IdentifiedResource
-from agent.text import normalise
+from agent.text import last_segment, normalise
 
 CLEAR_MATCH_MARGIN = 0.15
 _ALL = re.compile(r"(?<![\w-])(all|every|each|both)(?![\w-])")
@@ -52,7 +52,7 @@ def _context_words(resource: IdentifiedResource) -> set[str]:
     words = set()
     for value in resource.attributes.values():
         if isinstance(value, str) and 3 <= len(value) <= 2048:
-            tail = re.split(r"[/:]", value.rstrip("/"))[-1]
+            tail = last_segment(value)
             if len(tail) >= 3 and not tail.isdigit():
                 words.add(normalise(tail))
     return words

@@ -39,9 +39,20 @@ def token_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8"))
 
 
-def sparse_counts(text: str) -> dict[int, float]:
+def sparse_counts(text: str, dimension: int | None = None) -> dict[int, float]:
+    """Token counts keyed by token id, folded into ``dimension`` buckets when one is given."""
     counts: dict[int, float] = {}
     for tok in tokens(text):
-        idx = token_id(tok)
+        idx = token_id(tok) if dimension is None else token_id(tok) % dimension
         counts[idx] = counts.get(idx, 0.0) + 1.0
     return counts
+
+
+# A region name inside free text ("in us-east-1", "eu-west-2"), not inside a longer word.
+REGION_IN_TEXT = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|"
+                            r"northwest|southwest)-\d)(?![a-z0-9-])")
+
+
+def last_segment(identifier: str) -> str:
+    """The name at the end of an ARN or URL: a queue URL's queue, a topic ARN's topic."""
+    return re.split(r"[/:]", identifier.rstrip("/"))[-1] if identifier else ""

@@ -92,7 +92,7 @@ def _request(prompt: str, resources_file: Path | None):
     """The PlanRequest: identified resources from a file, or looked up in the local index."""
     from pydantic import ValidationError
 
-    from agent.protocol import PlanRequest
+    from agent.protocol import PlanRequest, describe_validation
 
     if resources_file is None:
         from app.context import build_request
@@ -101,7 +101,7 @@ def _request(prompt: str, resources_file: Path | None):
         try:
             return build_request(prompt, estate.lookup(), estate.store, estate.config)
         except ValidationError as exc:
-            _die("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+            _die("invalid request: " + describe_validation(exc))
         finally:
             estate.close()
     try:
@@ -112,7 +112,7 @@ def _request(prompt: str, resources_file: Path | None):
     try:
         return PlanRequest.model_validate({**body, "prompt": prompt})
     except ValidationError as exc:
-        _die("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        _die("invalid request: " + describe_validation(exc))
 
 
 @main.command(name="run")
@@ -425,13 +425,14 @@ def accounts_list(as_json: bool) -> None:
 def accounts_add(name: str, profile: str | None, regions: tuple[str, ...], keys: bool) -> None:
     from pydantic import ValidationError
 
+    from agent.protocol import describe_validation
     from app.config import AccountConfig, load_config, save_config
 
     config = load_config()
     try:
         account = AccountConfig(name=name, profile=profile, regions=list(regions))
     except ValidationError as exc:
-        _die("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        _die(describe_validation(exc))
     if keys:
         from app.credentials import AccessKeys, NoKeyringError, store
 

@@ -37,16 +37,14 @@ MAX_PLANS = 256
 class GuardMiddleware:
     """Host, Origin and token checks for every request, before any route runs."""
 
-    def __init__(self, app: ASGIApp, token: str, port_holder: dict):
-        self.app, self.token, self.port_holder = app, token, port_holder
+    def __init__(self, app: ASGIApp, token: str):
+        self.app, self.token = app, token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "").rsplit(":", 1)[0] if not headers.get("host", "").startswith("[") \
-            else headers.get("host", "").split("]")[0] + "]"
-        if host not in LOOPBACK_HOSTS:
+        if _hostname(headers.get("host", "")) not in LOOPBACK_HOSTS:
             return await error(403, "only loopback Host headers are served")(scope, receive, send)
         origin = headers.get("origin")
         if origin is not None and not _loopback_origin(origin):
@@ -57,10 +55,14 @@ class GuardMiddleware:
         return await self.app(scope, receive, send)
 
 
+def _hostname(netloc: str) -> str:
+    """The host of ``host[:port]``: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:80' -> '[::1]'."""
+    return netloc.split("]")[0] + "]" if netloc.startswith("[") else netloc.split(":")[0]
+
+
 def _loopback_origin(origin: str) -> bool:
-    rest = origin.split("://", 1)[-1]
-    host = rest.split("]")[0] + "]" if rest.startswith("[") else rest.split(":")[0].split("/")[0]
-    return origin.startswith(("http://", "https://")) and host in LOOPBACK_HOSTS
+    scheme, _, rest = origin.partition("://")
+    return scheme in ("http", "https") and _hostname(rest.split("/")[0]) in LOOPBACK_HOSTS
 
 
 class LocalService:
@@ -206,7 +208,7 @@ def create_endpoint(service: LocalService, token: str) -> Starlette:
               Route("/v1/search", search, methods=["POST"]), Route("/v1/status", status),
               Route("/v1/sync", sync, methods=["POST"]), Route("/v1/approve", approve, methods=["POST"]),
               Route("/v1/execute", execute, methods=["POST"]), Route("/v1/audit", audit)]
-    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token, port_holder={})],
+    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token)],
                      exception_handlers={HTTPException: http_error, Exception: crash})
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +21,16 @@ from scipy import sparse
 from sqlmodel import Session, select
 
 from agent.lexicon import head_types
-from agent.protocol import RESOURCE_TYPES
-from agent.text import normalise, tokens
+from agent.text import REGION_IN_TEXT, last_segment, normalise, sparse_counts
 from app.resource_store import ResourceRow, ResourceStore
 from app.tagexpr import Node, TagExprError, canon, split_query
 
 HASH_DIM = 1 << 20
-_REGION = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|east|west|central|northeast|southeast|northwest|southwest)-\d)(?![a-z0-9-])")
 _FILLER = frozenset("a an the in on at of for with all my our show find me list get which where what is are any "
                     "resources resource please that those these".split())
+_QUERY_WORD = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
+# Words with a digit, dash, dot, colon or slash look like names and ids (orders-db, i-0a1b, an ARN).
+_IDENTIFIER_SHAPED = re.compile(r"[-_.:/0-9]")
 # Place names operators use for regions; a prefix selects every region that starts with it.
 _REGION_WORDS = {"europe": "eu-", "eu": "eu-", "ireland": "eu-west-1", "london": "eu-west-2", "paris": "eu-west-3",
                  "frankfurt": "eu-central-1", "stockholm": "eu-north-1", "virginia": "us-east-1", "ohio": "us-east-2",
@@ -73,14 +73,6 @@ class ParsedQuery:
     state: str | None = None
 
 
-def _hash_tokens(text: str) -> dict[int, float]:
-    counts: dict[int, float] = {}
-    for tok in tokens(text):
-        idx = zlib.crc32(tok.encode()) % HASH_DIM
-        counts[idx] = counts.get(idx, 0.0) + 1.0
-    return counts
-
-
 class _Categorical:
     """A column as integer codes plus the distinct values: fast equality and membership masks."""
 
@@ -106,7 +98,6 @@ class LookupIndex:
         self.ids = [r["id"] for r in rows]
         self.names = [r["name"] for r in rows]
         self.names_low = [normalise(r["name"]) for r in rows]
-        self.resource_ids = [r["resource_id"] for r in rows]
         self.types = np.array([r["resource_type"] for r in rows], dtype=object)
         self.account_ids = np.array([r["account_id"] for r in rows], dtype=object)
         self.account_names = np.array([r["account_name"] for r in rows], dtype=object)
@@ -122,7 +113,7 @@ class LookupIndex:
         self.exact: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             for key in {normalise(r["id"]), normalise(r["name"]), normalise(r["resource_id"]),
-                        normalise(re.split(r"[/:]", r["resource_id"].rstrip("/"))[-1])}:
+                        normalise(last_segment(r["resource_id"]))}:
                 self.exact.setdefault(key, []).append(i)
         self._lexical_csc = self._build_lexical([r["text"] for r in rows]).tocsc()
         self._sorted_names = sorted(set(self.names_low))
@@ -148,7 +139,7 @@ class LookupIndex:
     def _build_lexical(self, texts: list[str]) -> sparse.csr_matrix:
         data, indices, indptr = [], [], [0]
         for text in texts:
-            counts = _hash_tokens(text)
+            counts = sparse_counts(text, HASH_DIM)
             indices.extend(counts)
             data.extend(counts.values())
             indptr.append(len(indices))
@@ -173,7 +164,7 @@ class LookupIndex:
         for n, word in enumerate(protected):
             text = text.replace(word, f" \x00{n}\x00 ")
         hints: list[str] = []
-        regions = set(_REGION.findall(text))
+        regions = set(REGION_IN_TEXT.findall(text))
         for r in regions:
             text = text.replace(r, " ")
             hints.append(f"region {r}")
@@ -257,12 +248,13 @@ class LookupIndex:
             mask &= codes["region"].isin([*q.regions, "global"])
         if q.tag_expr is not None:
             mask &= self._tag_mask(q.tag_expr)
+        all_words = _QUERY_WORD.findall(q.text)
         if q.types:
             typed = mask & codes["type"].isin(q.types)
             # A resource named exactly stays a candidate whatever the type words say ("instance
             # refresh on web-asg" is about the group called web-asg, not an instance).
-            for word in re.findall(r"[a-z0-9][a-z0-9_.:/-]*", q.text):
-                if re.search(r"[-_.:/0-9]", word):
+            for word in all_words:
+                if _IDENTIFIER_SHAPED.search(word):
                     for i in self.exact.get(word, []):
                         typed[i] = typed[i] or mask[i]
             if typed.any():
@@ -270,7 +262,7 @@ class LookupIndex:
         if not mask.any():
             return []
 
-        words = [w for w in re.findall(r"[a-z0-9][a-z0-9_.:/-]*", q.text) if w not in _FILLER]
+        words = [w for w in all_words if w not in _FILLER]
         free = " ".join(words)
         exact = np.zeros(n, dtype=np.float32)
         fuzzy = np.zeros(n, dtype=np.float32)
@@ -280,7 +272,7 @@ class LookupIndex:
         for key in {free, *words}:
             # A whole query, or an identifier-shaped word (orders-db, i-0a1b, an ARN), is decisive; a
             # plain word that happens to be a name ("orders") only counts for part.
-            weight = 1.0 if key == free or re.search(r"[-_.:/0-9]", key) else 0.4
+            weight = 1.0 if key == free or _IDENTIFIER_SHAPED.search(key) else 0.4
             for i in self.exact.get(key, []):
                 if weight > exact[i]:
                     exact[i] = weight
@@ -297,7 +289,7 @@ class LookupIndex:
             sub = [self.names_low[i] for i in pool]
             fine = process.cdist([free], sub, scorer=fuzz.WRatio, workers=1, score_cutoff=60)[0]
             fuzzy[pool] = np.clip((fine - 60.0) / 40.0, 0.0, 1.0)
-            counts = _hash_tokens(expanded)
+            counts = sparse_counts(expanded, HASH_DIM)
             if counts:
                 weights = {idx: value * float(self._idf[idx]) for idx, value in counts.items()}
                 norm = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
@@ -370,6 +362,3 @@ class LookupIndex:
                     break
         return out
 
-
-def known_type(value: str) -> bool:
-    return value in RESOURCE_TYPES

@@ -129,32 +129,28 @@ def _managed(iam, policy_arn: str) -> list[Statement]:
     return parse_document(iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"])
 
 
-def _role_statements(iam, name: str) -> list[Statement]:
+def _statements(iam, kind: str, name: str) -> list[Statement]:
+    """Attached (managed) and inline policies of one principal; ``kind`` is role, user or group, and
+    IAM names its calls and parameters after it (list_attached_role_policies, RoleName, ...)."""
+    key = {f"{kind.capitalize()}Name": name}
     out: list[Statement] = []
-    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
+    for page in iam.get_paginator(f"list_attached_{kind}_policies").paginate(**key):
         for policy in page["AttachedPolicies"]:
             out += _managed(iam, policy["PolicyArn"])
-    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+    for page in iam.get_paginator(f"list_{kind}_policies").paginate(**key):
         for policy_name in page["PolicyNames"]:
-            out += parse_document(iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"])
+            inline = getattr(iam, f"get_{kind}_policy")(PolicyName=policy_name, **key)
+            out += parse_document(inline["PolicyDocument"])
     return out
 
 
+def _role_statements(iam, name: str) -> list[Statement]:
+    return _statements(iam, "role", name)
+
+
 def _user_statements(iam, name: str) -> list[Statement]:
-    out: list[Statement] = []
-    for page in iam.get_paginator("list_attached_user_policies").paginate(UserName=name):
-        for policy in page["AttachedPolicies"]:
-            out += _managed(iam, policy["PolicyArn"])
-    for page in iam.get_paginator("list_user_policies").paginate(UserName=name):
-        for policy_name in page["PolicyNames"]:
-            out += parse_document(iam.get_user_policy(UserName=name, PolicyName=policy_name)["PolicyDocument"])
+    out = _statements(iam, "user", name)
     for page in iam.get_paginator("list_groups_for_user").paginate(UserName=name):
         for group in page["Groups"]:
-            for gpage in iam.get_paginator("list_attached_group_policies").paginate(GroupName=group["GroupName"]):
-                for policy in gpage["AttachedPolicies"]:
-                    out += _managed(iam, policy["PolicyArn"])
-            for gpage in iam.get_paginator("list_group_policies").paginate(GroupName=group["GroupName"]):
-                for policy_name in gpage["PolicyNames"]:
-                    out += parse_document(iam.get_group_policy(GroupName=group["GroupName"],
-                                                               PolicyName=policy_name)["PolicyDocument"])
+            out += _statements(iam, "group", group["GroupName"])
     return out

@@ -157,24 +157,12 @@ class SyncEngine:
         return scopes, errors
 
     def run_events(self, refs) -> SyncReport:
-        """Sync exactly the scopes that resource-change events named (see app.events)."""
+        """Sync exactly the scopes that resource-change events named (see app.events). An event says
+        something changed there, so every detail is read again, as in a full sync of that scope."""
         wanted = {(r.account_id, r.region, r.service) for r in refs}
-        report = SyncReport()
-        started = time.perf_counter()
-        scopes, report.errors = self.scopes()
-        chosen = [s for s in scopes if (s.account_id, s.region, s.service) in wanted]
-        for scope in chosen:
-            future: Future = Future()
-            try:
-                future.set_result(self._collect(scope))
-            except Exception as exc:  # noqa: BLE001 - recorded per scope
-                future.set_exception(exc)
-            result = self._finish(scope, future, False)
-            report.scopes.append(result)
-            if not result.ok:
-                report.errors.append({"scope": result.scope, "error": result.error})
-        report.duration_s = time.perf_counter() - started
-        return report
+        scopes, errors = self.scopes()
+        return self._run([s for s in scopes if (s.account_id, s.region, s.service) in wanted], errors,
+                         reread=True, repair=False)
 
     def _collect(self, scope: Scope, known: dict[str, ResourceDocument] | None = None
                  ) -> tuple[list[ResourceDocument], int, float]:
@@ -200,9 +188,15 @@ class SyncEngine:
 
     def run(self, *, account: str | None = None, region: str | None = None, service: str | None = None,
             full: bool = False, progress: Callable[[ScopeResult], None] | None = None) -> SyncReport:
+        scopes, errors = self.scopes(account, region, service)
+        return self._run(scopes, errors, reread=full, repair=full, progress=progress)
+
+    def _run(self, scopes: list[Scope], errors: list[dict], *, reread: bool, repair: bool,
+             progress: Callable[[ScopeResult], None] | None = None) -> SyncReport:
+        """``reread``: make every detail call (no reuse of known documents); ``repair``: rewrite
+        unchanged documents into the collection too."""
         started = time.perf_counter()
-        report = SyncReport()
-        scopes, report.errors = self.scopes(account, region, service)
+        report = SyncReport(errors=list(errors))
 
         def done_with(result: ScopeResult) -> None:
             report.scopes.append(result)
@@ -220,7 +214,7 @@ class SyncEngine:
             # Incremental (the default): collectors reuse what they already know and make detail calls
             # only for new resources. Full: every detail is read again.
             pending: dict[Future, Scope] = {
-                pool.submit(self._collect, s, None if full else self.store.known(s.key)): s for s in scopes}
+                pool.submit(self._collect, s, None if reread else self.store.known(s.key)): s for s in scopes}
             waiting: list[_Listed] = []  # listed scopes whose new documents wait for one batched embedding
             writes: list[Future] = []
             while pending:
@@ -235,7 +229,7 @@ class SyncEngine:
                 # the model is several times faster on 64 texts at once than on 64 calls of one.
                 if sum(len(w.to_embed) for w in waiting) >= EMBED_FLUSH or not pending:
                     self._embed(waiting)
-                    writes += [writer.submit(self._store, item, full) for item in waiting]
+                    writes += [writer.submit(self._store, item, repair) for item in waiting]
                     waiting = []
                 for write in [w for w in writes if w.done()]:
                     writes.remove(write)
@@ -271,10 +265,10 @@ class SyncEngine:
             for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
                 item.vectors[doc.id] = vector
 
-    def _store(self, item: "_Listed", full: bool) -> ScopeResult:
+    def _store(self, item: "_Listed", repair: bool) -> ScopeResult:
         scope = item.scope
         now = datetime.now(timezone.utc)
-        change = self.store.apply_scope(scope.key, item.docs, item.vectors, repair=full)
+        change = self.store.apply_scope(scope.key, item.docs, item.vectors, repair=repair)
         result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=True,
                              added=change.added, updated=change.updated, removed=change.removed,
                              unchanged=change.unchanged, embedded=len(item.to_embed), count=len(item.docs),
@@ -285,13 +279,6 @@ class SyncEngine:
             added=result.added, updated=result.updated, removed=result.removed, unchanged=result.unchanged,
             count=result.count, duration_s=round(result.duration_s, 3)))
         return result
-
-    def _finish(self, scope: Scope, future: Future, full: bool) -> ScopeResult:
-        listed = self._listed(scope, future)
-        if isinstance(listed, ScopeResult):
-            return listed
-        self._embed([listed])
-        return self._store(listed, full)
 
 
 @dataclass

@@ -55,3 +55,26 @@ def test_read_from_an_assumed_role_and_unknown_without_one(tmp_path, monkeypatch
         assert result["denied"] == ["rds:DeleteDBInstance"] and "rds:StopDBInstance" in result["allowed"]
         unknown = read_caller_policies(AccountSession("staging", "other", ["us-east-1"]), "us-east-1")
         assert unknown.evaluate("rds_db_instance", "arn:aws:rds:us-east-1:222222222222:db:pg")["status"] == "unknown"
+
+
+def test_a_user_gets_its_own_and_its_groups_policies(monkeypatch):
+    for var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="ops-user")
+        iam.put_user_policy(UserName="ops-user", PolicyName="own", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:PurgeQueue", "Resource": "*"}]}))
+        iam.create_group(GroupName="readers")
+        iam.add_user_to_group(GroupName="readers", UserName="ops-user")
+        iam.put_group_policy(GroupName="readers", PolicyName="read", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:Get*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="ops-user")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        policies = read_caller_policies(AccountSession("default", None, ["us-east-1"]), "us-east-1")
+        assert policies.principal == "user/ops-user", policies.unknown_reason
+        result = policies.evaluate("sqs_queue", "arn:aws:sqs:us-east-1:123456789012:q")
+        assert result["allowed"] == ["sqs:PurgeQueue", "sqs:GetQueueAttributes"] and result["denied"] == []

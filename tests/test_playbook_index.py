@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 
 from agent.playbook import load_playbooks
 from agent.playbook_index import PlaybookIndex

@@ -5,10 +5,8 @@ events. Uses the real embedding model; nothing of ours is mocked."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import boto3
-import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
