@@ -88,7 +88,9 @@ def run_demo(local_stack, prompts: list[str] | None = None) -> int:
             click.echo(render_plan(planner.plan(request)))
         estate.close()
         click.echo()
-        say("Next: `cloudops search QUERY`, `cloudops status`, `cloudops plan PROMPT --resources FILE`.", dim=True)
+        say(f"Next, with CLOUDOPS_HOME={home}: `cloudops search QUERY`, `cloudops status`, `cloudops plan PROMPT` "
+            "(the index stays; the simulated AWS ends with this command, so `cloudops run` needs a real account).",
+            dim=True)
         return 0 if report.ok else 2
     finally:
         server.stop()
