@@ -3,7 +3,7 @@
 The demo estate is built in moto and synced like a real one; one prompt per playbook is planned by the
 local agent stack; each step's argv is run by the `aws` executable (awscli) with the step's own
 --profile and --region. A command line the CLI cannot parse exits 2; one AWS (moto) refuses exits 254/255;
-success is 0. (awscli v1 does not take the profiles' assumed roles against moto, so a call may run in
+success is 0. (awscli v1 does not always take the profiles' assumed roles against moto, so a call may run in
 moto's default account and answer "not found": the check here is that the CLI accepts every line the
 planner renders, exactly as rendered.) Read-only playbooks run first, then changes, then deletions, so targets still exist.
 """
@@ -80,12 +80,19 @@ PROMPTS = {
 # Before these, the estate is synced again: earlier steps changed states the preconditions read.
 RESYNC_BEFORE = {"aws_rds_start_cluster", "aws_rds_failover_cluster", "aws_ec2_terminate_instances"}
 # State a playbook's precondition needs, set up directly (the CLI calls above run as another account).
-def _cluster(action: str):
-    return lambda: getattr(boto3.Session(profile_name="prod").client("rds", region_name="us-east-1"), action)(
-        DBClusterIdentifier="payments-aurora-cluster")
+def _cluster(wanted: str):
+    """Bring the demo cluster to ``wanted`` (stopped or available), whether or not the CLI step before
+    this one already did (that depends on which account awscli's call landed in)."""
+    def setup() -> None:
+        rds = boto3.Session(profile_name="prod").client("rds", region_name="us-east-1")
+        status = rds.describe_db_clusters(DBClusterIdentifier="payments-aurora-cluster")["DBClusters"][0]["Status"]
+        if status != wanted:
+            action = rds.stop_db_cluster if wanted == "stopped" else rds.start_db_cluster
+            action(DBClusterIdentifier="payments-aurora-cluster")
+    return setup
 
 
-SETUP = {"aws_rds_start_cluster": _cluster("stop_db_cluster"), "aws_rds_failover_cluster": _cluster("start_db_cluster")}
+SETUP = {"aws_rds_start_cluster": _cluster("stopped"), "aws_rds_failover_cluster": _cluster("available")}
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +156,7 @@ def test_every_playbook_renders_a_command_the_aws_cli_runs(estate, stack, tmp_pa
             out = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=estate["env"])
             ran += 1
             # Exit 2 is the CLI refusing the line itself (unknown option, bad value): that is our bug.
-            # awscli v1 does not assume the profiles' roles against moto, so calls run as moto's
+            # awscli v1 does not always assume the profiles' roles against moto, so a call may run as moto's
             # default account and may answer "not found" (255): the line was still accepted.
             if out.returncode == 2 or "usage:" in out.stderr or "Unknown options" in out.stderr:
                 problems.append(f"{playbook_id}: `{step.command}` exited {out.returncode}: {out.stderr.strip()[-300:]}")
