@@ -322,11 +322,9 @@ def load_playbooks(directory: Path) -> list[LoadedPlaybook]:
 def default_playbook_dir() -> Path:
     """The repository's ``playbooks/`` (or the bundle's copy); ``CLOUDOPS_PLAYBOOKS`` overrides."""
     import os
-    import sys
+
+    from agent.bundle import bundled_path
 
     if env := os.environ.get("CLOUDOPS_PLAYBOOKS"):
         return Path(env)
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "playbooks"
-    return Path(__file__).resolve().parent.parent / "playbooks"
+    return bundled_path("playbooks")
