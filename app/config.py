@@ -59,6 +59,7 @@ class Config(BaseModel):
     events: EventsConfig | None = None
     server_url: str | None = None
     embed_via_server: bool = False
+    offline: bool = Field(default=False, description="Plan with the local agent stack only; never contact server_url.")
     schedules: Schedules = Field(default_factory=Schedules)
 
     def effective_accounts(self) -> list[AccountConfig]:

@@ -5,6 +5,12 @@ Security, in the order a request meets it: only a loopback Host header (DNS rebi
 Origin, then ``Authorization: Bearer <token>`` with a token made new at every launch and written with
 the URL to ``$CLOUDOPS_HOME/endpoint.json`` (mode 0600). Plans are kept in memory only until executed,
 so an approval always refers to a plan this process produced.
+
+The UI's static files (``/`` and ``/ui/...``, see app.webui) are the one exception to the token: the page
+must load before it can obtain the token, and they hold no secret. Every answer carries a strict
+Content-Security-Policy. The routes the UI adds (autocomplete, explorer, resource, plans, deny, dry run,
+settings) are small and typed: query strings and bodies are pydantic models, and a bad one is a 422
+naming the field.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -27,11 +37,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent import __version__
-from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse
+from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
 from agent.server import error, parse_body, read_json
+from app.config import Schedules
+from app.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 MAX_PLANS = 256
+APPROVAL_TTL_ENV = "CLOUDOPS_APPROVAL_TTL_S"  # seconds; the default is the approval book's 10 minutes
+_SECURITY_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
 class GuardMiddleware:
@@ -50,9 +64,23 @@ class GuardMiddleware:
         if origin is not None and not _loopback_origin(origin):
             return await error(403, "foreign Origin refused")(scope, receive, send)
         auth = headers.get("authorization", "")
-        if scope["path"] != "/" and not hmac.compare_digest(auth, f"Bearer {self.token}"):
+        send = _with_security_headers(send)
+        if not is_public_path(scope["path"]) and not hmac.compare_digest(auth, f"Bearer {self.token}"):
             return await error(401, "missing or wrong bearer token")(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+def _with_security_headers(send: Send) -> Send:
+    """``send`` that adds the CSP and friends to every response that does not set them itself."""
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            message = {**message, "headers": [*message.get("headers", []),
+                                              *[(k, v) for k, v in _SECURITY_HEADERS if k not in present]]}
+        await send(message)
+
+    return wrapped
 
 
 def _hostname(netloc: str) -> str:
@@ -63,6 +91,49 @@ def _hostname(netloc: str) -> str:
 def _loopback_origin(origin: str) -> bool:
     scheme, _, rest = origin.partition("://")
     return scheme in ("http", "https") and _hostname(rest.split("/")[0]) in LOOPBACK_HOSTS
+
+
+class SettingsUpdate(BaseModel):
+    """What the UI may change in config.yaml. Accounts are not here: they are edited with
+    ``cloudops accounts`` (keys go to the keyring, which a web form should not handle)."""
+
+    model_config = ConfigDict(extra="forbid")
+    server_url: str | None = Field(default=None, max_length=2048, pattern=r"^(https?://[^\s/?#]+(/[^\s]*)?)?$",
+                                   description="The agent server; an empty string removes it.")
+    offline: StrictBool | None = None
+    schedules: Schedules | None = None
+
+
+class AutocompleteQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(max_length=256)
+    limit: int = Field(default=8, ge=1, le=50)
+
+
+class ExplorerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str | None = Field(default=None, max_length=128)
+    region: str | None = Field(default=None, max_length=64)
+    service: str | None = Field(default=None, max_length=64)
+    type: str | None = Field(default=None, max_length=64)
+    state: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class ResourceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=2048)
+
+
+def _approval_ttl() -> timedelta | None:
+    """The approval lifetime from ``CLOUDOPS_APPROVAL_TTL_S`` (tests shorten it), else the default."""
+    raw = os.environ.get(APPROVAL_TTL_ENV)
+    if not raw:
+        return None
+    seconds = float(raw)
+    if not 1 <= seconds <= 24 * 3600:
+        raise ValueError(f"{APPROVAL_TTL_ENV} must be between 1 and 86400 seconds")
+    return timedelta(seconds=seconds)
 
 
 class LocalService:
@@ -79,12 +150,14 @@ class LocalService:
         self.server_url = server_url or self.estate.config.server_url
         self.local_stack_factory = local_stack_factory
         self._stack = None
-        self.approvals = ApprovalBook(cloudops_home() / "state.db")
+        ttl = _approval_ttl()
+        self.approvals = ApprovalBook(cloudops_home() / "state.db", **({"ttl": ttl} if ttl else {}))
         self.audit = AuditTrail(cloudops_home() / "audit.db")
         self.executor = Executor(self.approvals, self.audit)
         self.plans: OrderedDict[str, PlanResponse] = OrderedDict()
         self.lock = threading.Lock()
         self._index = None
+        self._names: dict[str, list[int]] = {}
 
     def stack(self):
         if self._stack is None:
@@ -92,9 +165,14 @@ class LocalService:
         return self._stack
 
     def index(self):
-        if self._index is None:
-            self._index = self.estate.lookup()
-        return self._index
+        index = self._index
+        if index is None:
+            index = self.estate.lookup()
+            names: dict[str, list[int]] = {}
+            for row, low in enumerate(index.names_low):
+                names.setdefault(low, []).append(row)
+            self._names, self._index = names, index
+        return index
 
     def plan(self, request: PlanRequest) -> PlanResponse:
         from app.context import build_request
@@ -105,7 +183,8 @@ class LocalService:
             request = request.model_copy(update={"identified_resources": looked_up.identified_resources,
                                                  "user_context": request.user_context if request.user_context.aws_accounts
                                                  else looked_up.user_context})
-        response = plan_with_fallback(request, self.server_url, self.stack)
+        server_url = None if self.estate.config.offline else self.server_url
+        response = plan_with_fallback(request, server_url, self.stack)
         self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,
                           detail=response.classification.playbook)
         with self.lock:
@@ -119,8 +198,87 @@ class LocalService:
         self._index = None  # reload on the next search
         return report.as_json()
 
+    def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
+        index = self.index()
+        names = self._names
+        out = []
+        for low in index.autocomplete(prefix, limit=limit):
+            rows = names.get(low, [])
+            if not rows:
+                continue
+            first = rows[0]
+            out.append({"name": index.names[first], "count": len(rows),
+                        "resource_type": str(index.types[first]),
+                        "places": sorted({f"{index.account_names[r]} {index.regions[r]}" for r in rows})})
+        return out
 
-def create_endpoint(service: LocalService, token: str) -> Starlette:
+    def deny(self, request_id: str, reason: str | None) -> bool:
+        """The operator said no: the denial is audited and the plan forgotten, so it cannot be approved later."""
+        with self.lock:
+            plan = self.plans.pop(request_id, None)
+        if plan is None:
+            return False
+        self.audit.record("denial", request_id=plan.request_id, prompt=None, plan_hash=plan.plan_hash,
+                          detail="denied by the operator" + (f": {reason}" if reason else ""))
+        return True
+
+    def settings(self) -> dict[str, Any]:
+        from app.config import config_path
+
+        config = self.estate.config
+        return {"server_url": config.server_url, "offline": config.offline,
+                "schedules": config.schedules.model_dump(), "embed_via_server": config.embed_via_server,
+                "accounts": [a.model_dump() for a in config.effective_accounts()],
+                "accounts_configured": bool(config.accounts), "config_path": str(config_path()),
+                "approval_ttl_s": int(self.approvals.ttl.total_seconds())}
+
+    def update_settings(self, update: SettingsUpdate) -> dict[str, Any]:
+        """Read config.yaml afresh (the CLI may have changed accounts), apply the fields sent, write it back."""
+        from app.config import Config, load_config, save_config
+
+        with self.lock:
+            config = load_config()
+            changes: dict[str, Any] = {}
+            if "server_url" in update.model_fields_set:
+                changes["server_url"] = update.server_url or None
+            if "offline" in update.model_fields_set and update.offline is not None:
+                changes["offline"] = update.offline
+            if "schedules" in update.model_fields_set and update.schedules is not None:
+                changes["schedules"] = update.schedules
+            config = Config.model_validate({**config.model_dump(), **{k: v.model_dump() if isinstance(v, BaseModel)
+                                                                       else v for k, v in changes.items()}})
+            save_config(config)
+            self.estate.config = config
+            if "server_url" in changes:
+                self.server_url = config.server_url
+        return self.settings()
+
+
+def production_targets(plan: PlanResponse) -> list[str]:
+    """The plan's targets that are production by account name or env tag: what the UI's banner names."""
+    from agent.facts import PRODUCTION_VALUES, is_production
+
+    targets = {t for step in plan.script.steps for t in step.targets}
+    out = [r.display_name + (f" ({r.account_name})" if r.account_name else "") for r in plan.identified_resources
+           if (r.resource_id in targets or r.arn in targets) and is_production(r)]
+    for step in plan.script.steps:  # a target the lookup did not send still runs in its step's account
+        name = (step.account_name or "").lower()
+        if any(w in PRODUCTION_VALUES for w in name.replace("_", "-").split("-")) and \
+                not any(f"({step.account_name})" in o for o in out):
+            out.append(f"account {step.account_name}")
+    return out
+
+
+def _query(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    """The query string validated as ``model``, or a 422 naming the field."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        return error(422, f"invalid {model.__name__}", validation_details(exc))
+
+
+def create_endpoint(service: LocalService, token: str, ui_root: Path | None = None) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION, "role": "local"})
 
@@ -198,6 +356,71 @@ def create_endpoint(service: LocalService, token: str) -> Starlette:
         limit = int(request.query_params.get("limit", "50")) if request.query_params.get("limit", "50").isdigit() else 50
         return JSONResponse([e.model_dump(mode="json") for e in service.audit.events(min(limit, 10000))])
 
+    async def autocomplete(request: Request) -> JSONResponse:
+        query = _query(request, AutocompleteQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        if not query.q.strip():
+            return JSONResponse({"q": query.q, "suggestions": []})
+        suggestions = await run_in_threadpool(service.autocomplete, query.q, query.limit)
+        return JSONResponse({"q": query.q, "suggestions": suggestions})
+
+    async def explorer(request: Request) -> JSONResponse:
+        from app.explorer import ExplorerFilter, explore
+
+        query = _query(request, ExplorerQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        flt = ExplorerFilter(account=query.account, region=query.region, service=query.service,
+                             resource_type=query.type, state=query.state)
+        return JSONResponse(await run_in_threadpool(explore, service.estate.store, flt, query.limit))
+
+    async def resource(request: Request) -> JSONResponse:
+        query = _query(request, ResourceQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        doc = await run_in_threadpool(service.estate.store.document, query.id)
+        if doc is None:
+            return error(404, "no such resource in the index")
+        return JSONResponse(doc.model_dump(mode="json"))
+
+    async def plan_by_id(request: Request) -> JSONResponse:
+        plan = service.plans.get(request.path_params["request_id"])
+        if plan is None:
+            return error(404, "no such plan in this session (denied, or made by an earlier launch)")
+        return JSONResponse({"plan": plan.model_dump(mode="json"), "production": production_targets(plan),
+                             "approval_ttl_s": int(service.approvals.ttl.total_seconds())})
+
+    async def deny(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        plan = _plan_from(data)
+        reason = data.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            return error(422, "invalid deny", [{"field": "reason", "message": "a string of at most 500 characters"}])
+        await run_in_threadpool(service.deny, plan.request_id, reason)
+        return JSONResponse({"denied": True, "request_id": plan.request_id})
+
+    async def dry_run(request: Request) -> JSONResponse:
+        plan = _plan_from(await read_json(request))
+        if plan.risk_assessment.denied or not plan.script.steps:
+            return JSONResponse({"results": {}})
+
+        def work() -> dict[str, str]:
+            try:
+                return service.executor.dry_run(plan)
+            except Exception as exc:  # noqa: BLE001 - a dry run is advice: say why it could not run
+                return {s.step_id: f"dry run not possible: {type(exc).__name__}" for s in plan.script.steps}
+
+        return JSONResponse({"results": await run_in_threadpool(work)})
+
+    async def settings(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse(service.settings())
+        body = await parse_body(request, SettingsUpdate)
+        if isinstance(body, JSONResponse):
+            return body
+        return JSONResponse(await run_in_threadpool(service.update_settings, body))
+
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
 
@@ -207,7 +430,13 @@ def create_endpoint(service: LocalService, token: str) -> Starlette:
     routes = [Route("/v1/health", health), Route("/v1/plan", plan, methods=["POST"]),
               Route("/v1/search", search, methods=["POST"]), Route("/v1/status", status),
               Route("/v1/sync", sync, methods=["POST"]), Route("/v1/approve", approve, methods=["POST"]),
-              Route("/v1/execute", execute, methods=["POST"]), Route("/v1/audit", audit)]
+              Route("/v1/execute", execute, methods=["POST"]), Route("/v1/audit", audit),
+              Route("/v1/autocomplete", autocomplete), Route("/v1/explorer", explorer),
+              Route("/v1/resource", resource), Route("/v1/plans/{request_id}", plan_by_id),
+              Route("/v1/deny", deny, methods=["POST"]), Route("/v1/dryrun", dry_run, methods=["POST"]),
+              Route("/v1/settings", settings, methods=["GET", "PUT"])]
+    index_page, asset = static_routes_handlers(ui_root)
+    routes += [Route("/", index_page), Route("/ui/{path:path}", asset)]
     return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token)],
                      exception_handlers={HTTPException: http_error, Exception: crash})
 
