@@ -34,9 +34,20 @@ def _local_stack(playbook_dir: Path | None = None, policy: Path | None = None):
 @click.version_option(__version__, prog_name="cloudops")
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """CloudOps Agent: plain-language AWS requests in, exact risk-assessed plans out."""
+    """CloudOps Agent: plain-language AWS requests in, exact risk-assessed plans out.
+
+    With no command: the desktop app (tray, windows, local endpoint), like `cloudops app`; where there is
+    no desktop (no display, GUI packages missing) this help instead of a headless server nobody asked for."""
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        from app.desktop import DesktopUnavailable, check_available
+
+        try:
+            check_available()
+        except DesktopUnavailable as exc:
+            click.echo(ctx.get_help())
+            click.echo(f"\n(no desktop: {exc}; `cloudops app --headless` runs the local endpoint alone)")
+            return
+        ctx.invoke(app, headless=False, port=0)
 
 
 @main.command()
@@ -182,7 +193,8 @@ def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path 
 @click.option("--headless", is_flag=True, help="Only the local endpoint (no tray, no window).")
 @click.option("--port", default=0, show_default=True, type=int, help="Port on 127.0.0.1 (0: a free one).")
 def app(headless: bool, port: int) -> None:
-    """Start the local endpoint on 127.0.0.1 (the tray app comes with the desktop issue)."""
+    """The desktop app: tray icon, Quick ask and main windows, and the local endpoint on 127.0.0.1.
+    With --headless (or with no display), only the endpoint."""
     import socket
 
     import uvicorn
@@ -191,7 +203,12 @@ def app(headless: bool, port: int) -> None:
     from app.home import cloudops_home
 
     if not headless:
-        click.echo("the tray app is not built yet: starting the headless endpoint", err=True)
+        from app.desktop import DesktopUnavailable, run_desktop
+
+        try:
+            sys.exit(run_desktop(_local_stack, port, echo=lambda line: click.echo(line, err=True)))
+        except DesktopUnavailable as exc:
+            click.echo(f"no desktop: {exc}; starting the headless endpoint", err=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
