@@ -158,6 +158,8 @@ class LocalService:
         self.lock = threading.Lock()
         self._index = None
         self._names: dict[str, list[int]] = {}
+        self._config_stamp: int | None = None
+        self.current_config()
 
     def stack(self):
         if self._stack is None:
@@ -183,7 +185,7 @@ class LocalService:
             request = request.model_copy(update={"identified_resources": looked_up.identified_resources,
                                                  "user_context": request.user_context if request.user_context.aws_accounts
                                                  else looked_up.user_context})
-        server_url = None if self.estate.config.offline else self.server_url
+        server_url = None if self.current_config().offline else self.server_url
         response = plan_with_fallback(request, server_url, self.stack)
         self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,
                           detail=response.classification.playbook)
@@ -192,6 +194,23 @@ class LocalService:
             while len(self.plans) > MAX_PLANS:
                 self.plans.popitem(last=False)
         return response
+
+    def current_config(self):
+        """config.yaml as it is now: the tray and the CLI write it too (offline mode, accounts), so it is
+        re-read whenever its modification time changes; a broken file keeps the last good config."""
+        from app.config import ConfigError, config_path, load_config
+
+        try:
+            stamp = config_path().stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._config_stamp:
+            try:
+                self.estate.config = load_config()
+            except ConfigError:
+                pass
+            self._config_stamp = stamp
+        return self.estate.config
 
     def sync(self, full: bool = False) -> dict:
         report = self.estate.engine().run(full=full)
@@ -226,7 +245,7 @@ class LocalService:
     def settings(self) -> dict[str, Any]:
         from app.config import config_path
 
-        config = self.estate.config
+        config = self.current_config()
         return {"server_url": config.server_url, "offline": config.offline,
                 "schedules": config.schedules.model_dump(), "embed_via_server": config.embed_via_server,
                 "accounts": [a.model_dump() for a in config.effective_accounts()],
@@ -250,6 +269,7 @@ class LocalService:
                                                                        else v for k, v in changes.items()}})
             save_config(config)
             self.estate.config = config
+            self._config_stamp = None  # re-read (and stamp) on the next use
             if "server_url" in changes:
                 self.server_url = config.server_url
         return self.settings()

@@ -1,0 +1,197 @@
+// Quick ask: one prompt box with resource-name suggestions from the local index as you type; Enter
+// plans and shows the plan right under it; Ctrl+Enter (or the button) approves and runs it.
+
+import {api, inDesktop, qs} from '../api.js';
+import {errorBox, h, replace} from '../dom.js';
+import {canRun, executePlan, fetchPlanView, isMutating, renderPlan} from '../plan.js';
+
+const MIN_CHARS = 2;
+
+/** The word being typed at the caret: what suggestions complete. */
+function currentWord(input) {
+  const upto = input.value.slice(0, input.selectionStart ?? input.value.length);
+  const match = upto.match(/[^\s"']+$/);
+  return match ? {text: match[0], start: upto.length - match[0].length, end: upto.length} : null;
+}
+
+export async function render(view) {
+  let suggestions = [];
+  let active = -1;
+  let pending = null;
+  let current = null;  // {plan, production, card}
+  let busy = false;
+
+  const input = h('input', {id: 'prompt', type: 'text', role: 'combobox', 'aria-autocomplete': 'list',
+    'aria-expanded': 'false', 'aria-controls': 'suggestions', autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'Stop pg-instance-main1', 'aria-describedby': 'ask-hint', maxlength: '4000'});
+  const list = h('ul', {id: 'suggestions', role: 'listbox', class: 'suggestions', hidden: true, 'aria-label': 'Resource names'});
+  const planButton = h('button', {type: 'submit', class: 'primary'}, 'Plan');
+  const runButton = h('button', {type: 'button', id: 'approve-run', disabled: true,
+    'aria-keyshortcuts': 'Control+Enter', onclick: () => approveAndRun()}, 'Approve & run');
+  const openButton = h('button', {type: 'button', id: 'open-approval', disabled: true,
+    onclick: () => openApproval()}, 'Open approval view');
+  const area = h('div', {id: 'plan-area', 'aria-live': 'polite'});
+  const form = h('form', {class: 'ask-form', role: 'search', 'aria-label': 'Ask', onsubmit: e => { e.preventDefault(); plan(); }},
+    h('label', {for: 'prompt', class: 'big-label'}, 'What should happen?'),
+    h('div', {class: 'ask-row'}, h('div', {class: 'combo'}, input, list), planButton));
+
+  replace(view, h('section', {class: 'ask'},
+    h('h1', {class: 'sr-only'}, 'Quick ask'),
+    form,
+    h('p', {id: 'ask-hint', class: 'hint'},
+      h('kbd', {}, 'Enter'), ' plans · ', h('kbd', {}, 'Ctrl'), '+', h('kbd', {}, 'Enter'), ' approves and runs · ',
+      h('kbd', {}, '↓'), ' ', h('kbd', {}, '↑'), ' pick a name, ', h('kbd', {}, 'Tab'), ' takes it · ',
+      h('kbd', {}, 'Esc'), ' closes'),
+    h('div', {class: 'actions'}, runButton, openButton),
+    area));
+
+  function closeList() {
+    suggestions = [];
+    active = -1;
+    list.hidden = true;
+    replace(list);
+    input.setAttribute('aria-expanded', 'false');
+    input.removeAttribute('aria-activedescendant');
+  }
+
+  function paint() {
+    replace(list, suggestions.map((s, i) => h('li', {id: `suggestion-${i}`, role: 'option',
+      'aria-selected': String(i === active), class: i === active ? 'active' : '', dataset: {name: s.name},
+      onmousedown: e => { e.preventDefault(); accept(i); }},
+    h('span', {class: 'name'}, s.name),
+    h('span', {class: 'muted'}, ` ${s.resource_type} · ${s.places.join(', ')}`))));
+    list.hidden = suggestions.length === 0;
+    input.setAttribute('aria-expanded', String(!list.hidden));
+    if (active >= 0) input.setAttribute('aria-activedescendant', `suggestion-${active}`);
+    else input.removeAttribute('aria-activedescendant');
+  }
+
+  function accept(i) {
+    const word = currentWord(input);
+    const chosen = suggestions[i];
+    if (!chosen) return;
+    const start = word ? word.start : input.value.length;
+    const end = word ? word.end : input.value.length;
+    const rest = input.value.slice(end);
+    const insert = chosen.name + (rest.startsWith(' ') ? '' : ' ');
+    input.value = input.value.slice(0, start) + insert + rest;
+    const caret = start + insert.length;
+    input.setSelectionRange(caret, caret);
+    closeList();
+    input.focus();
+  }
+
+  async function suggest() {
+    const word = currentWord(input);
+    if (pending) pending.abort();
+    if (!word || word.text.length < MIN_CHARS) { closeList(); return; }
+    pending = new AbortController();
+    try {
+      const data = await api(`/v1/autocomplete${qs({q: word.text, limit: 8})}`, {signal: pending.signal});
+      if (currentWord(input)?.text !== word.text) return;  // typed on meanwhile
+      suggestions = data.suggestions.filter(s => s.name.toLowerCase() !== word.text.toLowerCase() || data.suggestions.length > 1);
+      active = -1;
+      paint();
+    } catch (err) {
+      if (err.name !== 'AbortError') closeList();
+    }
+  }
+
+  input.addEventListener('input', suggest);
+  input.addEventListener('blur', () => setTimeout(closeList, 100));
+  input.addEventListener('keydown', event => {
+    const open = !list.hidden && suggestions.length > 0;
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      closeList();
+      approveAndRun();
+    } else if (event.key === 'ArrowDown' && open) {
+      event.preventDefault();
+      active = (active + 1) % suggestions.length;
+      paint();
+    } else if (event.key === 'ArrowUp' && open) {
+      event.preventDefault();
+      active = active <= 0 ? suggestions.length - 1 : active - 1;
+      paint();
+    } else if ((event.key === 'Enter' || event.key === 'Tab') && open && active >= 0) {
+      event.preventDefault();
+      accept(active);
+    } else if (event.key === 'Escape') {
+      if (open) { event.preventDefault(); closeList(); }
+    } else if (event.key === 'Enter' && open) {
+      closeList();  // Enter with no suggestion chosen plans what is typed
+    }
+  });
+  view.addEventListener('keydown', event => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey) && event.target !== input) {
+      event.preventDefault();
+      approveAndRun();
+    }
+  });
+
+  function setButtons() {
+    const ready = current && canRun(current.plan) && !busy && !current.ran;
+    runButton.disabled = !ready;
+    if (current && current.production.length && ready) runButton.textContent = 'Approve & run in PRODUCTION';
+    else runButton.textContent = current && !isMutating(current.plan) ? 'Run' : 'Approve & run';
+    openButton.disabled = !current || Boolean(current.plan.clarification);
+  }
+
+  async function plan(prompt = input.value.trim()) {
+    if (!prompt || busy) return;
+    busy = true;
+    current = null;
+    setButtons();
+    replace(area, h('p', {class: 'muted'}, 'Planning…'));
+    try {
+      const response = await api('/v1/plan', {method: 'POST', body: {prompt}});
+      const shown = await fetchPlanView(response.request_id);
+      const card = renderPlan(shown.plan, shown.production, {onChoose: choose});
+      current = {plan: shown.plan, production: shown.production, card, ran: false};
+      replace(area, card);
+    } catch (err) {
+      replace(area, errorBox(err, 'Could not plan'));
+    } finally {
+      busy = false;
+      setButtons();
+    }
+  }
+
+  function choose(candidate) {
+    const place = [candidate.account_name, candidate.region].filter(Boolean).join(' ');
+    input.value = `${input.value.trim()} in ${place}`.trim();
+    plan();
+    input.focus();
+  }
+
+  async function approveAndRun() {
+    if (!current || !canRun(current.plan) || busy || current.ran) return;
+    busy = true;
+    setButtons();
+    const {plan: p, card} = current;
+    try {
+      let approvalId = null;
+      if (isMutating(p)) {
+        const approval = await api('/v1/approve', {method: 'POST', body: {request_id: p.request_id}});
+        approvalId = approval.approval_id;
+      }
+      current.ran = true;
+      await executePlan(card, p, approvalId);
+    } catch (err) {
+      if (!card.querySelector('.run-result .error-box')) replace(card.querySelector('.run-result'), errorBox(err, 'Not run'));
+    } finally {
+      busy = false;
+      setButtons();
+    }
+  }
+
+  function openApproval() {
+    if (!current) return;
+    const route = `plan/${current.plan.request_id}`;
+    if (inDesktop() && typeof window.pywebview.api.open_window === 'function') window.pywebview.api.open_window(route);
+    else location.hash = `#${route}`;
+  }
+
+  input.focus();
+  return () => { if (pending) pending.abort(); };
+}
