@@ -236,7 +236,6 @@ class DesktopApp:
     """Owns the endpoint, the tray and the windows; implements the tray's actions."""
 
     endpoint: Endpoint
-    offline_default_url: str | None = None
     _windows: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _quitting: threading.Event = field(default_factory=threading.Event)
@@ -245,9 +244,7 @@ class DesktopApp:
 
     def __post_init__(self) -> None:
         self.bridge = Bridge(self.endpoint.token, self.open_route)
-        self.offline_default_url = self.endpoint.service.server_url
         self._offline = _read_offline()
-        self._apply_offline()
 
     # ---- windows -----------------------------------------------------------------------------
 
@@ -313,16 +310,20 @@ class DesktopApp:
 
     @property
     def offline(self) -> bool:
+        """config.yaml's ``offline`` (the settings page may change it too), else this run's toggle."""
+        if offline_supported():
+            current = getattr(self.endpoint.service, "current_config", None)
+            try:
+                return bool(current().offline if current else _read_offline())
+            except Exception:
+                return self._offline
         return self._offline
 
     def set_offline(self, offline: bool) -> None:
-        """Offline: plans come from the local agent stack only, the agent server is never asked."""
+        """Offline: plans come from the local agent stack only, the agent server is never asked. Written
+        to config.yaml, which the endpoint re-reads before each plan."""
         self._offline = offline
         _write_offline(offline)
-        self._apply_offline()
-
-    def _apply_offline(self) -> None:
-        self.endpoint.service.server_url = None if self._offline else self.offline_default_url
 
     # ---- quit --------------------------------------------------------------------------------
 

@@ -7,6 +7,12 @@ set -euo pipefail
 
 PACKAGES=(
   chromium
+  # the desktop app's tests under Xvfb (tests/test_desktop.py): a display, a tray to dock into, the tools
+  # that click and take screenshots, a session bus for pystray's GTK backend
+  xvfb xdotool x11-utils imagemagick trayer dbus-x11
+  # what PyQt6's web engine (pywebview's Qt route) and the GTK tray load at run time
+  libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libasound2 libegl1 libgl1
+  gir1.2-gtk-3.0 libgirepository1.0-dev libcairo2-dev pkg-config
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then
