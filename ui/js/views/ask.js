@@ -20,6 +20,7 @@ export async function render(view) {
   let pending = null;
   let current = null;  // {plan, production, card}
   let busy = false;
+  let generation = 0;  // bumped when a plan is asked for: suggestions asked before it are dropped
 
   const input = h('input', {id: 'prompt', type: 'text', role: 'combobox', 'aria-autocomplete': 'list',
     'aria-expanded': 'false', 'aria-controls': 'suggestions', autocomplete: 'off', spellcheck: 'false',
@@ -86,9 +87,11 @@ export async function render(view) {
     if (pending) pending.abort();
     if (!word || word.text.length < MIN_CHARS) { closeList(); return; }
     pending = new AbortController();
+    const asked = generation;
     try {
       const data = await api(`/v1/autocomplete${qs({q: word.text, limit: 8})}`, {signal: pending.signal});
-      if (currentWord(input)?.text !== word.text) return;  // typed on meanwhile
+      // Stale: typed on meanwhile, planned meanwhile, or the box lost focus.
+      if (currentWord(input)?.text !== word.text || asked !== generation || document.activeElement !== input) return;
       suggestions = data.suggestions.filter(s => s.name.toLowerCase() !== word.text.toLowerCase() || data.suggestions.length > 1);
       active = -1;
       paint();
@@ -139,6 +142,9 @@ export async function render(view) {
 
   async function plan(prompt = input.value.trim()) {
     if (!prompt || busy) return;
+    generation += 1;
+    if (pending) pending.abort();
+    closeList();
     busy = true;
     current = null;
     setButtons();
