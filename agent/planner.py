@@ -78,10 +78,13 @@ class AgentStack:
 
     @classmethod
     def build(cls, playbook_dir: Path | None = None, cache_dir: Path | None = None,
-              embedder: Embedder | None = None, deny_rules: list[DenyRule] | None = None) -> "AgentStack":
+              embedder: Embedder | None = None, deny_rules: list[DenyRule] | None = None,
+              qdrant_location: str | None = None) -> "AgentStack":
+        """``qdrant_location`` (a Qdrant URL or folder) puts the playbook vectors in Qdrant instead of numpy."""
         embedder = embedder or shared_embedder()
         playbooks = load_playbooks(playbook_dir or default_playbook_dir())
-        index = PlaybookIndex.at(cache_dir, embedder) if cache_dir else PlaybookIndex(embedder)
+        index = (PlaybookIndex.at(cache_dir, embedder, qdrant_location) if cache_dir
+                 else PlaybookIndex(embedder, qdrant_location=qdrant_location))
         return cls(playbooks, index, deny_rules)
 
     def planner(self, served_by: ServedBy) -> "Planner":

@@ -1,10 +1,15 @@
 """The playbook index: dense and lexical vectors of every playbook's title and example utterances in
-a Qdrant collection, and per-playbook metadata in SQLite (SQLModel).
+a vector collection, and per-playbook metadata in SQLite (SQLModel).
 
 Why the vectors are also cached in SQLite: embedding is the only expensive part of indexing, and a
-stateless server may run several worker processes. Qdrant's embedded on-disk mode admits one process
-per folder, so each process keeps its own in-memory collection (or talks to a Qdrant server by URL)
-and fills it from the cache; only playbooks whose content hash changed are embedded again.
+stateless server may run several worker processes. Each process fills its own collection from the
+cache; only playbooks whose content hash changed are embedded again.
+
+Two collections answer the same two queries (dense cosine, IDF-weighted sparse dot product):
+``NumpyCollection``, exact search over a few thousand in-process vectors (the default: a CLI process
+must not spend 1.5 s importing qdrant-client to search 300 vectors), and ``QdrantCollection`` for a
+Qdrant server URL or folder (a team deployment). ``tests/test_playbook_index.py`` holds the two to
+the same answers.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 from sqlalchemy import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -68,6 +72,134 @@ class Hit:
     matched_text: str
 
 
+@dataclass(frozen=True)
+class VectorPoint:
+    """One indexed text: its dense vector, its sparse token counts and the playbook's filter fields."""
+
+    point_id: str
+    dense: np.ndarray
+    sparse: dict[int, float]
+    playbook_id: str
+    system: str
+    service: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    playbook_id: str
+    text: str
+    score: float
+
+
+def idf(texts: int, with_token: int) -> float:
+    """BM25's IDF, the formula Qdrant's ``Modifier.IDF`` applies."""
+    return math.log((texts - with_token + 0.5) / (with_token + 0.5) + 1.0)
+
+
+class NumpyCollection:
+    """Exact in-process search: a matrix product for dense, a dict walk for sparse."""
+
+    def __init__(self) -> None:
+        self.points: list[VectorPoint] = []
+        self._matrix = np.zeros((0, 0), np.float32)
+        self._df: Counter[int] = Counter()
+
+    def replace(self, points: list[VectorPoint], dimension: int) -> None:
+        self.points = points
+        matrix = np.stack([p.dense for p in points]) if points else np.zeros((0, dimension), np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self._matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+        self._df = Counter(t for p in points for t in p.sparse)
+
+    def _allowed(self, system: str | None, services: list[str] | None) -> np.ndarray:
+        return np.array([(system is None or p.system == system) and (not services or p.service in services)
+                         for p in self.points], dtype=bool)
+
+    def _top(self, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[ScoredPoint]:
+        order = [i for i in np.argsort(-scores, kind="stable") if allowed[i]][:limit]
+        return [ScoredPoint(self.points[i].playbook_id, self.points[i].text, float(scores[i])) for i in order]
+
+    def dense(self, vector: list[float], limit: int, system: str | None, services: list[str] | None) -> list[ScoredPoint]:
+        if not self.points:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        scores = self._matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        return self._top(scores, self._allowed(system, services), limit)
+
+    def sparse(self, counts: dict[int, float], limit: int, system: str | None,
+               services: list[str] | None) -> list[ScoredPoint]:
+        weights = {t: q * idf(len(self.points), self._df.get(t, 0)) for t, q in counts.items()}
+        scores = np.array([sum(w * p.sparse.get(t, 0.0) for t, w in weights.items()) for p in self.points],
+                          dtype=np.float64)
+        allowed = self._allowed(system, services) & (scores > 0)
+        return self._top(scores, allowed, limit)
+
+    def close(self) -> None:
+        self.points = []
+
+
+class QdrantCollection:
+    """The same queries against Qdrant (``:memory:``, a folder, or a server URL)."""
+
+    def __init__(self, location: str, name: str = COLLECTION) -> None:
+        from qdrant_client import QdrantClient
+
+        if location.startswith(("http://", "https://")):
+            self.client = QdrantClient(url=location)
+        else:
+            self.client = QdrantClient(location=":memory:") if location == ":memory:" else QdrantClient(path=location)
+        self.name = name
+
+    def replace(self, points: list[VectorPoint], dimension: int) -> None:
+        from qdrant_client import models
+
+        if self.client.collection_exists(self.name):
+            self.client.delete_collection(self.name)
+        self.client.create_collection(
+            self.name,
+            vectors_config={"dense": models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={"lexical": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        )
+        structs = [models.PointStruct(
+            id=p.point_id,
+            vector={"dense": p.dense.tolist(),
+                    "lexical": models.SparseVector(indices=list(p.sparse), values=list(p.sparse.values()))},
+            payload={"playbook_id": p.playbook_id, "system": p.system, "service": p.service, "text": p.text},
+        ) for p in points]
+        if structs:
+            self.client.upsert(self.name, points=structs, wait=True)
+
+    @staticmethod
+    def _filter(system: str | None, services: list[str] | None):
+        from qdrant_client import models
+
+        must: list[models.Condition] = []
+        if system:
+            must.append(models.FieldCondition(key="system", match=models.MatchValue(value=system)))
+        if services:
+            must.append(models.FieldCondition(key="service", match=models.MatchAny(any=services)))
+        return models.Filter(must=must) if must else None
+
+    def _query(self, query, using: str, limit: int, system: str | None, services: list[str] | None) -> list[ScoredPoint]:
+        points = self.client.query_points(self.name, query=query, using=using, limit=limit,
+                                          query_filter=self._filter(system, services), with_payload=True).points
+        return [ScoredPoint(p.payload["playbook_id"], p.payload["text"], float(p.score)) for p in points]
+
+    def dense(self, vector: list[float], limit: int, system: str | None, services: list[str] | None) -> list[ScoredPoint]:
+        return self._query(list(vector), "dense", limit, system, services)
+
+    def sparse(self, counts: dict[int, float], limit: int, system: str | None,
+               services: list[str] | None) -> list[ScoredPoint]:
+        from qdrant_client import models
+
+        vector = models.SparseVector(indices=list(counts), values=list(counts.values()))
+        return self._query(vector, "lexical", limit, system, services)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def _texts(lp: LoadedPlaybook) -> list[str]:
     pb = lp.playbook
     return [pb.title, *pb.utterances]
@@ -84,31 +216,21 @@ def _git_commit(directory: Path) -> str | None:
 
 
 class PlaybookIndex:
-    def __init__(self, embedder: Embedder, db_url: str = "sqlite://", qdrant_location: str = ":memory:"):
+    def __init__(self, embedder: Embedder, db_url: str = "sqlite://", qdrant_location: str | None = None):
+        """``qdrant_location`` None keeps the vectors in numpy; ``:memory:``, a folder or a URL uses Qdrant."""
         self.embedder = embedder
         self.engine: Engine = create_engine(db_url, connect_args={"check_same_thread": False} if db_url.startswith("sqlite") else {})
         SQLModel.metadata.create_all(self.engine, tables=[PlaybookRecord.__table__, UtteranceVector.__table__])
-        if qdrant_location.startswith(("http://", "https://")):
-            self.qdrant = QdrantClient(url=qdrant_location)
-        else:
-            self.qdrant = QdrantClient(location=":memory:") if qdrant_location == ":memory:" else QdrantClient(path=qdrant_location)
+        self.collection: NumpyCollection | QdrantCollection = (
+            NumpyCollection() if qdrant_location is None else QdrantCollection(qdrant_location))
         self._df: Counter[int] = Counter()
         self._texts = 0
 
     @classmethod
-    def at(cls, directory: Path, embedder: Embedder) -> "PlaybookIndex":
+    def at(cls, directory: Path, embedder: Embedder, qdrant_location: str | None = None) -> "PlaybookIndex":
         """An index whose metadata and vector cache live in ``directory/playbooks.db``."""
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(embedder, db_url=f"sqlite:///{directory / 'playbooks.db'}")
-
-    def _ensure_collection(self) -> None:
-        if self.qdrant.collection_exists(COLLECTION):
-            return
-        self.qdrant.create_collection(
-            COLLECTION,
-            vectors_config={"dense": models.VectorParams(size=self.embedder.dimension, distance=models.Distance.COSINE)},
-            sparse_vectors_config={"lexical": models.SparseVectorParams(modifier=models.Modifier.IDF)},
-        )
+        return cls(embedder, db_url=f"sqlite:///{directory / 'playbooks.db'}", qdrant_location=qdrant_location)
 
     def sync(self, playbooks: list[LoadedPlaybook]) -> IndexStats:
         """Bring the cache and the collection in line with ``playbooks``; embed only what changed."""
@@ -154,30 +276,17 @@ class PlaybookIndex:
 
     def _load_collection(self, session: Session, wanted: dict[str, LoadedPlaybook]) -> None:
         """(Re)fill the collection from the cache: cheap, no embedding."""
-        if self.qdrant.collection_exists(COLLECTION):
-            self.qdrant.delete_collection(COLLECTION)
-        self._ensure_collection()
         points = []
         self._df = Counter()
-        rows = session.exec(select(UtteranceVector)).all()
+        rows = session.exec(select(UtteranceVector).order_by(UtteranceVector.point_id)).all()
         self._texts = len(rows)
         for row in rows:
             lp = wanted[row.playbook_id]
-            counts = sparse_counts(row.text)
+            counts = {t: float(c) for t, c in sparse_counts(row.text).items()}
             self._df.update(counts.keys())
-            points.append(models.PointStruct(
-                id=row.point_id,
-                vector={"dense": np.frombuffer(row.vector, dtype=np.float32).tolist(),
-                        "lexical": models.SparseVector(indices=list(counts), values=list(counts.values()))},
-                payload={"playbook_id": row.playbook_id, "system": lp.playbook.system,
-                         "service": lp.playbook.service, "text": row.text},
-            ))
-        if points:
-            self.qdrant.upsert(COLLECTION, points=points, wait=True)
-
-    def _idf(self, token: int) -> float:
-        n = self._df.get(token, 0)
-        return math.log((self._texts - n + 0.5) / (n + 0.5) + 1.0)
+            points.append(VectorPoint(row.point_id, np.frombuffer(row.vector, dtype=np.float32).copy(), counts,
+                                      row.playbook_id, lp.playbook.system, lp.playbook.service, row.text))
+        self.collection.replace(points, self.embedder.dimension)
 
     def records(self) -> list[PlaybookRecord]:
         with Session(self.engine) as session:
@@ -186,38 +295,25 @@ class PlaybookIndex:
     def search(self, query: str, *, limit: int = 60, system: str | None = None,
                services: list[str] | None = None, query_vector: list[float] | None = None) -> list[Hit]:
         """Per-playbook best dense and lexical scores for ``query``, optionally filtered by system/services."""
-        must: list[models.Condition] = []
-        if system:
-            must.append(models.FieldCondition(key="system", match=models.MatchValue(value=system)))
-        if services:
-            must.append(models.FieldCondition(key="service", match=models.MatchAny(any=services)))
-        query_filter = models.Filter(must=must) if must else None
         vector = query_vector if query_vector is not None else list(self.embedder.encode([query])[0])
-        dense = self.qdrant.query_points(COLLECTION, query=vector, using="dense", limit=limit,
-                                         query_filter=query_filter, with_payload=True).points
-        counts = sparse_counts(query)
-        lexical = []
-        if counts:
-            lexical = self.qdrant.query_points(
-                COLLECTION, query=models.SparseVector(indices=list(counts), values=list(counts.values())),
-                using="lexical", limit=limit, query_filter=query_filter, with_payload=True).points
+        dense = self.collection.dense(vector, limit, system, services)
+        counts = {t: float(c) for t, c in sparse_counts(query).items()}
+        lexical = self.collection.sparse(counts, limit, system, services) if counts else []
         best_dense: dict[str, tuple[float, str]] = {}
         for p in dense:
-            pid = p.payload["playbook_id"]
-            if pid not in best_dense or p.score > best_dense[pid][0]:
-                best_dense[pid] = (float(p.score), p.payload["text"])
+            if p.playbook_id not in best_dense or p.score > best_dense[p.playbook_id][0]:
+                best_dense[p.playbook_id] = (p.score, p.text)
         best_lex: dict[str, float] = {}
         for p in lexical:
-            pid = p.payload["playbook_id"]
-            best_lex[pid] = max(best_lex.get(pid, 0.0), float(p.score))
-        # Qdrant's IDF modifier scores sum(q * d * idf); dividing by the query's own best possible
-        # score makes the lexical signal an absolute 0..1 coverage, comparable across queries.
-        self_score = sum(q * self._idf(t) for t, q in counts.items()) or 1.0
+            best_lex[p.playbook_id] = max(best_lex.get(p.playbook_id, 0.0), p.score)
+        # The sparse score is sum(q * d * idf); dividing by the query's own best possible score makes
+        # the lexical signal an absolute 0..1 coverage, comparable across queries.
+        self_score = sum(q * idf(self._texts, self._df.get(t, 0)) for t, q in counts.items()) or 1.0
         ids = set(best_dense) | set(best_lex)
         hits = [Hit(pid, best_dense.get(pid, (0.0, ""))[0], min(1.0, best_lex.get(pid, 0.0) / self_score),
                     best_dense.get(pid, (0.0, ""))[1]) for pid in ids]
         return sorted(hits, key=lambda h: (-h.dense, h.playbook_id))
 
     def close(self) -> None:
-        self.qdrant.close()
+        self.collection.close()
         self.engine.dispose()

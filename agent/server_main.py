@@ -13,7 +13,8 @@ from agent.server import create_app
 def _factory() -> AgentStack:
     policy = os.environ.get("CLOUDOPS_SERVER_POLICY")
     rules = load_deny_rules(Path(policy)) if policy else []
-    return AgentStack.build(deny_rules=rules)
+    # A team deployment may keep the playbook vectors in a Qdrant server (CLOUDOPS_QDRANT_URL).
+    return AgentStack.build(deny_rules=rules, qdrant_location=os.environ.get("CLOUDOPS_QDRANT_URL") or None)
 
 
 app = create_app(_factory)

@@ -52,3 +52,24 @@ def test_reindex_only_what_changed(tmp_path):
     assert hits and all(h.playbook_id.startswith("aws_ec2_") for h in hits)
     assert again.search("park the db")[0].playbook_id == "aws_rds_stop_instance"
     again.close()
+
+
+def test_numpy_and_qdrant_collections_answer_alike():
+    """The default numpy collection and Qdrant give the same best playbooks and the same scores."""
+    from agent.embeddings import shared_embedder
+
+    playbooks = load_playbooks(PLAYBOOKS)
+    ours = PlaybookIndex(shared_embedder())
+    qdrant = PlaybookIndex(shared_embedder(), qdrant_location=":memory:")
+    ours.sync(playbooks)
+    qdrant.sync(playbooks)
+    queries = ["stop pg-instance-main1", "purge the payments queue", "scale the web asg to 4 instances",
+               "what is the status of the core-network stack", "reboot", "invoke image-resizer with a payload"]
+    for query in queries:
+        for kwargs in ({}, {"services": ["rds", "ec2"]}, {"system": "aws"}):
+            a, b = ours.search(query, limit=20, **kwargs), qdrant.search(query, limit=20, **kwargs)
+            assert [h.playbook_id for h in a[:5]] == [h.playbook_id for h in b[:5]], (query, kwargs)
+            for x, y in zip(a[:5], b[:5]):
+                assert abs(x.dense - y.dense) < 1e-4 and abs(x.lexical - y.lexical) < 1e-4, (query, x, y)
+    ours.close()
+    qdrant.close()

@@ -1,0 +1,100 @@
+"""all-MiniLM-L6-v2 in plain numpy: the packaged weights, no torch at run time.
+
+Why: loading torch and sentence-transformers costs ~5 s and ~400 MB before the first vector, which
+alone would break a cold ``cloudops plan`` (≤ 3 s), the tray's idle memory and the bundle size. The
+model is a 6-layer BERT; its forward pass is a dozen matrix products per layer, which numpy hands to
+the same BLAS. ``tests/test_embeddings.py`` holds it to sentence-transformers' output (cosine ≥
+0.99999 on every text) so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.special import erf
+
+MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
+BATCH = 64
+
+
+class MiniLM:
+    """Tokenizer + BERT encoder + mean pooling + L2 normalisation, as sentence-transformers runs it."""
+
+    def __init__(self, folder: Path):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.hidden = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        weights = load_file(str(folder / "model.safetensors"))
+        self.embeddings = {name: weights[f"embeddings.{name}"] for name in
+                           ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
+                            "LayerNorm.weight", "LayerNorm.bias")}
+        self.layers = [self._layer(weights, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
+
+    @staticmethod
+    def _layer(w: dict[str, np.ndarray], p: str) -> dict[str, np.ndarray]:
+        """One layer's weights, transposed once for ``x @ W`` and Q, K, V fused into one product."""
+        def t(name: str) -> np.ndarray:
+            return np.ascontiguousarray(w[p + name + ".weight"].T)
+
+        return {
+            "qkv": np.ascontiguousarray(np.concatenate([t("attention.self.query"), t("attention.self.key"),
+                                                        t("attention.self.value")], axis=1)),
+            "qkv_b": np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]),
+            "out": t("attention.output.dense"), "out_b": w[p + "attention.output.dense.bias"],
+            "ln1": w[p + "attention.output.LayerNorm.weight"], "ln1_b": w[p + "attention.output.LayerNorm.bias"],
+            "up": t("intermediate.dense"), "up_b": w[p + "intermediate.dense.bias"],
+            "down": t("output.dense"), "down_b": w[p + "output.dense.bias"],
+            "ln2": w[p + "output.LayerNorm.weight"], "ln2_b": w[p + "output.LayerNorm.bias"],
+        }
+
+    def _norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + self.eps) * weight + bias
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        batch, length = ids.shape
+        heads, width = self.heads, self.hidden // self.heads
+        e = self.embeddings
+        x = e["word_embeddings.weight"][ids] + e["position_embeddings.weight"][:length] + e["token_type_embeddings.weight"][0]
+        x = self._norm(x.reshape(batch * length, self.hidden), e["LayerNorm.weight"], e["LayerNorm.bias"])
+        # Padded keys get the most negative float, as transformers does, so softmax ignores them.
+        key_bias = ((1.0 - mask[:, None, None, :]) * np.finfo(np.float32).min).astype(np.float32)
+        scale = np.float32(1.0 / np.sqrt(width))
+        for layer in self.layers:
+            qkv = x @ layer["qkv"] + layer["qkv_b"]
+            # Contiguous (batch, head, token, width) blocks keep numpy's stacked matmul on BLAS.
+            q, k, v = (np.ascontiguousarray(part.reshape(batch, length, heads, width).transpose(0, 2, 1, 3))
+                       for part in np.split(qkv, 3, axis=-1))
+            scores = np.matmul(q, np.ascontiguousarray(k.transpose(0, 1, 3, 2))) * scale + key_bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            attended = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(batch * length, self.hidden)
+            x = self._norm(attended @ layer["out"] + layer["out_b"] + x, layer["ln1"], layer["ln1_b"])
+            h = x @ layer["up"] + layer["up_b"]
+            h = 0.5 * h * (1.0 + erf(h * np.float32(1.0 / np.sqrt(2.0))))  # exact GELU, as BERT's "gelu"
+            x = self._norm(h @ layer["down"] + layer["down_b"] + x, layer["ln2"], layer["ln2_b"])
+        return x.reshape(batch, length, self.hidden)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 rows. Texts are batched longest first so a batch pads little."""
+        out = np.zeros((len(texts), self.hidden), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), BATCH):
+            rows = order[start:start + BATCH]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.array([enc.ids for enc in encodings], dtype=np.int64)
+            mask = np.array([enc.attention_mask for enc in encodings], dtype=np.float32)
+            hidden = self._forward(ids, mask)
+            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
