@@ -32,6 +32,8 @@ export async function render(view) {
   const openButton = h('button', {type: 'button', id: 'open-approval', disabled: true,
     onclick: () => openApproval()}, 'Open approval view');
   const area = h('div', {id: 'plan-area', 'aria-live': 'polite'});
+  const staleNote = h('p', {class: 'hint stale-note', id: 'stale-note', hidden: true},
+    'The prompt changed since this plan: press Enter to plan it again before running.');
   const form = h('form', {class: 'ask-form', role: 'search', 'aria-label': 'Ask', onsubmit: e => { e.preventDefault(); plan(); }},
     h('label', {for: 'prompt', class: 'big-label'}, 'What should happen?'),
     h('div', {class: 'ask-row'}, h('div', {class: 'combo'}, input, list), planButton));
@@ -44,6 +46,7 @@ export async function render(view) {
       h('kbd', {}, '↓'), ' ', h('kbd', {}, '↑'), ' pick a name, ', h('kbd', {}, 'Tab'), ' takes it · ',
       h('kbd', {}, 'Esc'), ' closes'),
     h('div', {class: 'actions'}, runButton, openButton),
+    staleNote,
     area));
 
   function closeList() {
@@ -100,7 +103,7 @@ export async function render(view) {
     }
   }
 
-  input.addEventListener('input', suggest);
+  input.addEventListener('input', () => { suggest(); setButtons(); });
   input.addEventListener('blur', () => setTimeout(closeList, 100));
   input.addEventListener('keydown', event => {
     const open = !list.hidden && suggestions.length > 0;
@@ -132,8 +135,15 @@ export async function render(view) {
     }
   });
 
+  /** The plan on screen is for the prompt that was planned: once the box says something else, it is stale. */
+  function stale() {
+    return Boolean(current) && input.value.trim() !== current.prompt;
+  }
+
   function setButtons() {
-    const ready = current && canRun(current.plan) && !busy && !current.ran;
+    const ready = current && canRun(current.plan) && !busy && !current.ran && !stale();
+    if (current) current.card.classList.toggle('stale', stale() && !current.ran);
+    staleNote.hidden = !(current && stale() && !current.ran);
     runButton.disabled = !ready;
     if (current && current.production.length && ready) runButton.textContent = 'Approve & run in PRODUCTION';
     else runButton.textContent = current && !isMutating(current.plan) ? 'Run' : 'Approve & run';
@@ -153,7 +163,7 @@ export async function render(view) {
       const response = await api('/v1/plan', {method: 'POST', body: {prompt}});
       const shown = await fetchPlanView(response.request_id);
       const card = renderPlan(shown.plan, shown.production, {onChoose: choose});
-      current = {plan: shown.plan, production: shown.production, card, ran: false};
+      current = {plan: shown.plan, production: shown.production, card, ran: false, prompt};
       replace(area, card);
     } catch (err) {
       replace(area, errorBox(err, 'Could not plan'));
@@ -172,6 +182,7 @@ export async function render(view) {
 
   async function approveAndRun() {
     if (!current || !canRun(current.plan) || busy || current.ran) return;
+    if (stale()) { staleNote.hidden = false; return; }
     busy = true;
     setButtons();
     const {plan: p, card} = current;
@@ -184,6 +195,8 @@ export async function render(view) {
       current.ran = true;
       await executePlan(card, p, approvalId);
     } catch (err) {
+      // Refused before anything ran (not approved, expired, denied): the operator may try again.
+      if (err.status === 403 || err.status === 409) current.ran = false;
       if (!card.querySelector('.run-result .error-box')) replace(card.querySelector('.run-result'), errorBox(err, 'Not run'));
     } finally {
       busy = false;

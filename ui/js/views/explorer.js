@@ -41,7 +41,7 @@ export async function render(view) {
   replace(view, h('section', {class: 'explorer'},
     h('h1', {}, 'Estate explorer'),
     searchForm, filterBar,
-    h('div', {class: 'explorer-grid'}, tree, h('div', {class: 'explorer-main'}, results, doc)),
+    h('div', {class: 'explorer-grid'}, tree, h('div', {class: 'explorer-main'}, doc, results)),
     statusBox));
 
   function option(value, label, selected) {
@@ -149,15 +149,18 @@ export async function render(view) {
     const button = h('button', {type: 'button', id: 'sync-now', onclick: () => syncNow(button)}, 'Sync now');
     try {
       const status = await api('/v1/status');
+      const failed = status.scopes.filter(s => s.last_error && (!s.last_success || s.last_error_at > s.last_success));
       replace(statusBox, h('div', {class: 'section-head'}, h('h2', {id: 'sync-title'}, 'Sync status'), button),
-        h('p', {class: 'muted'}, `${status.documents} documents in the index, ${status.scopes.length} scopes.`),
-        status.scopes.length ? h('table', {class: 'grid'},
+        h('p', {class: failed.length ? 'error' : 'muted'}, `${status.documents} documents in the index, ${status.scopes.length} scopes` +
+          (failed.length ? `, ${failed.length} failing: ${failed.map(s => s.scope).join(', ')}.` : ', none failing.')),
+        status.scopes.length ? h('details', {open: failed.length > 0}, h('summary', {}, `Every scope (${status.scopes.length})`),
+          h('table', {class: 'grid'},
           h('thead', {}, h('tr', {}, ['Account', 'Region', 'Service', 'Resources', 'Last success', 'Last error']
             .map(t => h('th', {scope: 'col'}, t)))),
           h('tbody', {}, status.scopes.map(s => h('tr', {class: s.last_error ? 'has-error' : ''},
             h('td', {}, s.account_name), h('td', {}, s.region), h('td', {}, s.service), h('td', {}, String(s.count)),
             h('td', {}, formatTime(s.last_success)),
-            h('td', {class: s.last_error ? 'error' : 'muted'}, s.last_error ? `${s.last_error} (${formatTime(s.last_error_at)}, retries ${s.retries})` : '—')))))
+            h('td', {class: s.last_error ? 'error' : 'muted'}, s.last_error ? `${s.last_error} (${formatTime(s.last_error_at)}, retries ${s.retries})` : '—'))))))
           : h('p', {}, 'Never synced: press Sync now.'));
     } catch (err) {
       replace(statusBox, h('h2', {id: 'sync-title'}, 'Sync status'), errorBox(err), button);
