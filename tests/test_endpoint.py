@@ -263,3 +263,18 @@ def test_settings_validate_write_and_offline(client):
     finally:
         client.put("/v1/settings", json={"server_url": "", "offline": False, "schedules": before["schedules"]})
     assert client.get("/v1/settings").json()["server_url"] is None and load_config().offline is False
+
+
+def test_approval_ttl_from_the_environment(monkeypatch):
+    from datetime import timedelta
+
+    from app.endpoint import APPROVAL_TTL_ENV, _approval_ttl
+
+    monkeypatch.delenv(APPROVAL_TTL_ENV, raising=False)
+    assert _approval_ttl() is None  # the approval book's 10 minutes
+    monkeypatch.setenv(APPROVAL_TTL_ENV, "30")
+    assert _approval_ttl() == timedelta(seconds=30)
+    for bad in ("0", "-5", "100000"):
+        monkeypatch.setenv(APPROVAL_TTL_ENV, bad)
+        with pytest.raises(ValueError):
+            _approval_ttl()

@@ -115,14 +115,40 @@ function setStepStatus(card, stepId, status, text) {
   outcome.textContent = text || '';
 }
 
+const PROGRESS_POLL_MS = 700;
+
+/** While /v1/execute runs (one call for the whole plan), follow its steps in the audit trail: the
+ * executor records each step as it ends, in plan order, so the n-th step event is the n-th step. */
+function followProgress(card, plan) {
+  let stopped = false;
+  const poll = async () => {
+    if (stopped) return;
+    try {
+      const events = await api(`/v1/audit?limit=${Math.min(1000, 20 + plan.script.steps.length * 2)}`);
+      const done = events.filter(e => e.kind === 'step' && e.request_id === plan.request_id).reverse();
+      done.forEach((e, i) => {
+        const step = plan.script.steps[i];
+        if (step && !stopped) setStepStatus(card, step.step_id, e.outcome, e.detail || '');
+      });
+      const next = plan.script.steps[done.length];
+      if (next && !stopped) setStepStatus(card, next.step_id, 'running', 'Running…');
+    } catch { /* progress is a courtesy: the final report still comes */ }
+    if (!stopped) setTimeout(poll, PROGRESS_POLL_MS);
+  };
+  setTimeout(poll, PROGRESS_POLL_MS);
+  return () => { stopped = true; };
+}
+
 /** Run the plan (with `approvalId` when it changes anything) and show each step's progress and outcome. */
 export async function executePlan(card, plan, approvalId) {
   const result = card.querySelector('.run-result');
   for (const step of plan.script.steps) setStepStatus(card, step.step_id, 'queued', '');
   if (plan.script.steps.length) setStepStatus(card, plan.script.steps[0].step_id, 'running', 'Running…');
   replace(result, h('p', {class: 'muted'}, 'Running on AWS…'));
+  const stopFollowing = followProgress(card, plan);
   try {
     const report = await api('/v1/execute', {method: 'POST', body: {request_id: plan.request_id, approval_id: approvalId}});
+    stopFollowing();
     for (const s of report.steps) {
       const bits = [];
       if (s.aws_request_id) bits.push(`AWS request ${s.aws_request_id}`);
@@ -134,6 +160,7 @@ export async function executePlan(card, plan, approvalId) {
       'data-ok': String(report.ok)}, h('strong', {}, report.ok ? 'Done. ' : 'Stopped. '), report.state_left));
     return report;
   } catch (err) {
+    stopFollowing();
     for (const step of plan.script.steps) setStepStatus(card, step.step_id, 'not_run', '');
     replace(result, errorBox(err, err.status === 403 ? 'Not run' : 'Run failed'));
     throw err;
