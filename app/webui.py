@@ -10,7 +10,6 @@ carries a strict Content-Security-Policy: scripts and styles from this origin on
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from starlette.requests import Request
@@ -33,12 +32,11 @@ MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; cha
 
 def ui_dir() -> Path:
     """``CLOUDOPS_UI_DIR``, else the bundle's ``ui/`` (PyInstaller), else the repository's ``ui/``."""
+    from agent.bundle import bundled_path
+
     if env := os.environ.get("CLOUDOPS_UI_DIR"):
         return Path(env).resolve()
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return (Path(bundle) / "ui").resolve()
-    return (Path(__file__).resolve().parent.parent / "ui").resolve()
+    return bundled_path("ui").resolve()
 
 
 def is_public_path(path: str) -> bool:
