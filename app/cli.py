@@ -86,35 +86,48 @@ def server(host: str, port: int, playbook_dir: Path | None, policy: Path | None,
 @click.option("--json", "as_json", is_flag=True, help="Print the PlanResponse as JSON.")
 @click.option("--resources", "resources_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="JSON file: a list of identified resources (or a whole PlanRequest without the prompt).")
-@click.option("--server", "server_url", default=None, help="Agent server URL; falls back to the local stack.")
+@click.option("--server", "server_url", default=None, help="Agent server URL (default: config.yaml's server_url); "
+              "falls back to the local stack.")
 @click.option("--offline", is_flag=True, help="Always use the local agent stack.")
 def plan(prompt: str, as_json: bool, resources_file: Path | None, server_url: str | None, offline: bool) -> None:
-    """Plan PROMPT: resources from --resources, or looked up in the local index."""
+    """Plan PROMPT: resources from --resources, or looked up in the local index (through the running
+    app when there is one: it owns the index while it runs)."""
     from app.render import render_plan
+    from app.runner import open_runner
 
-    request = _request(prompt, resources_file)
-    from app.remote import plan_with_fallback
-
-    response = plan_with_fallback(request, None if offline else server_url, _local_stack)
+    runner = open_runner(_local_stack)
+    try:
+        response = _plan(runner, prompt, resources_file, offline, server_url)
+    finally:
+        runner.close()
     click.echo(response.model_dump_json(indent=2) if as_json else render_plan(response))
 
 
-def _request(prompt: str, resources_file: Path | None):
-    """The PlanRequest: identified resources from a file, or looked up in the local index."""
+def _plan(runner, prompt: str, resources_file: Path | None, offline: bool, server_url: str | None):
+    """The runner's plan, with every refusal turned into one clear line (exit 2)."""
+    from pydantic import ValidationError
+
+    from agent.protocol import describe_validation
+    from app.endpoint_client import EndpointError
+
+    try:
+        return runner.plan(_file_request(prompt, resources_file), prompt, offline, server_url)
+    except ValidationError as exc:
+        _die("invalid request: " + describe_validation(exc))
+    except EndpointError as exc:
+        _die(f"the running app refused the request: {exc}")
+    except OSError as exc:
+        _die(str(exc))
+
+
+def _file_request(prompt: str, resources_file: Path | None):
+    """The PlanRequest from ``--resources`` (identified resources or a whole request), else None."""
     from pydantic import ValidationError
 
     from agent.protocol import PlanRequest, describe_validation
 
     if resources_file is None:
-        from app.context import build_request
-
-        estate = _estate()
-        try:
-            return build_request(prompt, estate.lookup(), estate.store, estate.config)
-        except ValidationError as exc:
-            _die("invalid request: " + describe_validation(exc))
-        finally:
-            estate.close()
+        return None
     try:
         data = json.loads(resources_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -137,53 +150,41 @@ def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path 
                 offline: bool) -> None:
     """Plan PROMPT, ask for approval (or --approve), run it, report. Exit 3 when nothing ran because the
     plan was not approved (no terminal and no --approve) or needs a clarification; 1 when a step failed."""
-    from app.approvals import ApprovalBook, ApprovalError
-    from app.audit import AuditTrail
-    from app.executor import Executor
-    from app.home import cloudops_home
-    from app.remote import plan_with_fallback
     from app.render import render_plan
+    from app.runner import NotRun, open_runner
 
-    plan = plan_with_fallback(_request(prompt, resources_file), None if offline else server_url, _local_stack)
-    approvals, audit = ApprovalBook(cloudops_home() / "state.db"), AuditTrail(cloudops_home() / "audit.db")
-    audit.record("plan", request_id=plan.request_id, prompt=prompt, plan_hash=plan.plan_hash,
-                 detail=plan.classification.playbook)
+    runner = open_runner(_local_stack)
+    plan = _plan(runner, prompt, resources_file, offline, server_url)
     if not as_json:
         click.echo(render_plan(plan))
-    result: dict = {"plan": plan.model_dump(mode="json")}
+    result: dict = {"plan": plan.model_dump(mode="json"), "executed": False}
     code = 0
-    approval_id = None
     if plan.clarification or not plan.script.steps:
-        code = 0 if not plan.clarification else 3
-        result["executed"] = False
+        code = 3 if plan.clarification else 0
     else:
         if plan.approval_required and not approve:
             if sys.stdin.isatty() and not as_json:
                 approve = click.confirm("Approve and run?", default=False)
             if not approve:
-                audit.record("denial", request_id=plan.request_id, plan_hash=plan.plan_hash, detail="not approved")
-                result["executed"] = False
+                runner.deny(plan, "not approved")
                 code = 3
         if code == 0:
             try:
-                if plan.approval_required:
-                    approval_id = approvals.approve(plan).approval_id
-                    audit.record("approval", request_id=plan.request_id, plan_hash=plan.plan_hash)
-                report = Executor(approvals, audit).run(plan, approval_id)
-                result.update(executed=True, ok=report.ok, state_left=report.state_left,
-                              steps=[s.__dict__ for s in report.steps])
-                code = 0 if report.ok else 1
+                approval_id = runner.approve(plan) if plan.approval_required else None
+                report = runner.execute(plan, approval_id)
+                result.update(executed=True, **report)
+                code = 0 if report["ok"] else 1
                 if not as_json:
-                    for s in report.steps:
-                        click.echo(f"  {s.step_id} {s.operation}: {s.status}" + (f" ({s.error})" if s.error else ""))
-                    click.echo(report.state_left)
-            except ApprovalError as exc:
+                    for s in report["steps"]:
+                        click.echo(f"  {s['step_id']} {s['operation']}: {s['status']}"
+                                   + (f" ({s['error']})" if s.get("error") else ""))
+                    click.echo(report["state_left"])
+            except NotRun as exc:
                 result.update(executed=False, error=str(exc))
                 code = 3
                 if not as_json:
                     click.echo(click.style(f"not run: {exc}", fg="red"), err=True)
-    approvals.close()
-    audit.close()
+    runner.close()
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     sys.exit(code)
@@ -200,8 +201,12 @@ def app(headless: bool, port: int) -> None:
     import uvicorn
 
     from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
+    from app.endpoint_client import AppEndpoint
     from app.home import cloudops_home
 
+    running = AppEndpoint.discover(cloudops_home())
+    if running is not None:  # one process owns the index: a second app would only fight over its lock
+        _die(f"CloudOps is already running for {cloudops_home()} at {running.url}", code=1)
     if not headless:
         from app.desktop import DesktopUnavailable, run_desktop
 
@@ -217,6 +222,15 @@ def app(headless: bool, port: int) -> None:
     service = LocalService(_local_stack)
     path = write_endpoint_file(cloudops_home(), url, token)
     click.echo(f"CloudOps endpoint on {url} (token in {path})", err=True)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler that was there
+    # before; make that handler an exit that unwinds through ``finally`` (the default one kills the process
+    # on the spot, leaving endpoint.json and the index lock behind).
+    import signal
+
+    def _exit(signum, frame):  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
     try:
         server = uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
         server.run(sockets=[sock])
@@ -312,7 +326,27 @@ def sync(as_json: bool, full: bool, account: str | None, region: str | None, ser
 
     if service and service not in COLLECTORS:
         _die(f"unknown service {service!r}; known: {', '.join(sorted(COLLECTORS))}")
+    from app.endpoint_client import AppEndpoint, EndpointError
+    from app.home import cloudops_home
+    from app.resource_store import IndexBusy
+
+    running = AppEndpoint.discover(cloudops_home())
+    if running is not None:
+        if events:
+            _die("the app is running and owns the index: it syncs from the events queue on its schedule; "
+                 "quit it to run `cloudops sync --events` here")
+        try:
+            data = running.sync(full, account, region, service)
+        except (EndpointError, OSError) as exc:
+            _die(f"sync through the running app failed: {exc}")
+        _print_sync(data, as_json, via=running.url)
+        sys.exit(0 if not data["errors"] else 2)
     estate = _estate()
+    try:
+        estate.store.qdrant  # noqa: B018 - take the index's single-writer lock now, before any AWS call
+    except IndexBusy as exc:
+        estate.close()
+        _die(str(exc))
     engine = estate.engine()
     if events:
         report = _sync_events(estate, engine)
@@ -331,15 +365,19 @@ def sync(as_json: bool, full: bool, account: str | None, region: str | None, ser
     if bar:
         bar.close()
     estate.close()
-    if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2, default=str))
-    else:
-        data = report.as_json()
-        click.echo(f"synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: +{data['added']} "
-                   f"~{data['updated']} -{data['removed']} ={data['unchanged']} (embedded {data['embedded']})")
-        for err in report.errors:
-            click.echo(click.style(f"  failed {err['scope']}: {err['error']}", fg="red"), err=True)
+    _print_sync(report.as_json(), as_json)
     sys.exit(0 if report.ok else 2)
+
+
+def _print_sync(data: dict, as_json: bool, via: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    where = f" (through the running app at {via})" if via else ""
+    click.echo(f"synced {len(data['scopes'])} scopes in {data['duration_s']:.1f}s{where}: +{data['added']} "
+               f"~{data['updated']} -{data['removed']} ={data['unchanged']} (embedded {data['embedded']})")
+    for err in data["errors"]:
+        click.echo(click.style(f"  failed {err['scope']}: {err['error']}", fg="red"), err=True)
 
 
 def _sync_events(estate, engine):
@@ -372,16 +410,26 @@ def search(query: str, as_json: bool, limit: int, account: str | None, resource_
             resource_type = canonical_resource_type(resource_type)
         except ValueError as exc:
             _die(str(exc))
-    estate = _estate()
-    index = estate.lookup()
-    try:
-        hits = index.search(query, limit=limit, account=account, resource_type=resource_type)
-    except QueryError as exc:
-        _die(str(exc))
-    docs = estate.store.documents([h.id for h in hits])
-    estate.close()
-    rows = [{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score, "why": h.why}
-            for h in hits if h.id in docs]
+    from app.endpoint_client import AppEndpoint, EndpointError
+    from app.home import cloudops_home
+
+    running = AppEndpoint.discover(cloudops_home())
+    if running is not None:
+        try:
+            rows = running.search(query, limit, account, resource_type)
+        except (EndpointError, OSError) as exc:
+            _die(str(exc))
+    else:
+        estate = _estate()
+        index = estate.lookup()
+        try:
+            hits = index.search(query, limit=limit, account=account, resource_type=resource_type)
+        except QueryError as exc:
+            _die(str(exc))
+        docs = estate.store.documents([h.id for h in hits])
+        estate.close()
+        rows = [{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score, "why": h.why}
+                for h in hits if h.id in docs]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return

@@ -83,6 +83,10 @@ def _with_security_headers(send: Send) -> Send:
     return wrapped
 
 
+class SyncBusy(RuntimeError):
+    """A sync was asked for while another one runs."""
+
+
 def _hostname(netloc: str) -> str:
     """The host of ``host[:port]``: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:80' -> '[::1]'."""
     return netloc.split("]")[0] + "]" if netloc.startswith("[") else netloc.split(":")[0]
@@ -156,6 +160,7 @@ class LocalService:
         self.executor = Executor(self.approvals, self.audit)
         self.plans: OrderedDict[str, PlanResponse] = OrderedDict()
         self.lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._index = None
         self._names: dict[str, list[int]] = {}
         self._config_stamp: int | None = None
@@ -176,7 +181,8 @@ class LocalService:
             self._names, self._index = names, index
         return index
 
-    def plan(self, request: PlanRequest) -> PlanResponse:
+    def plan(self, request: PlanRequest, offline: bool = False, server_url: str | None = None) -> PlanResponse:
+        """Plan with the app's index; ``offline`` forces the local stack, ``server_url`` overrides config's."""
         from app.context import build_request
         from app.remote import plan_with_fallback
 
@@ -185,7 +191,7 @@ class LocalService:
             request = request.model_copy(update={"identified_resources": looked_up.identified_resources,
                                                  "user_context": request.user_context if request.user_context.aws_accounts
                                                  else looked_up.user_context})
-        server_url = None if self.current_config().offline else self.server_url
+        server_url = None if offline or self.current_config().offline else (server_url or self.server_url)
         response = plan_with_fallback(request, server_url, self.stack)
         self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,
                           detail=response.classification.playbook)
@@ -212,10 +218,31 @@ class LocalService:
             self._config_stamp = stamp
         return self.estate.config
 
-    def sync(self, full: bool = False) -> dict:
-        report = self.estate.engine().run(full=full)
+    def sync(self, full: bool = False, account: str | None = None, region: str | None = None,
+             service: str | None = None) -> dict:
+        """One sync at a time: a second request while one runs is told so (409), not queued."""
+        if not self._sync_lock.acquire(blocking=False):
+            raise SyncBusy("a sync is already running in the app; try again when it ends")
+        try:
+            report = self.estate.engine().run(full=full, account=account, region=region, service=service)
+        finally:
+            self._sync_lock.release()
         self._index = None  # reload on the next search
         return report.as_json()
+
+    def execute(self, plan: PlanResponse, approval_id: str | None) -> dict[str, Any]:
+        """Run the approved plan, then re-read the scopes it touched so the index (and the next plan)
+        sees what the run left."""
+        report = self.executor.run(plan, approval_id)
+        result: dict[str, Any] = {"ok": report.ok, "state_left": report.state_left,
+                                  "steps": [s.__dict__ for s in report.steps]}
+        if any(s.status != "not_run" for s in report.steps):
+            with self._sync_lock:
+                note = self.estate.refresh_after_run(plan)
+            self._index = None
+            if note:
+                result["index_note"] = note
+        return result
 
     def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
         """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
@@ -306,7 +333,14 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         body = await parse_body(request, PlanRequest)
         if isinstance(body, JSONResponse):
             return body
-        return JSONResponse((await run_in_threadpool(service.plan, body)).model_dump(mode="json"))
+        # The CLI's --offline and --server reach the app's stack through the query string (the body is the
+        # protocol's PlanRequest, which has no place for them).
+        offline = request.query_params.get("offline") in ("1", "true")
+        server = request.query_params.get("server")
+        if server is not None and not server.startswith(("http://", "https://")):
+            return error(422, "invalid server", [{"field": "server", "message": "an http(s) URL is required"}])
+        response = await run_in_threadpool(service.plan, body, offline, server)
+        return JSONResponse(response.model_dump(mode="json"))
 
     async def search(request: Request) -> JSONResponse:
         data = await read_json(request)
@@ -321,7 +355,8 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
 
             index = service.index()
             try:
-                hits = index.search(data["query"], limit=limit)
+                hits = index.search(data["query"], limit=limit, account=data.get("account") or None,
+                                    resource_type=data.get("type") or None)
             except QueryError as exc:
                 return error(422, str(exc), [{"field": "query", "message": str(exc)}])
             docs = service.estate.store.documents([h.id for h in hits])
@@ -337,8 +372,18 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         return JSONResponse({"documents": service.estate.store.count(), "scopes": rows})
 
     async def sync(request: Request) -> JSONResponse:
-        data = await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}
-        return JSONResponse(await run_in_threadpool(service.sync, bool((data or {}).get("full"))))
+        data = (await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}) or {}
+        if not isinstance(data, dict):
+            return error(422, "invalid sync", [{"field": "body", "message": "a JSON object is expected"}])
+        for name in ("account", "region", "service"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                return error(422, "invalid sync", [{"field": name, "message": "a string is expected"}])
+        try:
+            report = await run_in_threadpool(service.sync, bool(data.get("full")), data.get("account"),
+                                             data.get("region"), data.get("service"))
+        except SyncBusy as exc:
+            return error(409, str(exc))
+        return JSONResponse(report)
 
     def _plan_from(data) -> PlanResponse:
         if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
@@ -367,10 +412,10 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         data = await read_json(request)
         plan = _plan_from(data)
         try:
-            report = await run_in_threadpool(service.executor.run, plan, data.get("approval_id"))
+            result = await run_in_threadpool(service.execute, plan, data.get("approval_id"))
         except ApprovalError as exc:
             return error(403, str(exc))
-        return JSONResponse({"ok": report.ok, "state_left": report.state_left, "steps": [s.__dict__ for s in report.steps]})
+        return JSONResponse(result)
 
     async def audit(request: Request) -> JSONResponse:
         limit = int(request.query_params.get("limit", "50")) if request.query_params.get("limit", "50").isdigit() else 50

@@ -55,6 +55,34 @@ class Estate:
 
         return SyncEngine(self.store, self.embed, self.config.effective_accounts(), max_workers=max_workers)
 
+    def refresh_after_run(self, plan) -> str | None:
+        """Re-read the scopes a plan's steps acted on, so the index shows what the run left (a stopped
+        instance reads as stopped, and the next plan is made on that). Returns a note when it could not;
+        a failed refresh never turns a run into a failure."""
+        from app.collectors import GLOBAL_SERVICES, COLLECTORS
+        from app.events import ScopeRef
+
+        by_arn = {r.arn: r for r in plan.identified_resources if r.arn}
+        refs = set()
+        for step in plan.script.steps:
+            for target in step.targets:
+                resource = by_arn.get(target) or next((r for r in plan.identified_resources
+                                                       if target in (r.resource_id, r.name)), None)
+                if resource is None or not resource.account_id:
+                    continue
+                service = resource.resource_type.split("_")[0]
+                for svc in {service, "ec2"} if service == "autoscaling" else {service}:  # ASG runs instances
+                    if svc in COLLECTORS:
+                        region = "global" if svc in GLOBAL_SERVICES else step.region or resource.region
+                        refs.add(ScopeRef(resource.account_id, region, svc))
+        if not refs:
+            return None
+        try:
+            report = self.engine().run_events(sorted(refs, key=lambda r: (r.account_id, r.region, r.service)))
+        except Exception as exc:  # noqa: BLE001 - the run itself is done; the index catches up at the next sync
+            return f"the index was not refreshed after the run ({type(exc).__name__}); the next sync will"
+        return None if report.ok else "some scopes were not refreshed after the run; the next sync will"
+
     def lookup(self):
         from app.lookup import LookupIndex
 

@@ -78,6 +78,10 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
+class IndexBusy(RuntimeError):
+    """Another process holds the embedded Qdrant folder (its mode admits one process at a time)."""
+
+
 class ResourceStore:
     """Documents by scope (``account_id/region/service``) in SQLite, mirrored into Qdrant."""
 
@@ -97,7 +101,14 @@ class ResourceStore:
             from qdrant_client import QdrantClient, models
 
             loc = self._qdrant_location
-            client = QdrantClient(url=loc) if loc.startswith(("http://", "https://")) else QdrantClient(path=loc)
+            try:
+                client = QdrantClient(url=loc) if loc.startswith(("http://", "https://")) else QdrantClient(path=loc)
+            except RuntimeError as exc:
+                if "already accessed" not in str(exc):
+                    raise
+                raise IndexBusy(f"the index at {loc} is open in another CloudOps process (the app, or a sync); "
+                                "try again when it ends, or run the command while the app runs so it goes "
+                                "through the app") from None
             if not client.collection_exists(COLLECTION):
                 client.create_collection(COLLECTION, vectors_config=models.VectorParams(
                     size=self.dimension, distance=models.Distance.COSINE))

@@ -77,3 +77,66 @@ def test_sync_plan_run_audit(demo):
     assert {"plan", "denial", "approval", "step"} <= set(kinds)
     step = next(e for e in events if e["kind"] == "step")
     assert step["operation"] == "StopDBInstance" and step["outcome"] == "succeeded" and step["account_id"] == "111111111111"
+
+
+def _start_app(demo):
+    import time
+
+    home = demo["env"]["CLOUDOPS_HOME"]
+    endpoint_file = os.path.join(home, "endpoint.json")
+    if os.path.exists(endpoint_file):
+        os.unlink(endpoint_file)
+    proc = subprocess.Popen(CLI + ["app", "--headless"], env=demo["env"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not os.path.exists(endpoint_file):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "slow"
+        time.sleep(0.2)
+    return proc, json.loads(open(endpoint_file).read())
+
+
+def test_cli_goes_through_the_running_app(demo):
+    """While the app runs it owns the index: sync, search and run go through its endpoint, and a process
+    that opens the index anyway gets one clear sentence, never Qdrant's lock error."""
+    import httpx
+
+    app, info = _start_app(demo)
+    try:
+        sqs = boto3.Session(profile_name="dev").client("sqs", region_name="us-east-1")
+        sqs.create_queue(QueueName="through-the-app")  # something to write, so the app opens the index
+        synced = cli(demo, "sync", "--json", "--account", "dev", "--service", "sqs")
+        assert synced.returncode == 0, synced.stderr[-2000:]
+        assert json.loads(synced.stdout)["added"] == 1
+
+        bypass = subprocess.run(CLI + ["sync", "--account", "dev", "--service", "sqs"], capture_output=True,
+                                text=True, timeout=300, env={**demo["env"], "CLOUDOPS_NO_APP": "1"}, cwd=ROOT)
+        assert bypass.returncode == 2 and "open in another CloudOps process" in bypass.stderr
+        assert "Traceback" not in bypass.stderr and "portalocker" not in bypass.stderr
+
+        second = cli(demo, "app", "--headless", timeout=60)
+        assert second.returncode == 1 and "already running" in second.stderr
+
+        found = json.loads(cli(demo, "search", "through-the-app", "--json", "--limit", "1").stdout)
+        assert found[0]["name"] == "through-the-app" and found[0]["account_name"] == "dev"
+
+        started = cli(demo, "run", "Start pg-instance-main1", "--approve", "--json")
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        result = json.loads(started.stdout)
+        assert result.get("ok"), json.dumps(result)[-3000:]
+        assert pg_status() == "available"
+        # The app planned it: the plan lives in the app's memory, under the id the CLI printed.
+        known = httpx.get(f"{info['url']}/v1/plans/{result['plan']['request_id']}",
+                          headers={"Authorization": f"Bearer {info['token']}"}, timeout=10)
+        assert known.status_code == 200
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    assert not os.path.exists(os.path.join(demo["env"]["CLOUDOPS_HOME"], "endpoint.json"))
+
+    # A stale endpoint.json (its process gone) is ignored: the CLI opens the index itself.
+    stale = os.path.join(demo["env"]["CLOUDOPS_HOME"], "endpoint.json")
+    with open(stale, "w") as handle:
+        json.dump({"url": info["url"], "token": info["token"], "pid": app.pid}, handle)
+    alone = cli(demo, "search", "through-the-app", "--json", "--limit", "1")
+    assert alone.returncode == 0 and json.loads(alone.stdout)[0]["name"] == "through-the-app"
+    os.unlink(stale)
