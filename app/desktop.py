@@ -7,8 +7,10 @@ Threads, and why:
 * ``tray``: pystray's own loop (GTK on Linux; run with ``QT_NO_GLIB=1`` so Qt and GTK each keep their
   own event loop instead of sharing GLib's default context from two threads).
 
-Windows are cheap to keep and slow to make, so the Quick ask window is created hidden at launch and
-the main and approval windows when first asked for. Closing a window hides it; only Quit ends the
+The GUI toolkit itself starts lazily: until the first window is asked for, the main thread only waits,
+so an idle tray app costs the endpoint and the tray, not a web engine (Qt WebEngine adds ~280 MB PSS
+across its processes, measured in bench/bench_desktop.py). The first window takes the web engine's
+start (about a second here); after that, windows are kept and only hidden. Closing a window hides it; only Quit ends the
 app: it hides the tray, stops uvicorn gracefully, closes the estate, removes ``endpoint.json`` and
 closes the windows, after which the GUI loop returns and the process exits with no child left.
 
@@ -239,8 +241,10 @@ class DesktopApp:
     _windows: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _quitting: threading.Event = field(default_factory=threading.Event)
+    gui_wanted: threading.Event = field(default_factory=threading.Event)  # wakes the main thread
     _offline: bool = False
     tray: Any = None
+    gui_started: bool = False
 
     def __post_init__(self) -> None:
         self.bridge = Bridge(self.endpoint.token, self.open_route)
@@ -279,8 +283,10 @@ class DesktopApp:
     def show(self, kind: str, route: str | None = None) -> None:
         if self._quitting.is_set():
             return
-        created = kind not in self._windows
-        window = self.window(kind, route, hidden=False)
+        with self._lock:
+            created = kind not in self._windows
+            window = self.window(kind, route, hidden=False)
+            self.gui_wanted.set()  # the first window starts the GUI loop on the main thread
         if not created and route is not None:
             window.load_url(self._page(route))
         if not created:
@@ -337,6 +343,9 @@ class DesktopApp:
         if self.tray is not None:
             self.tray.stop()
         self.endpoint.stop()
+        if not self.gui_started:
+            self.gui_wanted.set()  # no GUI loop to end: wake the main thread, which returns
+            return
         for window in list(self._windows.values()):
             try:
                 window.destroy()
@@ -404,9 +413,14 @@ def run_desktop(local_stack_factory: Callable[[], Any], port: int = 0, echo: Cal
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    desktop.window("quick", hidden=True)  # pywebview needs one window to start its loop
     try:
-        webview.start(gui="qt" if sys.platform.startswith("linux") else None, private_mode=True)
+        while not desktop.gui_wanted.wait(0.5):  # short waits: signal handlers run between them
+            pass
+        with desktop._lock:
+            start = not desktop._quitting.is_set()
+            desktop.gui_started = start
+        if start:
+            webview.start(gui="qt" if sys.platform.startswith("linux") else None, private_mode=True)
     finally:
         desktop.quit()  # the loop may also end by itself (the toolkit quit): clean up the same way
     echo("cloudops app: stopped")

@@ -173,6 +173,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -263,7 +270,7 @@ def test_tray_app_on_a_real_display(display, tmp_path):
         assert info["token"] not in json.dumps(events)  # ... and the token itself is never recorded
         subprocess.run(["import", "-window", "root", str(shots / "3-main.png")], env=env, check=True, timeout=30)
 
-        app_pid = next(p for p in _descendants(proc.pid) if "app.cli" in Path(f"/proc/{p}/cmdline").read_text())
+        app_pid = next(p for p in _descendants(proc.pid) if "app.cli" in _cmdline(p))
         tree = _descendants(proc.pid)
         assert len(tree) >= 3  # dbus-daemon, the app, Qt's web engine processes
 
@@ -272,10 +279,22 @@ def test_tray_app_on_a_real_display(display, tmp_path):
         _xdo(env, "key", "Up", "Return")
         assert proc.wait(timeout=60) == 0, "".join(lines)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-    time.sleep(0.5)
+        if proc.poll() is None:  # a failed step: end the app itself (SIGTERM is its graceful Quit), then the rest
+            for pid in sorted(_descendants(proc.pid)):
+                if "app.cli" in _cmdline(pid):
+                    os.kill(pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                for pid in _descendants(proc.pid) | {proc.pid}:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.wait()
+    deadline = time.monotonic() + 5  # Qt's web engine helpers notice their browser process is gone within ~1 s
+    while [p for p in tree if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not [p for p in tree if _alive(p)], "processes left after Quit"
     assert not _alive(app_pid)
     assert not (home / "endpoint.json").exists()

@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompt", default="Stop pg-instance-main1")
     args = parser.parse_args()
-    from bench.bench_desktop import start_display
+    from bench.bench_desktop import start_display, tree
 
     home = demo_home()
     env, helpers = start_display()
@@ -128,7 +128,14 @@ def main() -> None:
         time.sleep(5)
         shoot(env, main_window, "explorer.png")
     finally:
-        app.send_signal(signal.SIGTERM)
+        # SIGTERM to the app itself (its graceful Quit); dbus-run-session then ends its bus and exits.
+        # Signalling dbus-run-session instead would leave its dbus-daemon behind.
+        for pid in tree(app.pid)[1:]:
+            try:
+                if b"app.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
         app.wait(timeout=60)
         for helper in helpers:
             helper.terminate()
