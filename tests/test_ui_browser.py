@@ -204,6 +204,24 @@ def test_keyboard_only_quick_ask(page, app_env):
     assert focused
 
 
+def test_ambiguous_name_asks_and_the_answer_plans(page, app_env):
+    connect(page, app_env)
+    page.fill("#prompt", "delete orders-db")
+    page.keyboard.press("Enter")
+    expect(page.locator(".clarify .question")).to_contain_text("Which one")
+    expect(page.locator("#approve-run")).to_be_disabled()  # a question is not a plan
+    page.locator(".clarify button", has_text="staging").click()
+    expect(page.locator("#prompt")).to_have_value(re.compile(r"^delete orders-db in staging "))
+    expect(page.locator("article.plan pre code")).to_contain_text("aws rds delete-db-instance")
+    expect(page.locator("article.plan pre code")).to_contain_text("--profile staging")
+    expect(page.locator("[data-testid=production-banner]")).to_have_count(0)
+    expect(page.locator(".badge[data-risk]")).to_have_attribute("data-risk", re.compile("high|critical"))
+    expect(page.locator("#approve-run")).to_be_enabled()
+    page.fill("#prompt", "delete orders-db in production")  # edited: the plan on screen is stale
+    expect(page.locator("#approve-run")).to_be_disabled()
+    expect(page.locator("#stale-note")).to_be_visible()
+
+
 def test_deny_changes_nothing_and_is_audited(page, app_env):
     connect(page, app_env)
     page.fill("#prompt", "stop batch-worker-1")

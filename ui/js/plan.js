@@ -87,7 +87,8 @@ export function renderPlan(plan, production = [], {onChoose} = {}) {
     if (risk.rollback) details.push(h('h3', {}, 'Rollback'), h('p', {}, risk.rollback));
     if (details.length) card.append(h('section', {class: 'risk-details'}, details));
     card.append(h('p', {class: 'approval-note'}, risk.denied ? 'This plan cannot run.'
-      : plan.approval_required ? 'Needs your approval before anything runs.' : 'Read-only: runs without approval.'));
+      : !plan.script.steps.length ? 'Nothing to run (see the warnings).'
+        : plan.approval_required ? 'Needs your approval before anything runs.' : 'Read-only: runs without approval.'));
   }
   if (plan.warnings.length) card.append(h('ul', {class: 'warnings'}, plan.warnings.map(w => h('li', {}, w))));
   card.append(h('div', {class: 'run-result', 'aria-live': 'polite'}));

@@ -146,7 +146,7 @@ export async function render(view) {
     staleNote.hidden = !(current && stale() && !current.ran);
     runButton.disabled = !ready;
     if (current && current.production.length && ready) runButton.textContent = 'Approve & run in PRODUCTION';
-    else runButton.textContent = current && !isMutating(current.plan) ? 'Run' : 'Approve & run';
+    else runButton.textContent = current && canRun(current.plan) && !isMutating(current.plan) ? 'Run' : 'Approve & run';
     openButton.disabled = !current || Boolean(current.plan.clarification);
   }
 
@@ -173,11 +173,18 @@ export async function render(view) {
     }
   }
 
+  /** A clarification's answer: a resource is pinned by its account and region, then planned again; a
+   * playbook candidate's label goes into the box for the operator to finish (it names no target). */
   function choose(candidate) {
     const place = [candidate.account_name, candidate.region].filter(Boolean).join(' ');
-    input.value = `${input.value.trim()} in ${place}`.trim();
-    plan();
     input.focus();
+    if (candidate.kind === 'resource' && place) {
+      input.value = `${(current ? current.prompt : input.value).trim()} in ${place}`;
+      plan();
+    } else {
+      input.value = candidate.label;
+      setButtons();
+    }
   }
 
   async function approveAndRun() {
