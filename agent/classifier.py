@@ -27,6 +27,14 @@ _TOTAL = W_DENSE + W_LEXICAL + W_VERB + W_TYPE
 NO_MATCH_SCORE = 0.40   # below this (normalised score), nothing fits: ask instead of guessing
 NO_MATCH_DENSE = 0.30   # the prompt resembles no playbook text at all
 AMBIGUOUS_CONFIDENCE = 0.40
+# Verbs that ask for a change. When the prompt leads with one and the best playbook only reads (and does
+# not stand for that verb), the request is something no playbook does ("delete the stack" must not be
+# answered with "describe the stack"): ask instead.
+# Only verbs that are unmistakably imperative count ("run", "set", "public" also occur in questions), and a
+# prompt phrased as a question never does.
+CHANGE_VERBS = frozenset({"stop", "start", "reboot", "failover", "snapshot", "image", "modify", "delete", "terminate",
+                          "enable", "suspend", "resume", "purge", "scale", "redeploy", "publish"})
+_QUESTION = re.compile(r"^\s*(is|are|was|were|has|have|had|did|does|when|what|whats|which|why|how|where|who)\b|\?\s*$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class ClassifierResult:
     confidence: float
     prompt_verbs: frozenset[str]
     types: frozenset[str]
+    change_answered_by_read: bool = False
 
     @property
     def best(self) -> Scored | None:
@@ -59,7 +68,7 @@ class ClassifierResult:
         # resource's type both fit ("kick off catalog-sync"); otherwise it is a question.
         strong_rules = best.verb > 0.5 and best.type_fit == 1.0
         return (best.score < NO_MATCH_SCORE or (best.dense < NO_MATCH_DENSE and not strong_rules)
-                or (best.verb <= 0 and best.dense < 0.45))
+                or (best.verb <= 0 and best.dense < 0.45) or self.change_answered_by_read)
 
 
 def playbook_verbs(pb: Playbook) -> frozenset[str]:
@@ -119,4 +128,8 @@ class Classifier:
             ranked.append(Scored(pid, round(score, 4), round(dense, 4), round(lexical, 4), round(verb, 4), type_fit))
         ranked.sort(key=lambda s: (-s.score, s.playbook_id))
         conf = confidence(ranked[0].score, ranked[1].score if len(ranked) > 1 else None) if ranked else 0.0
-        return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types))
+        best = self.playbooks[ranked[0].playbook_id] if ranked else None
+        change_by_read = bool(best and prompt_verbs and prompt_verbs[0] in CHANGE_VERBS and best.read_only
+                              and prompt_verbs[0] not in self.verbs[best.id]
+                              and not _QUESTION.search(masked_prompt.lower()))
+        return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types), change_by_read)

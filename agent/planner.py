@@ -75,6 +75,8 @@ class AgentStack:
         self.index_stats: IndexStats = index.sync(playbooks)
         self.classifier = Classifier(self.playbooks, index)
         self.deny_rules = list(deny_rules or [])
+        # The offline model (agent.llm.GapFiller): set on the client's local stack only, never on the server.
+        self.gap_filler = None
 
     @classmethod
     def build(cls, playbook_dir: Path | None = None, cache_dir: Path | None = None,
@@ -95,10 +97,12 @@ class Planner:
     def __init__(self, stack: AgentStack, served_by: ServedBy):
         self.stack = stack
         self.served_by = served_by
+        self._llm_used = False
 
     # -- the whole path -------------------------------------------------------------------------
     def plan(self, request: PlanRequest, now: datetime | None = None) -> PlanResponse:
         now = now or datetime.now(timezone.utc)
+        self._llm_used = False
         resources = request.identified_resources
         mentions = find_mentions(request.prompt, resources)
         hints = find_hints(request.prompt, request.user_context, resources)
@@ -117,8 +121,13 @@ class Planner:
             return self._clarify(request, result, None, warnings, question, close)
         best = self.stack.playbooks[result.ranked[0].playbook_id]
         if result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
-            return self._clarify(request, result, best, warnings, "Which operation do you mean?",
-                                 self._playbook_candidates(result, 3))
+            candidates = self._playbook_candidates(result, 3)
+            question = "Which operation do you mean?"
+            suggested = self._llm_rank(request.prompt, candidates)
+            if suggested is not None:
+                candidates = [suggested] + [c for c in candidates if c is not suggested]
+                question += f" (the offline model suggests {suggested.playbook}; nothing runs until you say)"
+            return self._clarify(request, result, best, warnings, question, candidates)
 
         noun = " or ".join(sorted({TYPE_NOUNS.get(t, t) for t in best.resource_types}))
         choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun)
@@ -209,6 +218,8 @@ class Planner:
                     if spec.required:
                         warnings.append(f"{spec.name} not given: using {values[spec.name]!r}")
                 continue
+            if raw is None and spec.required:
+                raw = self._llm_slot(prompt, masked, spec, warnings)
             if raw is None:
                 if spec.required:
                     raise Clarify(f"What {spec.description.lower()} should I use for {target.display_name}?", [])
@@ -218,6 +229,40 @@ class Planner:
             except slots.SlotError as exc:
                 raise Clarify(f"{exc} — what {spec.description.lower()} should I use?", []) from None
         return values
+
+    def _llm_slot(self, prompt: str, masked: str, spec: ParamSpec, warnings: list[str]) -> Any:
+        """A required value the cue patterns missed, chosen by the offline model among the prompt's own
+        valid values (the caller validates it again, like a typed value). None without a model or when
+        the prompt holds no candidate."""
+        filler = self.stack.gap_filler
+        if filler is None:
+            return None
+        options = slots.candidates(spec, masked)
+        if not options:
+            return None
+        try:
+            value = filler.fill_slot(prompt, spec.description, options)
+        except Exception:  # noqa: BLE001 - a model failure only means: ask the operator, as without a model
+            return None
+        if value is not None:
+            self._llm_used = True
+            warnings.append(f"{spec.name} = {value!r} was read from the prompt by the offline model: check it "
+                            "before approving")
+        return value
+
+    def _llm_rank(self, prompt: str, candidates: list[Candidate]) -> Candidate | None:
+        filler = self.stack.gap_filler
+        if filler is None:
+            return None
+        choices = {c.playbook: c.label for c in candidates if c.playbook}
+        try:
+            pick = filler.rank_choices(prompt, choices)
+        except Exception:  # noqa: BLE001 - no suggestion is the answer without a model too
+            return None
+        if pick is None:
+            return None
+        self._llm_used = True
+        return next(c for c in candidates if c.playbook == pick)
 
     def _apply_deny_rules(self, request: PlanRequest, pb: Playbook, steps: list[Step], targets: list[IdentifiedResource],
                           facts: dict[str, dict[str, Any]], risk: RiskAssessment) -> None:
@@ -237,11 +282,12 @@ class Planner:
 
     def _classification(self, pb: Playbook | None, result: ClassifierResult) -> Classification:
         runner_up = [PlaybookScore(playbook=s.playbook_id, score=s.score) for s in result.ranked[1:4]]
+        method = "rules+retrieval+llm" if self._llm_used else "rules+retrieval"
         if pb is None:
             return Classification(intent="unknown", system="aws", confidence=result.confidence, runner_up=runner_up,
-                                  playbook=None)
+                                  playbook=None, method=method)
         return Classification(intent=pb.intent, system=pb.system, service=pb.service, operation=pb.main_operation,
-                              confidence=result.confidence, playbook=pb.id, runner_up=runner_up)
+                              confidence=result.confidence, playbook=pb.id, runner_up=runner_up, method=method)
 
     def _playbook_candidates(self, result: ClassifierResult, n: int) -> list[Candidate]:
         return [Candidate(kind="playbook", label=self.stack.playbooks[s.playbook_id].title, playbook=s.playbook_id)

@@ -186,3 +186,28 @@ def validate(spec: ParamSpec, value: object) -> object:
     if any(ch in text for ch in "\x00\r\n") and spec.kind != "string":
         raise SlotError(spec.name, f"{spec.name} contains control characters")
     return text
+
+
+_TOKEN = re.compile(r"(?<![\w.:/-])([A-Za-z0-9][A-Za-z0-9_.:-]*[A-Za-z0-9])(?![\w.:/-])")
+
+
+def candidates(spec: ParamSpec, masked: str, limit: int = 12) -> list[object]:
+    """Every value in the (name-masked) prompt that would pass ``validate`` for ``spec``: the only
+    answers the offline model may choose from when the cue patterns found none. Numbers come from
+    digits, number words and durations; text values must look like a name (a digit, '-', '_' or '.'
+    inside), so plain English words are never offered."""
+    text = words_to_digits(masked)
+    raw: list[object] = []
+    if spec.kind == "integer":
+        raw += [_seconds(m) for m in _DURATION.finditer(text)] + [int(m.group(1)) for m in _NUMBER.finditer(text)]
+    elif spec.kind in ("string", "identifier", "token"):
+        raw += [m.group(1) for m in _TOKEN.finditer(masked) if re.search(r"[\d_.-]", m.group(1))]
+    out: list[object] = []
+    for value in raw:
+        try:
+            valid = validate(spec, value)
+        except SlotError:
+            continue
+        if valid not in out:
+            out.append(valid)
+    return out[:limit]

@@ -12,12 +12,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from agent.lexicon import TYPE_NOUNS
 from agent.mentions import Hints, Mention
 from agent.protocol import Candidate, Clarification, IdentifiedResource
 from agent.text import last_segment, normalise
 
 CLEAR_MATCH_MARGIN = 0.15
 _ALL = re.compile(r"(?<![\w-])(all|every|each|both)(?![\w-])")
+_TAG_TERM = re.compile(r"(?<![\w.:/=!-])([a-z][\w.:/-]*)\s*=\s*([\w.:/-]+)")
+_PLURALS = frozenset(n + suffix for nouns in TYPE_NOUNS.values() for n in nouns if " " not in n for suffix in ("s", "es"))
+
+
+def _tag_selection(prompt: str, pool: list[IdentifiedResource]) -> list[IdentifiedResource]:
+    """"stop the team=data instances": a plural (or "all") with ``key=value`` terms selects every
+    identified resource whose tags carry all of them. Without a plural the terms only help the lookup."""
+    text = normalise(prompt)
+    terms = _TAG_TERM.findall(text)
+    plural = _ALL.search(text) or any(w in _PLURALS for w in re.findall(r"[a-z]+", text))
+    if not terms or not plural:
+        return []
+    return [r for r in pool if all(str({k.lower(): v for k, v in r.tags.items()}.get(k, "")).lower() == v
+                                   for k, v in terms)]
 
 
 @dataclass
@@ -113,6 +128,10 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
     pool = list({_key(r): r for r in pool}.values())
     if len(pool) == 1:
         return TargetChoice(targets=pool)
+    tagged = _tag_selection(prompt, pool)
+    if tagged:
+        return TargetChoice(targets=tagged, warnings=[f"selected by the tags in the prompt: acting on {len(tagged)} "
+                                                      f"resource{'s' if len(tagged) > 1 else ''}"])
     if _ALL.search(normalise(prompt)):
         return TargetChoice(targets=pool, warnings=[f"'all' in the prompt: acting on {len(pool)} resources"])
     scored = sorted(pool, key=lambda r: -(r.match_score or 0.0))

@@ -23,11 +23,15 @@ def _local_stack(playbook_dir: Path | None = None, policy: Path | None = None):
     from agent.policy import PolicyError, load_deny_rules
     from app.home import agent_cache_dir, policy_file
 
+    from agent.llm import GapFiller
+
     try:
         rules = load_deny_rules(policy or policy_file())
-        return AgentStack.build(playbook_dir, cache_dir=agent_cache_dir(), deny_rules=rules)
+        stack = AgentStack.build(playbook_dir, cache_dir=agent_cache_dir(), deny_rules=rules)
     except (PlaybookError, PolicyError) as exc:
         _die(str(exc))
+    stack.gap_filler = GapFiller.available()  # the offline model, loaded only if a gap needs it
+    return stack
 
 
 @click.group(invoke_without_command=True)
@@ -292,12 +296,20 @@ def schema(out: Path) -> None:
 
 
 @main.command(name="eval")
-@click.option("--cases", type=click.Path(path_type=Path, file_okay=False), default=Path("tests/eval"), show_default=True)
-def evaluate(cases: Path) -> None:
-    """Run the planner evaluation set and print accuracy and calibration."""
-    from agent.evaluation import run
+@click.option("--cases", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of the set (default: tests/eval, or tests/eval_e2e with --e2e).")
+@click.option("--e2e", is_flag=True, help="End to end: sync the demo estate from moto, then look up and plan "
+              "every prompt of the set's cases.yaml.")
+def evaluate(cases: Path | None, e2e: bool) -> None:
+    """Run an evaluation set and print accuracy and calibration."""
+    if e2e:
+        from app.e2e_eval import run_e2e
 
-    report = run(_local_stack().planner("local"), cases)
+        report = run_e2e((cases or Path("tests/eval_e2e")) / "cases.yaml", _local_stack)
+    else:
+        from agent.evaluation import run
+
+        report = run(_local_stack().planner("local"), cases or Path("tests/eval"))
     click.echo(report.summary())
 
 

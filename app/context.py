@@ -22,9 +22,26 @@ def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int =
     if not hits:
         return []
     exact = [h for h in hits if h.components.get("exact")]
-    chosen = exact if exact else [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
+    chosen = (exact + _beside_exact(index, exact, hits)) if exact else [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
     docs = store.documents([h.id for h in chosen])
     return [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs][:limit]
+
+
+def _beside_exact(index: LookupIndex, exact: list, hits: list, most: int = 3) -> list:
+    """Close hits of *another type* in the place (account, region) an exact name points at: in "redeploy
+    the api service on staging-cluster" the exact name is the cluster, and the thing to act on is the
+    service beside it. Hits of the exact names' own type are left out: "stop pg-instance-main1" is about
+    that instance, not its look-alike neighbours."""
+    def place(h) -> tuple[str, str]:
+        return str(index.account_ids[h.row]), str(index.regions[h.row])
+
+    types = {str(index.types[h.row]) for h in exact}
+    places = {place(h) for h in exact}
+    others = [h for h in hits if not h.components.get("exact") and str(index.types[h.row]) not in types]
+    if not others:
+        return []
+    top = others[0].score
+    return [h for h in others if place(h) in places and h.score >= CLOSE_TO_TOP * top][:most]
 
 
 def user_context(config: Config, store_accounts: dict[str, str] | None = None) -> UserContext:

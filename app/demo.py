@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -40,59 +39,55 @@ def demo_home() -> Path:
 
 
 def run_demo(local_stack, prompts: list[str] | None = None) -> int:
-    from app.config import AccountConfig, Config, save_config
-    from app.context import build_request
-    from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
-    from app.estate import Estate
+    from app.config import save_config
+    from app.demo_estate import DEMO_ACCOUNTS, demo_config, simulated_estate
 
     home = demo_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["CLOUDOPS_HOME"] = str(home)
     say = lambda text, **style: click.echo(click.style(text, **style))  # noqa: E731
     say(f"CLOUDOPS_HOME={home}", dim=True)
-    server, endpoint = start_moto()
-    # The demo's AWS config (moto's throwaway keys) lives outside CLOUDOPS_HOME and dies with the run:
-    # no file under CLOUDOPS_HOME ever holds a key, not even a fake one.
-    aws_dir = tempfile.TemporaryDirectory(prefix="cloudops-demo-aws-")
     try:
-        reset_moto(endpoint)
-        os.environ.update(write_aws_config(Path(aws_dir.name), DEMO_ACCOUNTS, endpoint))
-        summary = build_estate(DEMO_ACCOUNTS)
-        say(f"Simulated AWS (moto on {endpoint}): {summary.total} resources in {len(DEMO_ACCOUNTS)} accounts "
-            f"x 2 regions, built in {summary.seconds:.1f}s.", bold=True)
-        config = Config(accounts=[AccountConfig(name=a.name, profile=a.profile, regions=a.regions,
-                                                account_id=a.account_id) for a in DEMO_ACCOUNTS])
-        save_config(config)
-        estate = Estate(config)
-        report = estate.engine().run()
-        data = report.as_json()
-        say(f"Synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: {data['added']} added, "
-            f"{data['updated']} updated, {data['removed']} removed, {data['embedded']} embedded"
-            + (f", {len(report.errors)} failed" if report.errors else "") + ".", bold=True)
-        for err in report.errors:
-            say(f"  failed {err['scope']}: {err['error']}", fg="red")
-        index = estate.lookup()
-        click.echo()
-        for query in DEMO_SEARCHES:
-            hits = index.search(query, limit=3)
-            say(f"search> {query}", fg="cyan")
-            for hit in hits:
-                click.echo(f"   {hit.score:.2f} {index.names[hit.row]:<28} {index.types[hit.row]:<18} "
-                           f"{index.account_names[hit.row]}/{index.regions[hit.row]}  ({'; '.join(hit.why)})")
-        stack = local_stack()
-        planner = stack.planner("local")
-        for prompt in prompts or DEMO_PROMPTS:
-            click.echo()
-            say(f"> {prompt}", fg="cyan", bold=True)
-            request = build_request(prompt, index, estate.store, config)
-            click.echo(render_plan(planner.plan(request)))
-        estate.close()
-        click.echo()
-        say(f"Next, with CLOUDOPS_HOME={home}: `cloudops search QUERY`, `cloudops status`, `cloudops plan PROMPT` "
-            "(the index stays; the simulated AWS ends with this command, so `cloudops run` needs a real account).",
-            dim=True)
-        return 0 if report.ok else 2
+        with simulated_estate() as (endpoint, summary):
+            say(f"Simulated AWS (moto on {endpoint}): {summary.total} resources in {len(DEMO_ACCOUNTS)} accounts "
+                f"x 2 regions, built in {summary.seconds:.1f}s.", bold=True)
+            config = demo_config()
+            save_config(config)
+            return _sync_search_plan(local_stack, config, home, prompts, say)
     finally:
-        server.stop()
-        aws_dir.cleanup()
         sys.stdout.flush()
+
+
+def _sync_search_plan(local_stack, config, home: Path, prompts: list[str] | None, say) -> int:
+    from app.context import build_request
+    from app.estate import Estate
+
+    estate = Estate(config)
+    report = estate.engine().run()
+    data = report.as_json()
+    say(f"Synced {len(report.scopes)} scopes in {data['duration_s']:.1f}s: {data['added']} added, "
+        f"{data['updated']} updated, {data['removed']} removed, {data['embedded']} embedded"
+        + (f", {len(report.errors)} failed" if report.errors else "") + ".", bold=True)
+    for err in report.errors:
+        say(f"  failed {err['scope']}: {err['error']}", fg="red")
+    index = estate.lookup()
+    click.echo()
+    for query in DEMO_SEARCHES:
+        hits = index.search(query, limit=3)
+        say(f"search> {query}", fg="cyan")
+        for hit in hits:
+            click.echo(f"   {hit.score:.2f} {index.names[hit.row]:<28} {index.types[hit.row]:<18} "
+                       f"{index.account_names[hit.row]}/{index.regions[hit.row]}  ({'; '.join(hit.why)})")
+    stack = local_stack()
+    planner = stack.planner("local")
+    for prompt in prompts or DEMO_PROMPTS:
+        click.echo()
+        say(f"> {prompt}", fg="cyan", bold=True)
+        request = build_request(prompt, index, estate.store, config)
+        click.echo(render_plan(planner.plan(request)))
+    estate.close()
+    click.echo()
+    say(f"Next, with CLOUDOPS_HOME={home}: `cloudops search QUERY`, `cloudops status`, `cloudops plan PROMPT` "
+        "(the index stays; the simulated AWS ends with this command, so `cloudops run` needs a real account).",
+        dim=True)
+    return 0 if report.ok else 2

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 import logging
 import random
 import time
@@ -600,3 +604,33 @@ def build_estate(accounts: list[DemoAccount] = DEMO_ACCOUNTS, *, extra_per_scope
         for c in pool.map(lambda scope: _build_scope(*scope, extra_per_scope, seed), scopes):
             counts.update(c)
     return EstateSummary(counts=dict(sorted(counts.items())), seconds=time.perf_counter() - started)
+
+
+@contextmanager
+def simulated_estate(accounts: list[DemoAccount] = DEMO_ACCOUNTS, *, extra_per_scope: int = 0
+                     ) -> Iterator[tuple[str, EstateSummary]]:
+    """moto on loopback with the demo estate in it, and this process's AWS environment pointed at it
+    (profiles that assume a role into each account) until the block ends; then all of it is undone.
+
+    The AWS config holding moto's throwaway keys lives in a temporary folder, never under
+    ``CLOUDOPS_HOME``: no file there ever holds a key, not even a fake one.
+    """
+    server, endpoint = start_moto()
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="cloudops-demo-aws-") as aws_dir:
+        try:
+            reset_moto(endpoint)
+            os.environ.update(write_aws_config(Path(aws_dir), accounts, endpoint))
+            yield endpoint, build_estate(accounts, extra_per_scope=extra_per_scope)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            server.stop()
+
+
+def demo_config(accounts: list[DemoAccount] = DEMO_ACCOUNTS):
+    """The config.yaml that names the demo accounts (profiles, regions, ids)."""
+    from app.config import AccountConfig, Config
+
+    return Config(accounts=[AccountConfig(name=a.name, profile=a.profile, regions=a.regions, account_id=a.account_id)
+                            for a in accounts])

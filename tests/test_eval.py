@@ -25,3 +25,21 @@ def test_evaluation_set(planner, capsys, label, directory, cases, floor):
     assert report.accuracy >= floor, report.summary()
     # check() fails a clarification that carries a mutating step; no case may do that.
     assert not [r for r in report.results if any("no mutating step" in p for p in r.problems)]
+
+
+E2E_SETS = [("end to end (tests/eval_e2e)", ROOT / "tests" / "eval_e2e", 0.95),
+            ("end to end held-out (tests/eval_e2e_holdout)", ROOT / "tests" / "eval_e2e_holdout", 0.85)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label, directory, floor", E2E_SETS, ids=[s[0].split(" (")[0] for s in E2E_SETS])
+def test_end_to_end_evaluation_set(stack, capsys, label, directory, floor):
+    """Prompts over the demo estate synced from moto, through the client's real lookup and context."""
+    from app.e2e_eval import run_e2e
+
+    report = run_e2e(directory / "cases.yaml", lambda: stack)
+    with capsys.disabled():
+        print(f"\n[{label}]\n" + report.summary())
+    assert len(report.results) >= 60
+    assert report.accuracy >= floor, report.summary()
+    assert not [r for r in report.results if any("no mutating step" in p for p in r.problems)]
