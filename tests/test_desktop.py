@@ -85,6 +85,31 @@ def test_endpoint_file_is_removed_only_when_it_is_ours(tmp_path):
     assert not path.exists()
 
 
+def test_no_arguments_without_a_display_prints_help_not_a_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run(CLI, env={**env, "CLOUDOPS_HOME": str(tmp_path)}, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    assert "Usage:" in done.stdout and "no desktop: no display" in done.stdout
+    assert not (tmp_path / "endpoint.json").exists()
+
+
+def test_offline_toggle_is_written_to_config(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from app.config import load_config
+    from app.desktop import DesktopApp
+
+    monkeypatch.setenv("CLOUDOPS_HOME", str(tmp_path))
+    service = SimpleNamespace(current_config=load_config)
+    desktop = DesktopApp(SimpleNamespace(token="t", service=service))
+    assert desktop.offline is False
+    desktop.set_offline(True)
+    assert load_config().offline is True and desktop.offline is True
+    desktop.set_offline(False)
+    assert load_config().offline is False
+
+
 @pytest.mark.skipif(importlib.util.find_spec("webview") is None, reason=f"needs pip install {PIP}")
 def test_pywebview_bridge_is_built_without_eval():
     """pywebview's bridge must survive the UI's CSP (no 'unsafe-eval'): this pywebview still has the
@@ -171,6 +196,13 @@ def _descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _cmdline(pid: int) -> str:
@@ -273,6 +305,15 @@ def test_tray_app_on_a_real_display(display, tmp_path):
         app_pid = next(p for p in _descendants(proc.pid) if "app.cli" in _cmdline(p))
         tree = _descendants(proc.pid)
         assert len(tree) >= 3  # dbus-daemon, the app, Qt's web engine processes
+
+        # Offline mode from the real tray menu (the fourth selectable item; the status line is not
+        # selectable): it is written to config.yaml, where the endpoint and the settings page read it.
+        _open_tray_menu(env)
+        _xdo(env, "key", "Down", "Down", "Down", "Down", "Return")
+        deadline = time.monotonic() + 20
+        while "offline: true" not in _read(home / "config.yaml") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "offline: true" in _read(home / "config.yaml")
 
         # Quit from the real tray menu: its last item.
         _open_tray_menu(env)
