@@ -63,11 +63,14 @@ def app_env(tmp_path_factory):
                                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         info = _wait_for_endpoint(home, proc)
         headers = {"Authorization": f"Bearer {info['token']}"}
-        report = httpx.post(f"{info['url']}/v1/sync", headers=headers, timeout=600).json()
-        assert report["errors"] == [] and report["added"] > 80, report
-        # Warm the agent stack (playbook index) so the first test does not pay for it inside a timeout.
-        assert httpx.post(f"{info['url']}/v1/plan", json={"prompt": "describe bastion"}, headers=headers,
-                          timeout=300).status_code == 200
+        try:
+            report = httpx.post(f"{info['url']}/v1/sync", headers=headers, timeout=600).json()
+            assert report["errors"] == [] and report["added"] > 80, report
+            # Warm the agent stack (playbook index) so the first test does not pay for it inside a timeout.
+            assert httpx.post(f"{info['url']}/v1/plan", json={"prompt": "describe bastion"}, headers=headers,
+                              timeout=300).status_code == 200
+        except (httpx.HTTPError, AssertionError) as exc:
+            raise RuntimeError(f"app not ready ({exc!r}); its log: {(home / 'app.log').read_text()[-3000:]}") from exc
         yield {"url": info["url"], "token": info["token"], "home": home, "headers": headers}
     finally:
         if proc is not None:
@@ -153,6 +156,20 @@ def test_no_token_in_url_and_csp(page, app_env):
     assert app_env["token"] not in page.url
     assert page.evaluate("sessionStorage.getItem('cloudops.token')") == app_env["token"]
     assert page.evaluate("localStorage.length") == 0
+
+
+def test_token_from_the_pywebview_bridge(page, app_env):
+    """The desktop contract: window.pywebview.api.get_token() (a Promise), ready at `pywebviewready`."""
+    page.add_init_script("""(() => {
+        setTimeout(() => {
+            window.pywebview = {api: {get_token: () => Promise.resolve(%s)}};
+            window.dispatchEvent(new Event('pywebviewready'));
+        }, 300);
+    })();""" % json.dumps(app_env["token"]))
+    page.goto(f"{app_env['url']}/#explorer")
+    expect(page.locator("nav.tree button[data-scope=all]")).to_be_visible()
+    expect(page.locator("#token-gate")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0  # the bridge's token is kept in memory only
 
 
 def test_quick_ask_autocomplete_plan_approve_run(page, app_env):

@@ -95,8 +95,10 @@ export async function render(view) {
       const data = await api(`/v1/autocomplete${qs({q: word.text, limit: 8})}`, {signal: pending.signal});
       // Stale: typed on meanwhile, planned meanwhile, or the box lost focus.
       if (currentWord(input)?.text !== word.text || asked !== generation || document.activeElement !== input) return;
+      // Keep the highlighted name highlighted when a later answer still has it (answers race keystrokes).
+      const chosen = active >= 0 && suggestions[active] ? suggestions[active].name : null;
       suggestions = data.suggestions.filter(s => s.name.toLowerCase() !== word.text.toLowerCase() || data.suggestions.length > 1);
-      active = -1;
+      active = chosen ? suggestions.findIndex(s => s.name === chosen) : -1;
       paint();
     } catch (err) {
       if (err.name !== 'AbortError') closeList();
