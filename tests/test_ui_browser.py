@@ -305,6 +305,14 @@ def test_explorer_counts_match_the_index(page, app_env):
     for (account, region), n in by_region.items():
         node = tree.locator(f"button[data-account='{account}'][data-region='{region}']:not([data-service])")
         assert node.get_attribute("data-count") == str(n), (account, region)
+    # The tree is one tab stop; arrows move, Enter picks (and the focus stays on the picked node).
+    tree.locator("button[data-scope=all]").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    first_account = tree.locator("button.node.on")
+    expect(first_account).to_be_focused()
+    expect(page.locator(".results h2")).to_have_text(f"{first_account.get_attribute('data-count')} resources")
+    assert tree.locator("button.node[tabindex='0']").count() == 1
     tree.locator("button[data-account=production][data-region=us-west-2][data-service=rds]").click()
     expect(page.locator(".results h2")).to_have_text(f"{rds_prod_west} resources")
     page.locator(".results button.link", has_text="pg-instance-main1").click()

@@ -59,16 +59,30 @@ export async function render(view) {
     }
   }
 
+  // One tab stop for the whole tree: ↑/↓ (and Home/End) move between its nodes, Enter picks one.
+  tree.addEventListener('keydown', event => {
+    const nodes = [...tree.querySelectorAll('button.node')];
+    const at = nodes.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = {ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: nodes.length - 1}[event.key];
+    if (to === undefined || !nodes[to]) return;
+    event.preventDefault();
+    nodes[at].tabIndex = -1;
+    nodes[to].tabIndex = 0;
+    nodes[to].focus();
+  });
+
   function paintTree() {
     const nodes = buildTree(all.groups);
     const pick = (account, region, service) => {
       Object.assign(filters, {account: account || '', region: region || '', service: service || ''});
       paintFilters(all.facets);
-      list();
+      list();  // repaints the tree at once: keep the focus on the node just picked
+      tree.querySelector('button.node.on')?.focus();
     };
     const isOn = (a, r, s) => filters.account === (a || '') && filters.region === (r || '') && filters.service === (s || '');
     const node = (label, count, data, onclick, on) => h('button', {type: 'button', class: on ? 'node on' : 'node',
-      'aria-pressed': String(on), dataset: {...data, count: String(count)}, onclick},
+      'aria-pressed': String(on), tabindex: on ? '0' : '-1', dataset: {...data, count: String(count)}, onclick},
     h('span', {}, label), h('span', {class: 'count'}, String(count)));
     replace(tree, h('p', {class: 'muted'}, `${all.total} resources`),
       h('ul', {role: 'list'},
