@@ -64,7 +64,9 @@ def test_prompt_only_plan_does_the_lookup(client):
     plan = reply.json()
     assert plan["served_by"] == "local" and plan["classification"]["playbook"] == "aws_rds_stop_instance"
     assert plan["script"]["steps"][0]["parameters"] == {"DBInstanceIdentifier": "pg-instance-main1"}
-    assert [r["resource_id"] for r in plan["identified_resources"]] == ["pg-instance-main1"]
+    # The lookup sends the named resource first (context.identify may add a few of other types beside it).
+    assert plan["identified_resources"][0]["resource_id"] == "pg-instance-main1"
+    assert plan["script"]["steps"][0]["targets"] == ["pg-instance-main1"]
 
 
 def test_approve_and_execute_are_pinned(client):
