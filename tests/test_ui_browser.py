@@ -251,6 +251,11 @@ def test_deny_changes_nothing_and_is_audited(page, app_env):
     expect(banner).to_contain_text("batch-worker-1")
     expect(page.locator("#approve")).to_be_focused()
     expect(page.locator(".dry-run").first).to_contain_text("Dry run:")
+    command = page.locator("li.step pre code").first.inner_text()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_env["url"])
+    page.locator("li.step button", has_text="Copy").first.click()
+    expect(page.locator("#toast")).to_have_text("Command copied")
+    assert page.evaluate("navigator.clipboard.readText()") == command
     page.fill("#deny-reason", "change freeze")
     page.click("#deny")
     expect(page.locator("[data-testid=denied]")).to_be_visible()
