@@ -29,11 +29,12 @@ NO_MATCH_DENSE = 0.30   # the prompt resembles no playbook text at all
 AMBIGUOUS_CONFIDENCE = 0.40
 # Verbs that ask for a change. When the prompt leads with one and the best playbook only reads (and does
 # not stand for that verb), the request is something no playbook does ("delete the stack" must not be
-# answered with "describe the stack"): ask instead.
+# answered with "describe the stack"): ask instead. (Applied to changing playbooks too, it refused
+# "X is empty now, delete the bucket": the first verb is not always the request.)
 # Only verbs that are unmistakably imperative count ("run", "set", "public" also occur in questions), and a
 # prompt phrased as a question never does.
 CHANGE_VERBS = frozenset({"stop", "start", "reboot", "failover", "snapshot", "image", "modify", "delete", "terminate",
-                          "enable", "suspend", "resume", "purge", "scale", "redeploy", "publish"})
+                          "enable", "suspend", "resume", "purge", "scale", "redeploy", "publish", "subscribe"})
 _QUESTION = re.compile(r"^\s*(is|are|was|were|has|have|had|did|does|when|what|whats|which|why|how|where|who)\b|\?\s*$")
 
 
@@ -132,4 +133,5 @@ class Classifier:
         change_by_read = bool(best and prompt_verbs and prompt_verbs[0] in CHANGE_VERBS and best.read_only
                               and prompt_verbs[0] not in self.verbs[best.id]
                               and not _QUESTION.search(masked_prompt.lower()))
+
         return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types), change_by_read)

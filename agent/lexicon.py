@@ -51,6 +51,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "health": ("target health", "health", "healthy", "unhealthy", "targets"),
     "publish": ("publish", "send", "notify", "broadcast", "post", "announce"),
     "subscriptions": ("subscriptions", "subscribers", "subscribed"),
+    "subscribe": ("subscribe", "sign up"),
     "remove": ("remove", "unset", "clear", "delete"),
 }
 

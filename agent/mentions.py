@@ -98,6 +98,11 @@ def without_hints(text: str, hints: Hints) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+ACCOUNT_ALIASES: dict[str, tuple[str, ...]] = {
+    "production": ("prod", "prd"), "staging": ("stg", "stage"), "development": ("dev",), "dev": ("development",),
+}
+
+
 def find_hints(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
     """Region names, 12-digit account ids and account names ("in staging") found in the prompt."""
     text = normalise(prompt)
@@ -113,6 +118,11 @@ def find_hints(prompt: str, user_context: UserContext, resources: list[Identifie
     for r in resources:
         if r.account_name and r.account_id:
             known.setdefault(r.account_name.lower(), r.account_id)
+    # Operators' short names for the usual account names ("in stg", "on prd").
+    for name, aliases in ACCOUNT_ALIASES.items():
+        if name in known:
+            for alias in aliases:
+                known.setdefault(alias, known[name])
     # "media-preprod" is also called "preprod": a part of an account name that no other account shares.
     parts: dict[str, set[str]] = {}
     for name, account_id in known.items():

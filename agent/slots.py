@@ -133,14 +133,20 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     cued = _after_cue(prompt, [*spec.cues, spec.name], r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]", filler=False) or \
         _after_cue(masked, spec.cues, r"(.{1,1000})$", filler=False)
     if cued:
-        return cued.group(1).strip().rstrip(".")
+        return _original_case(prompt, cued.group(1).strip().rstrip("."))
     if not spec.required:
         return None
     quoted = _QUOTED.search(prompt)
     if quoted:
         return quoted.group(1)
     colon = re.search(r":\s+(.{1,1000})$", masked)
-    return colon.group(1).strip() if colon else None
+    return _original_case(prompt, colon.group(1).strip()) if colon else None
+
+
+def _original_case(prompt: str, value: str) -> str:
+    """``value`` was read from the lower-cased prompt: a message is sent as the operator typed it."""
+    at = prompt.lower().find(value)
+    return prompt[at:at + len(value)] if at >= 0 else value
 
 
 def _seconds(match: re.Match[str]) -> int:

@@ -23,6 +23,9 @@ from agent.protocol import PlanResponse
 def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     """The planner checks (clarification, playbook, operation, approval), then targets by name and
     the account and region of the main step."""
+    if expect.get("clarification") and response.clarification is None and not response.script.steps \
+            and response.warnings:
+        return []  # the sets say "ask or refuse": a plan with nothing to run and its reason is a refusal
     problems = check({k: v for k, v in expect.items() if k not in ("targets", "account", "region", "parameters")},
                      response)
     if expect.get("clarification"):
