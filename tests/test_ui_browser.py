@@ -301,6 +301,8 @@ def test_explorer_counts_match_the_index(page, app_env):
             "SELECT account_name, region, count(*) FROM resource GROUP BY account_name, region").fetchall()}
         rds_prod_west = db.execute("SELECT count(*) FROM resource WHERE account_name='production' AND "
                                    "region='us-west-2' AND scope LIKE '%/rds'").fetchone()[0]
+        stopped_instances = db.execute("SELECT count(*) FROM resource WHERE resource_type='ec2_instance' AND "
+                                       "lower(state)='stopped'").fetchone()[0]
     finally:
         db.close()
     assert tree.locator("button[data-scope=all]").get_attribute("data-count") == str(total)
@@ -320,6 +322,15 @@ def test_explorer_counts_match_the_index(page, app_env):
     assert tree.locator("button.node[tabindex='0']").count() == 1
     tree.locator("button[data-account=production][data-region=us-west-2][data-service=rds]").click()
     expect(page.locator(".results h2")).to_have_text(f"{rds_prod_west} resources")
+    page.locator(".results button.link", has_text="pg-instance-main1").click()
+    expect(page.locator("[data-testid=resource-document]")).to_contain_text('"engine": "postgres"')
+    page.click("text=Clear filters")
+    page.select_option("#filter-type", "ec2_instance")
+    page.select_option("#filter-state", "stopped")
+    expect(page.locator(".results h2")).to_have_text(f"{stopped_instances} resource{'' if stopped_instances == 1 else 's'}")
+    expect(page.locator(".results tbody tr")).to_have_count(stopped_instances)
+    page.click("text=Clear filters")
+    tree.locator("button[data-account=production][data-region=us-west-2][data-service=rds]").click()
     page.locator(".results button.link", has_text="pg-instance-main1").click()
     expect(page.locator("[data-testid=resource-document]")).to_contain_text('"engine": "postgres"')
     # Search through the hybrid lookup, and sync status per scope.

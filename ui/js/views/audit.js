@@ -34,9 +34,14 @@ export async function render(view) {
         h('td', {class: 'mono'}, e.aws_request_id || ''))))));
   }
 
+  let latest = 0;  // a slower earlier answer must not replace a newer one
+
   async function load() {
+    const mine = ++latest;
     try {
-      events = await api(`/v1/audit${qs({limit: limit.value})}`);
+      const fresh = await api(`/v1/audit${qs({limit: limit.value})}`);
+      if (mine !== latest) return;
+      events = fresh;
       paint();
     } catch (err) {
       replace(table, errorBox(err));

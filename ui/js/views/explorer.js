@@ -107,28 +107,34 @@ export async function render(view) {
         extra ? h('td', {class: 'muted'}, (r.why || []).join(', ')) : null))));
   }
 
+  let shown = 0;  // answers can arrive out of order: only the latest request may paint the results
+
   async function list() {
+    const mine = ++shown;
     paintTree();
     replace(results, h('p', {class: 'muted'}, 'Loading…'));
     try {
       const data = await api(`/v1/explorer${qs({...filters, limit: 200})}`);
+      if (mine !== shown) return;
       replace(results, h('h2', {}, `${data.total} resource${data.total === 1 ? '' : 's'}`,
         data.total > data.resources.length ? ` (first ${data.resources.length})` : ''),
       resourceTable(data.resources, false));
     } catch (err) {
-      replace(results, errorBox(err));
+      if (mine === shown) replace(results, errorBox(err));
     }
   }
 
   async function search() {
     const query = searchInput.value.trim();
     if (!query) { list(); return; }
+    const mine = ++shown;
     replace(results, h('p', {class: 'muted'}, 'Searching…'));
     try {
       const hits = await api('/v1/search', {method: 'POST', body: {query, limit: 50}});
+      if (mine !== shown) return;
       replace(results, h('h2', {}, `Search: ${hits.length} hit${hits.length === 1 ? '' : 's'}`), resourceTable(hits, true));
     } catch (err) {
-      replace(results, errorBox(err, 'Search'));
+      if (mine === shown) replace(results, errorBox(err, 'Search'));
     }
   }
 
