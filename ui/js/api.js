@@ -68,9 +68,10 @@ export function hasToken() {
 export async function api(path, {method = 'GET', body, signal} = {}) {
   const headers = {Authorization: `Bearer ${token || ''}`, Accept: 'application/json'};
   const init = {method, headers, signal, cache: 'no-store', credentials: 'omit', redirect: 'error'};
-  if (body !== undefined) {
+  if (body !== undefined || method !== 'GET') {
+    // Every state-changing call is JSON (the endpoint refuses other content types: CSRF).
     headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(body === undefined ? {} : body);
   }
   let response;
   try {
