@@ -281,6 +281,7 @@ class DesktopApp:
         return closing
 
     def show(self, kind: str, route: str | None = None) -> None:
+        """Show the window of ``kind``; with ``route``, also navigate it there (a hash change, no reload)."""
         if self._quitting.is_set():
             return
         with self._lock:
@@ -294,10 +295,10 @@ class DesktopApp:
             window.restore()
 
     def show_quick_ask(self) -> None:
-        self.show("quick", "ask")
+        self.show("quick")  # an existing window keeps its page (and what was typed)
 
     def show_main(self) -> None:
-        self.show("main", "explorer")
+        self.show("main")
 
     def open_route(self, route: str) -> bool:
         """The bridge's ``open_window``: approval pages get their own window, the rest the main one."""
@@ -305,7 +306,7 @@ class DesktopApp:
             self.show("approval", route)
             return True
         if route == "ask":
-            self.show_quick_ask()
+            self.show("quick", route)
             return True
         if route in NAMED_ROUTES:
             self.show("main", route)

@@ -128,8 +128,8 @@ def test_pywebview_bridge_is_built_without_eval():
 # ---- the real app on a real X display ----------------------------------------------------------
 
 def _missing() -> list[str]:
-    tools = [t for t in ("Xvfb", "xdotool", "import", "trayer", "dbus-run-session", "xwininfo") if not shutil.which(t)]
-    modules = [m for m in ("webview", "pystray", "gi", "PIL", "PyQt6") if importlib.util.find_spec(m) is None]
+    tools = [t for t in ("Xvfb", "xdotool", "import", "trayer", "dbus-run-session") if not shutil.which(t)]
+    modules = [m for m in ("webview", "pystray", "gi", "PIL", "PyQt6", "Xlib") if importlib.util.find_spec(m) is None]
     return tools + modules
 
 
@@ -233,6 +233,32 @@ def _wait_window(env: dict, pattern: str, timeout: float = 60) -> str:
     raise AssertionError(f"no visible window named {pattern!r}")
 
 
+def _close_like_a_window_manager(env: dict, window: str) -> None:
+    """Send WM_DELETE_WINDOW, the message a window manager sends when the user clicks the close button
+    (Xvfb runs no window manager, so the test plays its part)."""
+    from Xlib import X, display, protocol
+
+    screen = display.Display(env["DISPLAY"])
+    try:
+        target = screen.create_resource_object("window", int(window))
+        wm_protocols, wm_delete = screen.intern_atom("WM_PROTOCOLS"), screen.intern_atom("WM_DELETE_WINDOW")
+        event = protocol.event.ClientMessage(window=target, client_type=wm_protocols,
+                                             data=(32, [wm_delete, X.CurrentTime, 0, 0, 0]))
+        target.send_event(event, event_mask=X.NoEventMask)
+        screen.flush()
+    finally:
+        screen.close()
+
+
+def _gone(env: dict, pattern: str, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _xdo(env, "search", "--onlyvisible", "--name", pattern):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def _open_tray_menu(env: dict) -> None:
     """Right click on the icon docked in trayer (its X window carries the icon's title)."""
     icon = _wait_window(env, "^CloudOps · ")
@@ -305,6 +331,15 @@ def test_tray_app_on_a_real_display(display, tmp_path):
         app_pid = next(p for p in _descendants(proc.pid) if "app.cli" in _cmdline(p))
         tree = _descendants(proc.pid)
         assert len(tree) >= 3  # dbus-daemon, the app, Qt's web engine processes
+
+        # Closing the window (as a window manager would) hides it; the app and the endpoint stay.
+        _close_like_a_window_manager(env, _wait_window(env, "^CloudOps$"))
+        assert _gone(env, "^CloudOps$"), "the main window is still shown after close"
+        assert proc.poll() is None
+        assert httpx.get(info["url"] + "/v1/health", headers=auth, timeout=5).status_code == 200
+        _open_tray_menu(env)
+        _xdo(env, "key", "Down", "Down", "Return")
+        _wait_window(env, "^CloudOps$")  # the same window, shown again
 
         # Offline mode from the real tray menu (the fourth selectable item; the status line is not
         # selectable): it is written to config.yaml, where the endpoint and the settings page read it.
