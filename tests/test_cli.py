@@ -154,3 +154,18 @@ def test_app_headless_writes_a_private_endpoint_file_and_serves_with_the_token(t
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     assert not (home / "endpoint.json").exists()
+
+
+def test_keys_without_a_keyring_backend_say_what_to_do_and_write_nothing(tmp_path):
+    """No OS keyring (a headless Linux box): storing keys fails with the way out, exit 2, and neither the
+    config nor any other file under CLOUDOPS_HOME holds the key."""
+    env = {**os.environ, "CLOUDOPS_HOME": str(tmp_path), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    out = subprocess.run([sys.executable, "-m", "app.cli", "accounts", "add", "ops", "--region", "us-east-1", "--keys"],
+                         input="AKIAFAKEFAKEFAKE1234\nsecret/FAKE+key\n", capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert "no OS keyring backend" in out.stderr and "--profile" in out.stderr and "Traceback" not in out.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"AKIAFAKEFAKEFAKE1234" not in data and b"secret/FAKE+key" not in data

@@ -79,14 +79,14 @@ def test_sync_plan_run_audit(demo):
     assert step["operation"] == "StopDBInstance" and step["outcome"] == "succeeded" and step["account_id"] == "111111111111"
 
 
-def _start_app(demo):
+def _start_app(demo, **env):
     import time
 
     home = demo["env"]["CLOUDOPS_HOME"]
     endpoint_file = os.path.join(home, "endpoint.json")
     if os.path.exists(endpoint_file):
         os.unlink(endpoint_file)
-    proc = subprocess.Popen(CLI + ["app", "--headless"], env=demo["env"], cwd=ROOT, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(CLI + ["app", "--headless"], env={**demo["env"], **env}, cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not os.path.exists(endpoint_file):
@@ -140,3 +140,44 @@ def test_cli_goes_through_the_running_app(demo):
     alone = cli(demo, "search", "through-the-app", "--json", "--limit", "1")
     assert alone.returncode == 0 and json.loads(alone.stdout)[0]["name"] == "through-the-app"
     os.unlink(stale)
+
+
+def test_endpoint_workflow_failure_in_the_middle_and_expiry(demo):
+    """Through the real endpoint: a two-step workflow whose second step AWS refuses (someone stopped the
+    database between plan and run) reports what ran, what failed and the state left; an approval used
+    after it expired runs nothing."""
+    import time
+
+    import httpx
+
+    app, info = _start_app(demo, CLOUDOPS_APPROVAL_TTL_S="2")
+    try:
+        with httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['token']}"},
+                          timeout=120) as client:
+            if pg_status() != "available":
+                boto3.Session(profile_name="prod").client("rds", region_name="us-west-2").start_db_instance(
+                    DBInstanceIdentifier="pg-instance-main1")
+                assert client.post("/v1/sync", json={"account": "production", "service": "rds"}).status_code == 200
+            plan = client.post("/v1/plan", json={"prompt": "snapshot pg-instance-main1 named mid-run, then stop it"}).json()
+            assert [s["operation"] for s in plan["script"]["steps"]] == ["CreateDBSnapshot", "StopDBInstance"]
+            boto3.Session(profile_name="prod").client("rds", region_name="us-west-2").stop_db_instance(
+                DBInstanceIdentifier="pg-instance-main1")  # the world changed after the plan was made
+            approval = client.post("/v1/approve", json={"request_id": plan["request_id"]}).json()
+            report = client.post("/v1/execute", json={"request_id": plan["request_id"],
+                                                      "approval_id": approval["approval_id"]}).json()
+            assert [s["status"] for s in report["steps"]] == ["succeeded", "failed"], report
+            assert not report["ok"] and "step-1 CreateDBSnapshot" in report["state_left"]
+            assert "failed" in report["state_left"]
+
+            plan = client.post("/v1/plan", json={"prompt": "start pg-instance-main1"}).json()
+            approval = client.post("/v1/approve", json={"request_id": plan["request_id"]}).json()
+            time.sleep(3)
+            late = client.post("/v1/execute", json={"request_id": plan["request_id"],
+                                                    "approval_id": approval["approval_id"]})
+            assert late.status_code == 403 and "expired" in late.json()["error"]
+            assert pg_status() == "stopped"
+            kinds = [(e["kind"], e["outcome"]) for e in client.get("/v1/audit", params={"limit": 50}).json()]
+            assert ("step", "failed") in kinds and ("step", "succeeded") in kinds
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
