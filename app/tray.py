@@ -105,7 +105,7 @@ class EndpointClient:
         import httpx
 
         # A full estate sync loads the embedding model the first time and may take minutes.
-        reply = httpx.post(f"{self.url}/v1/sync", headers=self.headers, timeout=None)
+        reply = httpx.post(f"{self.url}/v1/sync", json={}, headers=self.headers, timeout=None)  # JSON: the endpoint refuses other bodies (CSRF)
         reply.raise_for_status()
         return reply.json()
 

@@ -56,6 +56,34 @@ def test_status_line_reads_last_sync_and_errors():
     assert StatusLine(unreachable=True).text() == "Endpoint not answering"
 
 
+def test_sync_now_runs_in_the_background_and_refreshes_the_status_line():
+    """The tray's Sync now: never on the GTK thread, one at a time, the status line re-read after it."""
+    from app.tray import Tray
+
+    release, calls = threading.Event(), []
+
+    class Client:
+        def status(self) -> dict:
+            calls.append("status")
+            return {"documents": 94, "scopes": [{"last_success": "2026-01-01T00:00:00", "last_error": "throttled"}]}
+
+        def sync(self) -> dict:
+            calls.append("sync")
+            release.wait(10)
+            return {"scopes": []}
+
+    tray = Tray(actions=None, client=Client())  # no icon: the menu logic alone
+    tray._sync_now()
+    assert tray.status.syncing and tray.status.text() == "Syncing…"
+    tray._sync_now()  # a second click while syncing starts nothing
+    release.set()
+    deadline = time.monotonic() + 10
+    while tray.status.syncing and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert calls == ["sync", "status"]
+    assert (tray.status.documents, tray.status.errors, tray.status.syncing) == (94, 1, False)
+
+
 def test_bridge_exposes_the_token_and_nothing_private():
     from app.desktop import Bridge
 
