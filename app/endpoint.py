@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -40,19 +41,24 @@ from agent import __version__
 from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
 from agent.server import error, parse_body, read_json
 from app.config import Schedules
+from app.ratelimit import RateLimit, TokenBuckets, rate_limit_from_env
 from app.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 MAX_PLANS = 256
+STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 APPROVAL_TTL_ENV = "CLOUDOPS_APPROVAL_TTL_S"  # seconds; the default is the approval book's 10 minutes
 _SECURITY_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
 class GuardMiddleware:
-    """Host, Origin and token checks for every request, before any route runs."""
+    """Host, Origin and token checks for every request, before any route runs; then, for state-changing
+    methods, ``Content-Type: application/json`` (CSRF: a cross-site HTML form can only send form or
+    text/plain bodies and can never add an Authorization header), then the per-token rate limit."""
 
-    def __init__(self, app: ASGIApp, token: str):
+    def __init__(self, app: ASGIApp, token: str, rate_limit: RateLimit | None = None):
         self.app, self.token = app, token
+        self.buckets = TokenBuckets(rate_limit) if rate_limit else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,8 +71,21 @@ class GuardMiddleware:
             return await error(403, "foreign Origin refused")(scope, receive, send)
         auth = headers.get("authorization", "")
         send = _with_security_headers(send)
-        if not is_public_path(scope["path"]) and not hmac.compare_digest(auth, f"Bearer {self.token}"):
+        if is_public_path(scope["path"]):
+            return await self.app(scope, receive, send)
+        if not hmac.compare_digest(auth, f"Bearer {self.token}"):
             return await error(401, "missing or wrong bearer token")(scope, receive, send)
+        if scope["method"] in STATE_CHANGING_METHODS and \
+                headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return await error(415, "Content-Type must be application/json", [
+                {"field": "Content-Type", "message": "state-changing requests take a JSON body"}])(scope, receive, send)
+        if self.buckets is not None:
+            wait = self.buckets.take(auth)
+            if wait > 0:
+                reply = error(429, "too many requests for this token; slow down", [
+                    {"field": "Authorization", "message": f"retry after {math.ceil(wait)} s"}])
+                reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return await reply(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -325,7 +344,12 @@ def _query(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse
         return error(422, f"invalid {model.__name__}", validation_details(exc))
 
 
-def create_endpoint(service: LocalService, token: str, ui_root: Path | None = None) -> Starlette:
+def create_endpoint(service: LocalService, token: str, ui_root: Path | None = None,
+                    rate_limit: RateLimit | None | str = "env") -> Starlette:
+    """The app; ``rate_limit`` is the per-token limit ("env": from CLOUDOPS_RATE_LIMIT; None: no limit)."""
+    if rate_limit == "env":
+        rate_limit = rate_limit_from_env()
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION, "role": "local"})
 
@@ -502,7 +526,7 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
               Route("/v1/settings", settings, methods=["GET", "PUT"])]
     index_page, asset = static_routes_handlers(ui_root)
     routes += [Route("/", index_page), Route("/ui/{path:path}", asset)]
-    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token)],
+    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token, rate_limit=rate_limit)],
                      exception_handlers={HTTPException: http_error, Exception: crash})
 
 

@@ -88,7 +88,7 @@ def test_search_status_and_bad_input(client):
     assert client.post("/v1/search", json={"query": ""}).status_code == 422
     assert client.post("/v1/search", json={"query": "(env=prod AND"}).status_code == 422
     assert client.post("/v1/plan", json={"prompt": ""}).status_code == 422
-    assert client.post("/v1/plan", content=b"{nope").status_code == 400
+    assert client.post("/v1/plan", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
     assert client.get("/v1/status").json()["documents"] == 60
 
 
@@ -249,7 +249,7 @@ def test_settings_validate_write_and_offline(client):
     assert _fields(client.put("/v1/settings", json={"offline": "yes"})) == ["offline"]
     assert _fields(client.put("/v1/settings", json={"schedules": {"full_every_s": 5}})) == ["schedules.full_every_s"]
     assert _fields(client.put("/v1/settings", json={"accounts": []})) == ["accounts"]
-    assert client.put("/v1/settings", content=b"{nope").status_code == 400
+    assert client.put("/v1/settings", content=b"{nope", headers={"Content-Type": "application/json"}).status_code == 400
     try:
         # A server nobody answers on: planning falls back and says so, unless offline.
         saved = client.put("/v1/settings", json={"server_url": "http://127.0.0.1:9", "offline": False}).json()

@@ -64,7 +64,7 @@ def app_env(tmp_path_factory):
         info = _wait_for_endpoint(home, proc)
         headers = {"Authorization": f"Bearer {info['token']}"}
         try:
-            report = httpx.post(f"{info['url']}/v1/sync", headers=headers, timeout=600).json()
+            report = httpx.post(f"{info['url']}/v1/sync", json={}, headers=headers, timeout=600).json()
             assert report["errors"] == [] and report["added"] > 80, report
             # Warm the agent stack (playbook index) so the first test does not pay for it inside a timeout.
             assert httpx.post(f"{info['url']}/v1/plan", json={"prompt": "describe bastion"}, headers=headers,
