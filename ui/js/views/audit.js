@@ -48,7 +48,7 @@ export async function render(view) {
     }
   }
 
-  await load();
   kind.focus();
+  await load();
   return null;
 }

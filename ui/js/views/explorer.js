@@ -211,7 +211,7 @@ export async function render(view) {
     }
   }
 
+  searchInput.focus();  // before loading: focus must not jump once the operator has moved on
   await reload();
-  searchInput.focus();
   return null;
 }
