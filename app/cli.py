@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from agent import __version__
+from app.cli_index import IndexAwareGroup, index
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -34,7 +35,7 @@ def _local_stack(playbook_dir: Path | None = None, policy: Path | None = None):
     return stack
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, cls=IndexAwareGroup)
 @click.version_option(__version__, prog_name="cloudops")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -166,6 +167,17 @@ def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path 
     if plan.clarification or not plan.script.steps:
         code = 3 if plan.clarification else 0
     else:
+        if plan.approval_required:
+            # Shown before the question: where the API has DryRun, AWS says now whether the call would pass.
+            try:
+                checks = runner.dry_run(plan)
+            except NotRun as exc:
+                checks = {s.step_id: f"dry run not possible: {exc}" for s in plan.script.steps}
+            result["dry_run"] = checks
+            if not as_json:
+                for step_id, verdict in checks.items():
+                    if verdict not in ("read-only", "no dry run for this API"):
+                        click.echo(f"  dry run {step_id}: {verdict}")
         if plan.approval_required and not approve:
             if sys.stdin.isatty() and not as_json:
                 approve = click.confirm("Approve and run?", default=False)
@@ -543,6 +555,9 @@ def demo() -> None:
     from app.demo import run_demo
 
     sys.exit(run_demo(_local_stack))
+
+
+main.add_command(index)
 
 
 if __name__ == "__main__":  # pragma: no cover

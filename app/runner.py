@@ -20,6 +20,7 @@ class Runner(Protocol):
     where: str
 
     def plan(self, request: PlanRequest | None, prompt: str, offline: bool, server_url: str | None) -> PlanResponse: ...
+    def dry_run(self, plan: PlanResponse) -> dict[str, str]: ...
     def approve(self, plan: PlanResponse) -> str: ...
     def deny(self, plan: PlanResponse, reason: str) -> None: ...
     def execute(self, plan: PlanResponse, approval_id: str | None) -> dict[str, Any]: ...
@@ -58,6 +59,17 @@ class LocalRunner:
         self.audit.record("plan", request_id=response.request_id, prompt=prompt, plan_hash=response.plan_hash,
                           detail=response.classification.playbook)
         return response
+
+    def dry_run(self, plan: PlanResponse) -> dict[str, str]:
+        """Per step, what AWS says of the call without making it (where the API has DryRun)."""
+        from app.executor import Executor
+
+        if plan.risk_assessment.denied or not any(s.mutating for s in plan.script.steps):
+            return {}
+        try:
+            return Executor(self.approvals, self.audit).dry_run(plan)
+        except Exception as exc:  # noqa: BLE001 - a dry run is advice: say why it could not run
+            return {s.step_id: f"dry run not possible: {type(exc).__name__}" for s in plan.script.steps}
 
     def approve(self, plan: PlanResponse) -> str:
         from app.approvals import ApprovalError
@@ -117,6 +129,11 @@ class AppRunner:
             return call(*args)
         except EndpointError as exc:
             raise NotRun(str(exc)) from None
+
+    def dry_run(self, plan: PlanResponse) -> dict[str, str]:
+        if plan.risk_assessment.denied or not any(s.mutating for s in plan.script.steps):
+            return {}
+        return self._refusable(self.endpoint.call, "POST", "/v1/dryrun", {"request_id": plan.request_id})["results"]
 
     def approve(self, plan: PlanResponse) -> str:
         return self._refusable(self.endpoint.approve, plan.request_id)["approval_id"]

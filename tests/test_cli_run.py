@@ -72,10 +72,14 @@ def test_sync_plan_run_audit(demo):
     assert result["ok"] and result["steps"][0]["status"] == "succeeded"
     assert pg_status() == "stopped"
 
+    rebooted = cli(demo, "run", "reboot web-server-2 in production", "--approve", "--json")
+    assert rebooted.returncode == 0, rebooted.stderr[-2000:]
+    assert json.loads(rebooted.stdout)["dry_run"] == {"step-1": "would succeed"}  # EC2 has DryRun: asked first
+
     events = json.loads(cli(demo, "audit", "--json").stdout)
     kinds = [e["kind"] for e in events]
     assert {"plan", "denial", "approval", "step"} <= set(kinds)
-    step = next(e for e in events if e["kind"] == "step")
+    step = next(e for e in events if e["kind"] == "step" and e["operation"] == "StopDBInstance")
     assert step["operation"] == "StopDBInstance" and step["outcome"] == "succeeded" and step["account_id"] == "111111111111"
 
 
