@@ -9,10 +9,11 @@ Threads, and why:
 
 The GUI toolkit itself starts lazily: until the first window is asked for, the main thread only waits,
 so an idle tray app costs the endpoint and the tray, not a web engine (Qt WebEngine adds ~280 MB PSS
-across its processes, measured in bench/bench_desktop.py). The first window takes the web engine's
-start (about a second here); after that, windows are kept and only hidden. Closing a window hides it; only Quit ends the
-app: it hides the tray, stops uvicorn gracefully, closes the estate, removes ``endpoint.json`` and
-closes the windows, after which the GUI loop returns and the process exits with no child left.
+across its processes, measured in bench/bench_desktop.py). The first window pays the web engine's start
+(0.4-0.5 s from the tray click here); after that, windows are kept. Closing a window hides it; only
+Quit ends the app: it hides the tray, stops uvicorn gracefully, closes the estate, removes
+``endpoint.json`` and closes the windows, after which the GUI loop returns and the process exits with
+no child left.
 
 The per-launch token reaches the page only through pywebview's JS bridge (``get_token()``), never
 through a URL. Nothing here loads a model: the embedding model and the LLM load on the first request
@@ -256,7 +257,7 @@ class DesktopApp:
         return f"{self.endpoint.url}/#{route}"
 
     def window(self, kind: str, route: str | None = None, hidden: bool = True):
-        """The window of ``kind``, created (hidden) on first use; closing it only hides it."""
+        """The window of ``kind``, created on first use; closing it only hides it."""
         import webview
 
         with self._lock:
