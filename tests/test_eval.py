@@ -28,7 +28,8 @@ def test_evaluation_set(planner, capsys, label, directory, cases, floor):
 
 
 E2E_SETS = [("end to end (tests/eval_e2e)", ROOT / "tests" / "eval_e2e", 0.95),
-            ("end to end held-out (tests/eval_e2e_holdout)", ROOT / "tests" / "eval_e2e_holdout", 0.85)]
+            ("end to end held-out (tests/eval_e2e_holdout)", ROOT / "tests" / "eval_e2e_holdout", 0.85),
+            ("end to end held-out 3 (tests/eval_e2e_blind3)", ROOT / "tests" / "eval_e2e_blind3", 0.90)]
 
 
 @pytest.mark.slow
