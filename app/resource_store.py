@@ -7,12 +7,20 @@ mode is a brute-force scan in Python (~150 ms at 10k points, ~1 GB RSS at 50k) a
 per folder. The SQLite copy is what diffs are computed against (hash per id and scope) and what the
 in-process lookup loads into numpy, so a search never has to open, lock or scan the collection.
 Both are written in one step per scope; a scope that failed to sync is never touched.
+
+Crash consistency: each scope is one SQLite transaction, written after Qdrant. A marker file
+(``index/.writing``) exists while Qdrant may be ahead of SQLite; the next writer to open Qdrant after a
+crash finds it and reconciles Qdrant to SQLite (orphan points deleted, missing or stale points rewritten),
+so SQLite, the side diffs are computed against, is always the truth. A corrupt or locked file is one
+clear sentence naming the file and ``cloudops index rebuild`` (IndexCorrupt, IndexBusy).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,8 +31,12 @@ from sqlalchemy import Engine, event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from app.documents import ResourceDocument
+from app.index_errors import IndexUnavailable
 
 COLLECTION = "aws_resources"
+WRITING_MARKER = ".writing"
+REBUILD_HINT = "run `cloudops index rebuild` to rebuild the index from AWS (approvals and the audit trail are kept)"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _NAMESPACE = uuid.UUID("0d7f2a51-3c9b-4d7e-a1f6-52c8b9e4d3a0")
 
 
@@ -65,8 +77,23 @@ class ScopeChange:
     unchanged: int = 0
 
 
-def sqlite_engine(path: Path) -> Engine:
+def sqlite_engine(path: Path, *, index_file: bool = False) -> Engine:
+    """A WAL SQLite engine. ``index_file``: the file is part of the rebuildable index (resources.db), so a
+    damaged or locked file becomes IndexCorrupt / IndexBusy naming it and `cloudops index rebuild`
+    (never for audit.db or state.db, which a rebuild does not touch)."""
     engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "handle_error")
+    def _one_sentence(context) -> None:  # a damaged or locked index file is named, with the way out
+        if not index_file:
+            return
+        exc = context.original_exception
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise IndexBusy(f"{path} is locked by another process ({exc}); try again when it ends, or, if no "
+                            f"CloudOps process is running, {REBUILD_HINT}") from None
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) or \
+                isinstance(exc, sqlite3.OperationalError) and "disk I/O" in str(exc):
+            raise IndexCorrupt(f"{path} is corrupt or unreadable ({exc}); {REBUILD_HINT}") from None
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):  # WAL: readers never block the syncing writer
@@ -78,8 +105,38 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
-class IndexBusy(RuntimeError):
-    """Another process holds the embedded Qdrant folder (its mode admits one process at a time)."""
+class IndexBusy(IndexUnavailable):
+    """Another process holds the embedded Qdrant folder (its mode admits one process at a time), or
+    resources.db stays locked past the busy timeout."""
+
+
+class IndexCorrupt(IndexUnavailable):
+    """resources.db or a file of the Qdrant folder is damaged: `cloudops index rebuild` makes it anew from AWS."""
+
+
+def check_qdrant_folder(folder: Path) -> None:
+    """A cheap probe of the embedded Qdrant folder (meta.json parses, each collection's storage.sqlite has
+    the SQLite header), so that every command, not only the writers that open Qdrant, reports a damaged
+    index at once instead of a traceback later. Raises IndexCorrupt naming the file."""
+    meta = folder / "meta.json"
+    if not folder.exists() or not meta.exists():
+        return
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        names = list(data["collections"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"{meta} is corrupt or unreadable ({type(exc).__name__}); {REBUILD_HINT}") from None
+    for name in names:
+        storage = folder / "collection" / name / "storage.sqlite"
+        try:
+            with storage.open("rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise IndexCorrupt(f"{storage} is unreadable ({exc.strerror}); {REBUILD_HINT}") from None
+        if head and head != SQLITE_MAGIC:
+            raise IndexCorrupt(f"{storage} is corrupt (not an SQLite file); {REBUILD_HINT}")
 
 
 class ResourceStore:
@@ -88,11 +145,17 @@ class ResourceStore:
     def __init__(self, directory: Path, qdrant_location: str | None = None, dimension: int = 384):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.engine = sqlite_engine(directory / "resources.db")
+        self.engine = sqlite_engine(directory / "resources.db", index_file=True)
         SQLModel.metadata.create_all(self.engine, tables=[ResourceRow.__table__])
         self.dimension = dimension
         self._qdrant_location = qdrant_location or str(directory / "qdrant")
+        if not self._qdrant_location.startswith(("http://", "https://")):
+            check_qdrant_folder(Path(self._qdrant_location))
         self._qdrant = None
+        self._writes_in_flight = 0
+        self._write_lock = threading.Lock()
+        self._write_failed = False
+        self.reconciled: dict[str, int] | None = None  # what the last crash repair did, when it ran
 
     # -- Qdrant, opened only by the writer ------------------------------------------------------
     @property
@@ -105,15 +168,89 @@ class ResourceStore:
                 client = QdrantClient(url=loc) if loc.startswith(("http://", "https://")) else QdrantClient(path=loc)
             except RuntimeError as exc:
                 if "already accessed" not in str(exc):
-                    raise
+                    raise IndexCorrupt(f"the Qdrant folder {loc} cannot be opened ({exc}); {REBUILD_HINT}") from None
                 raise IndexBusy(f"the index at {loc} is open in another CloudOps process (the app, or a sync); "
                                 "try again when it ends, or run the command while the app runs so it goes "
-                                "through the app") from None
+                                f"through the app; if none is running, {REBUILD_HINT}") from None
+            except Exception as exc:  # noqa: BLE001 - a damaged file in local mode raises anything (pickle, json, sqlite)
+                if loc.startswith(("http://", "https://")):
+                    raise
+                raise IndexCorrupt(f"the Qdrant folder {loc} is corrupt ({type(exc).__name__}); {REBUILD_HINT}") from None
             if not client.collection_exists(COLLECTION):
                 client.create_collection(COLLECTION, vectors_config=models.VectorParams(
                     size=self.dimension, distance=models.Distance.COSINE))
             self._qdrant = client
+            if self._marker.exists():
+                self.reconciled = self.reconcile()
         return self._qdrant
+
+    # -- crash consistency ----------------------------------------------------------------------
+    @property
+    def _marker(self) -> Path:
+        return self.directory / WRITING_MARKER
+
+    def _begin_write(self) -> None:
+        """Qdrant may now run ahead of SQLite: leave a marker (fsynced) that a crash would leave behind."""
+        with self._write_lock:
+            self._writes_in_flight += 1
+            if not self._marker.exists():
+                with open(self._marker, "w") as handle:
+                    handle.write("a scope write was in progress; the next writer reconciles Qdrant to SQLite\n")
+                    handle.flush()
+                    import os
+
+                    os.fsync(handle.fileno())
+
+    def _end_write(self, ok: bool) -> None:
+        """Clear the marker once no write is in flight, unless one failed half-way (then the next writer
+        to open the store reconciles, as after a crash)."""
+        with self._write_lock:
+            self._writes_in_flight -= 1
+            self._write_failed = self._write_failed or not ok
+            if self._writes_in_flight == 0 and not self._write_failed:
+                self._marker.unlink(missing_ok=True)
+
+    def reconcile(self) -> dict[str, int]:
+        """Make Qdrant hold exactly SQLite's documents: delete points SQLite does not know (a scope killed
+        between its Qdrant write and its SQLite commit), rewrite points that are missing or whose payload's
+        content hash differs. SQLite is the truth because it is committed last, per scope, atomically."""
+        from qdrant_client import models
+
+        client = self._qdrant
+        with Session(self.engine) as session:
+            truth = {point_id(rid): (rid, h) for rid, h in session.exec(select(ResourceRow.id, ResourceRow.content_hash))}
+        seen: dict[str, str | None] = {}
+        offset = None
+        while True:
+            points, offset = client.scroll(COLLECTION, limit=1024, offset=offset, with_vectors=False,
+                                           with_payload=["content_hash"])
+            for point in points:
+                seen[str(point.id)] = (point.payload or {}).get("content_hash")
+            if offset is None:
+                break
+        orphans = [pid for pid in seen if pid not in truth]
+        stale = [truth[pid][0] for pid in truth if seen.get(pid) != truth[pid][1]]
+        if orphans:
+            client.delete(COLLECTION, points_selector=models.PointIdsList(points=orphans), wait=True)
+        for start in range(0, len(stale), 256):
+            with Session(self.engine) as session:
+                rows = session.exec(select(ResourceRow).where(ResourceRow.id.in_(stale[start:start + 256]))).all()
+            client.upsert(COLLECTION, wait=True, points=[
+                models.PointStruct(id=point_id(r.id), vector=np.frombuffer(r.vector, dtype=np.float32).tolist(),
+                                   payload={**json.loads(r.document), "scope": r.scope}) for r in rows])
+        self._marker.unlink(missing_ok=True)
+        return {"orphans_deleted": len(orphans), "points_rewritten": len(stale)}
+
+    def qdrant_ids(self) -> set[str]:
+        """Every point id in the collection (for consistency checks)."""
+        out: set[str] = set()
+        offset = None
+        while True:
+            points, offset = self.qdrant.scroll(COLLECTION, limit=1024, offset=offset, with_vectors=False,
+                                                with_payload=False)
+            out.update(str(p.id) for p in points)
+            if offset is None:
+                return out
 
     def changes(self, scope: str, documents: list[ResourceDocument]) -> tuple[list[ResourceDocument], dict[str, np.ndarray]]:
         """Of ``documents``, those whose embedded text is new or changed (to embed), and the stored
@@ -201,19 +338,29 @@ class ResourceStore:
             points += [models.PointStruct(id=point_id(d.id), vector=np.frombuffer(stored[d.id], dtype=np.float32).tolist(),
                                           payload={**d.model_dump(mode="json"), "scope": scope})
                        for d in unchanged if d.id in stored]
-        if write_qdrant:
-            for start in range(0, len(points), 256):
-                self.qdrant.upsert(COLLECTION, points=points[start:start + 256], wait=True)
-            if gone:
-                self.qdrant.delete(COLLECTION, points_selector=models.PointIdsList(points=[point_id(r) for r in gone]))
-        with Session(self.engine) as session:
-            for row in rows:
-                session.merge(row)
-            for rid in gone:
-                old_row = session.get(ResourceRow, rid)
-                if old_row is not None:
-                    session.delete(old_row)
-            session.commit()
+        writing = write_qdrant and bool(points or gone)
+        if writing:
+            self.qdrant  # noqa: B018 - open (and, after a crash, reconcile) before the marker is set
+            self._begin_write()
+        ok = False
+        try:
+            if writing:
+                for start in range(0, len(points), 256):
+                    self.qdrant.upsert(COLLECTION, points=points[start:start + 256], wait=True)
+                if gone:
+                    self.qdrant.delete(COLLECTION, points_selector=models.PointIdsList(points=[point_id(r) for r in gone]))
+            with Session(self.engine) as session:  # one transaction: a kill leaves the old scope or the new one
+                for row in rows:
+                    session.merge(row)
+                for rid in gone:
+                    old_row = session.get(ResourceRow, rid)
+                    if old_row is not None:
+                        session.delete(old_row)
+                session.commit()
+            ok = True
+        finally:
+            if writing:
+                self._end_write(ok)
         return change
 
     def count(self) -> int:
