@@ -232,6 +232,9 @@ def app(headless: bool, port: int) -> None:
             click.echo(f"no desktop: {exc}; starting the headless endpoint", err=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, a keep-alive client waits out Nagle + delayed ACK
+    # (~40 ms) on every response that leaves in two writes.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", port))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     token = new_token()
