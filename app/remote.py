@@ -2,7 +2,8 @@
 
 The request carries only the prompt, the identified resources and the user context: the protocol
 has no field for credentials. A server that is down, slow, answers 5xx or answers something that is
-not a valid PlanResponse is treated alike: the local stack answers, and ``served_by`` says so.
+not a valid PlanResponse, or a plan that steps outside what the client identified (app.plan_check), is
+treated alike: the local stack answers, and ``served_by`` says so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 from pydantic import ValidationError
 
 from agent.protocol import PlanRequest, PlanResponse
+from app.plan_check import ForeignPlan, check_plan_against_request
 
 log = logging.getLogger("cloudops.remote")
 TIMEOUT_S = 10.0
@@ -40,6 +42,10 @@ def plan_remote(request: PlanRequest, server_url: str, timeout: float = TIMEOUT_
         raise ServerUnavailable(f"{server_url} answered something that is not a PlanResponse") from None
     if response.served_by != "server":
         raise ServerUnavailable(f"{server_url} answered served_by={response.served_by!r}")
+    try:
+        check_plan_against_request(request, response)
+    except ForeignPlan as exc:
+        raise ServerUnavailable(f"{server_url} answered a plan outside the request: {exc}") from None
     return response
 
 
