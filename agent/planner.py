@@ -81,12 +81,18 @@ class AgentStack:
     @classmethod
     def build(cls, playbook_dir: Path | None = None, cache_dir: Path | None = None,
               embedder: Embedder | None = None, deny_rules: list[DenyRule] | None = None,
-              qdrant_location: str | None = None) -> "AgentStack":
-        """``qdrant_location`` (a Qdrant URL or folder) puts the playbook vectors in Qdrant instead of numpy."""
+              qdrant_location: str | None = None, db_url: str | None = None) -> "AgentStack":
+        """``qdrant_location`` (a Qdrant URL or folder) puts the playbook vectors in Qdrant instead of numpy;
+        ``db_url`` (any SQLAlchemy/SQLModel URL: ``postgresql+psycopg://...``, ``sqlite:////srv/...``) holds
+        the playbook metadata and vector cache, so a team's server workers share one cache."""
         embedder = embedder or shared_embedder()
         playbooks = load_playbooks(playbook_dir or default_playbook_dir())
-        index = (PlaybookIndex.at(cache_dir, embedder, qdrant_location) if cache_dir
-                 else PlaybookIndex(embedder, qdrant_location=qdrant_location))
+        if db_url:
+            index = PlaybookIndex(embedder, db_url=db_url, qdrant_location=qdrant_location)
+        elif cache_dir:
+            index = PlaybookIndex.at(cache_dir, embedder, qdrant_location)
+        else:
+            index = PlaybookIndex(embedder, qdrant_location=qdrant_location)
         return cls(playbooks, index, deny_rules)
 
     def planner(self, served_by: ServedBy) -> "Planner":

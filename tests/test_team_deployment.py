@@ -1,0 +1,110 @@
+"""What of a team deployment runs on one machine: `cloudops server --workers 2` (real uvicorn worker
+processes) sharing one playbook metadata DB given by a SQLModel URL (CLOUDOPS_METADATA_DB_URL; here a
+sqlite:/// URL in another folder, where a team would give postgresql+psycopg://...), and the estate
+store writing its Qdrant collection to a location it is given (a folder here, a Qdrant server URL in a
+team). A Qdrant server itself is not run here (no binary on this machine); docs/DEPLOYMENT.md says how.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+
+from conftest import ROOT, EVAL_DIR
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(tmp_path, db_url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLOUDOPS_METADATA_DB_URL": db_url,
+           "CLOUDOPS_HOME": str(tmp_path / "home"), "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "server", "--port", str(port), "--workers", str(workers)],
+                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / f"server-{workers}.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / f"server-{workers}.log").read_text()[-3000:]
+        try:
+            if httpx.get(url + "/v1/health", timeout=2).json()["status"] == "ok":
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("server not healthy")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_two_server_workers_share_a_metadata_db_given_by_url_in_another_folder(tmp_path):
+    from agent.evaluation import load_cases, request_for
+
+    shared = tmp_path / "team-db"
+    shared.mkdir()
+    db = shared / "playbooks.db"
+    estate, cases = load_cases(EVAL_DIR)
+    bodies = [request_for(c, estate).model_dump_json() for c in cases[:40]]
+    proc, url = _serve(tmp_path, f"sqlite:///{db}", workers=2)
+    try:
+        def plan(body: str) -> int:
+            return httpx.post(url + "/v1/plan", content=body, headers={"content-type": "application/json"},
+                              timeout=120).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:  # spread over both workers' shared socket
+            codes = list(pool.map(plan, bodies))
+        assert codes == [200] * len(bodies)
+    finally:
+        _stop(proc)
+    with sqlite3.connect(db) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        records = conn.execute("SELECT COUNT(*) FROM playbook").fetchone()[0]
+    assert {"playbook", "utterance_vector"} <= tables
+    assert records == len(list((ROOT / "playbooks").glob("*.yaml")))
+    assert not (tmp_path / "home" / "agent").exists()  # nothing went to a per-user cache instead
+
+    # A restarted server on the same URL finds the cache warm: the rows are the ones written before.
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT id, content_hash FROM playbook ORDER BY id").fetchall()
+    proc, url = _serve(tmp_path, f"sqlite:///{db}", workers=1)
+    try:
+        assert httpx.post(url + "/v1/plan", content=bodies[0], headers={"content-type": "application/json"},
+                          timeout=120).status_code == 200
+    finally:
+        _stop(proc)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT id, content_hash FROM playbook ORDER BY id").fetchall() == before
+
+
+def test_the_estate_store_writes_qdrant_where_it_is_told(tmp_path):
+    """ResourceStore(qdrant_location=...) puts the collection there (a Qdrant server URL in a team)."""
+    from app.documents import ResourceDocument
+    from app.resource_store import COLLECTION, ResourceStore, point_id
+
+    elsewhere = tmp_path / "qdrant-elsewhere"
+    store = ResourceStore(tmp_path / "index", qdrant_location=str(elsewhere))
+    try:
+        arn = "arn:aws:sqs:us-east-1:111111111111:q1"
+        doc = ResourceDocument(id=arn, arn=arn, resource_type="sqs_queue", service="sqs", resource_id="q1", name="q1",
+                               account_id="111111111111", account_name="production", region="us-east-1").finalise()
+        store.apply_scope("111111111111/us-east-1/sqs", [doc], {doc.id: np.ones(384, dtype=np.float32)})
+        assert store.qdrant.retrieve(COLLECTION, [point_id(doc.id)])[0].payload["name"] == "q1"
+    finally:
+        store.close()
+    assert (elsewhere / "meta.json").exists() and not (tmp_path / "index" / "qdrant").exists()
