@@ -248,3 +248,21 @@ def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_
     assert status["documents"] == len(reference)
     assert sum(s["retries"] for s in status["scopes"]) >= calls["throttled"] * 0.5
     assert all(s["last_error"] is None for s in status["scopes"])
+
+
+def test_no_access_key_or_secret_in_any_file_under_cloudops_home_after_syncs_crash_and_rebuilds(estate):
+    """Every byte under CLOUDOPS_HOME (index, Qdrant storage, status, audit, approvals, config) after a
+    killed sync, two rebuilds and the throttled sync: neither the source profile's keys nor any access
+    key id (AKIA/ASIA, e.g. the STS keys of the assumed roles) was ever written."""
+    import re
+
+    from app.demo_estate import _TEST_KEYS
+
+    pattern = re.compile(rb"(?:AKIA|ASIA)[A-Z0-9]{16}")
+    files = [p for p in estate["home"].rglob("*") if p.is_file()]
+    assert any(p.name == "resources.db" for p in files) and any(p.name == "audit.db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in _TEST_KEYS:
+            assert secret.encode() not in data, path
+        assert not pattern.search(data), (path, pattern.search(data).group())
