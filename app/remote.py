@@ -18,15 +18,25 @@ from agent.protocol import PlanRequest, PlanResponse
 from app.plan_check import ForeignPlan, check_plan_against_request
 
 log = logging.getLogger("cloudops.remote")
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # CLOUDOPS_SERVER_TIMEOUT_S overrides it: past it, the local stack answers
 
 
 class ServerUnavailable(RuntimeError):
     pass
 
 
-def plan_remote(request: PlanRequest, server_url: str, timeout: float = TIMEOUT_S) -> PlanResponse:
+def _timeout() -> float:
+    import os
+
+    try:
+        return max(0.1, float(os.environ.get("CLOUDOPS_SERVER_TIMEOUT_S", TIMEOUT_S)))
+    except ValueError:
+        return TIMEOUT_S
+
+
+def plan_remote(request: PlanRequest, server_url: str, timeout: float | None = None) -> PlanResponse:
     url = server_url.rstrip("/") + "/v1/plan"
+    timeout = _timeout() if timeout is None else timeout
     try:
         reply = httpx.post(url, content=request.model_dump_json(), timeout=timeout,
                            headers={"content-type": "application/json"})
@@ -34,8 +44,8 @@ def plan_remote(request: PlanRequest, server_url: str, timeout: float = TIMEOUT_
         raise ServerUnavailable(f"{server_url} unreachable: {type(exc).__name__}") from None
     if reply.status_code >= 500:
         raise ServerUnavailable(f"{server_url} answered {reply.status_code}")
-    if reply.status_code >= 400:
-        raise ValueError(f"{server_url} refused the request ({reply.status_code}): {reply.text[:500]}")
+    if reply.status_code >= 400:  # e.g. a server of another protocol version: the local stack still can
+        raise ServerUnavailable(f"{server_url} refused the request ({reply.status_code})")
     try:
         response = PlanResponse.model_validate_json(reply.content)
     except ValidationError:

@@ -169,3 +169,59 @@ def test_keys_without_a_keyring_backend_say_what_to_do_and_write_nothing(tmp_pat
         if path.is_file():
             data = path.read_bytes()
             assert b"AKIAFAKEFAKEFAKE1234" not in data and b"secret/FAKE+key" not in data
+
+
+class _BadServer:
+    """A real HTTP server on loopback that answers /v1/plan badly, one way per mode."""
+
+    def __init__(self, mode: str):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                if outer.mode == "slow":
+                    time.sleep(3)
+                body, status = {"garbage": (b'{"protocol": "v1", "plan": "trust me"}', 200),
+                                "not-json": (b"<html>proxy error</html>", 200),
+                                "5xx": (b'{"error": "boom"}', 503),
+                                "4xx": (b'{"error": "unknown protocol"}', 422),
+                                "slow": (b"{}", 200)}[outer.mode]
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.mode = mode
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["slow", "garbage", "not-json", "5xx", "4xx"])
+def test_a_slow_or_garbage_answering_server_is_replaced_by_the_local_stack(tmp_path, resources_file, mode):
+    """The agent server times out, answers something that is not a plan, 5xx or refuses: the local stack
+    answers, the answer says so, and the CLI never shows a traceback."""
+    server = _BadServer(mode)
+    try:
+        out = subprocess.run(
+            CLI + ["plan", "Stop pg-instance-main1", "--resources", str(resources_file), "--server", server.url, "--json"],
+            capture_output=True, text=True, timeout=180, cwd=ROOT,
+            env={**os.environ, "CLOUDOPS_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "CLOUDOPS_NO_APP": "1",
+                 "CLOUDOPS_SERVER_TIMEOUT_S": "1"})
+    finally:
+        server.close()
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    plan = json.loads(out.stdout)
+    assert plan["served_by"] == "local" and plan["classification"]["playbook"] == "aws_rds_stop_instance"
+    assert plan["warnings"][0].startswith("agent server not used") and server.url in plan["warnings"][0]

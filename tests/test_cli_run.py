@@ -185,3 +185,22 @@ def test_endpoint_workflow_failure_in_the_middle_and_expiry(demo):
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+def test_no_key_in_any_output_or_log_of_a_full_run(demo):
+    """Everything the CLI prints (stdout, stderr: where its logs go) over sync, search, plan, run, audit and
+    status, including a failing step: no access key id, secret or session token."""
+    import re
+
+    from app.demo_estate import _TEST_KEYS
+
+    outputs = [cli(demo, *args) for args in (["sync", "--json", "--full"], ["search", "pg-main", "--json"],
+                                             ["plan", "reboot web-server-2 in production", "--json"],
+                                             ["run", "reboot web-server-2 in production", "--approve", "--json"],
+                                             ["run", "stop pg-instance-main1", "--approve", "--json"],
+                                             ["status", "--json"], ["audit", "--json", "--limit", "500"])]
+    text = "\n".join(o.stdout + o.stderr for o in outputs)
+    assert all(o.returncode in (0, 1, 2, 3) for o in outputs) and "Traceback" not in text
+    assert _TEST_KEYS[0] not in text and _TEST_KEYS[1] not in text
+    assert not re.search(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b", text)
+    assert "aws_secret_access_key" not in text.lower() and "sessiontoken" not in text.lower()
