@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,21 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import machine, ms, pct# noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPTS = ["Stop pg-instance-main1", "reboot web-server-2 in production", "scale web-asg in staging to 4",
            "purge the payments queue", "what's the status of the core-network stack", "delete orders-db",
            "invoke image-resizer in production", "describe the sessions table"]
 CLI = [sys.executable, "-m", "app.cli"]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -60,8 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()}}
+    results: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="cloudops-bench-") as home, simulated_estate():
         os.environ["CLOUDOPS_HOME"] = home
         save_config(demo_config())

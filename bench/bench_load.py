@@ -17,10 +17,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -28,26 +25,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port, machine, ms, pct# noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 
 from agent.evaluation import load_cases, request_for  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(workers: int, port: int, threads: int | None) -> subprocess.Popen:
@@ -146,7 +129,7 @@ def main() -> None:
     requests = [request_for(c, estate).model_dump_json() for c in cases]
     bodies = [requests[i % len(requests)] for i in range(args.requests)]
     results = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "machine": {**machine(),
                     "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
         "requests_per_round": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
         "request_mix": f"{len(requests)} planner evaluation requests, cycled",

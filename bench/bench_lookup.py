@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import pct  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -102,11 +103,6 @@ def _fresh_process_rss(store_dir: Path) -> dict:
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
         out[label] = round(json.loads(reply.stdout.strip().splitlines()[-1])["rss"], 1)
     return out
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port, machine, ms, pct# noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
@@ -37,21 +36,6 @@ from agent.planner import AgentStack  # noqa: E402
 from agent.playbook import load_playbooks  # noqa: E402
 from agent.playbook_index import _texts  # noqa: E402
 from agent.server import create_app  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -115,7 +99,7 @@ def main() -> None:
     thread.join(timeout=10)
 
     results = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "playbooks": len(playbooks), "texts": len(texts), "plan_requests": len(requests) * args.rounds,
         "index_build": {
             "raw_embedding_median_s": round(statistics.median(raw), 3),

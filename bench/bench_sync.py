@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent.embeddings import shared_embedder  # noqa: E402
@@ -34,12 +34,6 @@ from app.sync import SyncEngine  # noqa: E402
 
 ACCOUNTS = [*DEMO_ACCOUNTS, DemoAccount("shared", "444444444444", "shared", ["us-west-2", "us-east-1"])]
 BASE = 94 + 20  # roughly what the hand-written estate holds for four accounts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
