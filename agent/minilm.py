@@ -10,6 +10,7 @@ the same BLAS. ``tests/test_embeddings.py`` holds it to sentence-transformers' o
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from scipy.special import erf
 
 MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
 BATCH = 64
+BULK = 16  # an encode of at least this many texts may use every core
+BATCH_CHARS = 2000  # ~tokens of text per batch
 
 
 class MiniLM:
@@ -24,13 +27,14 @@ class MiniLM:
 
     def __init__(self, folder: Path):
         from safetensors.numpy import load_file
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
         from tokenizers import Tokenizer
 
-        # One BLAS thread: measured on 2 cores, OpenBLAS's second thread makes a one-prompt product 25x
-        # slower (7.8 ms vs 0.3 ms for 11x384 @ 384x1536) and a 2048-row batch no faster (30 vs 26 ms);
-        # the process already runs requests and sync scopes in parallel threads of its own.
-        threadpool_limits(limits=1, user_api="blas")
+        # BLAS threads: one for prompts (measured on 2 cores, OpenBLAS waking a second thread made a
+        # one-prompt product 25x slower: 7.8 ms vs 0.3 ms for 11x384 @ 384x1536), every core for bulk
+        # encodes (a sync's documents: 16.5 -> 22.5 docs/s with two).
+        self._blas = ThreadpoolController()
+        self._blas.limit(limits=1, user_api="blas")
 
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.hidden = int(config["hidden_size"])
@@ -81,22 +85,52 @@ class MiniLM:
             # Contiguous (batch, head, token, width) blocks keep numpy's stacked matmul on BLAS.
             q, k, v = (np.ascontiguousarray(part.reshape(batch, length, heads, width).transpose(0, 2, 1, 3))
                        for part in np.split(qkv, 3, axis=-1))
-            scores = np.matmul(q, np.ascontiguousarray(k.transpose(0, 1, 3, 2))) * scale + key_bias
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            # In place: the score tensor is the largest array here (batch x heads x tokens²), and every
+            # temporary copy of it costs an allocation and a pass over memory.
+            scores = np.matmul(q, np.ascontiguousarray(k.transpose(0, 1, 3, 2)))
+            scores *= scale
+            scores += key_bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
             attended = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(batch * length, self.hidden)
             x = self._norm(attended @ layer["out"] + layer["out_b"] + x, layer["ln1"], layer["ln1_b"])
-            h = x @ layer["up"] + layer["up_b"]
-            h = 0.5 * h * (1.0 + erf(h * np.float32(1.0 / np.sqrt(2.0))))  # exact GELU, as BERT's "gelu"
+            h = x @ layer["up"]
+            h += layer["up_b"]
+            g = erf(h * np.float32(1.0 / np.sqrt(2.0)))  # exact GELU, as BERT's "gelu": h * (1 + erf(h/√2)) / 2
+            g += 1.0
+            g *= 0.5
+            h *= g
             x = self._norm(h @ layer["down"] + layer["down_b"] + x, layer["ln2"], layer["ln2_b"])
         return x.reshape(batch, length, self.hidden)
 
+    @staticmethod
+    def _batches(texts: list[str], order: np.ndarray) -> list[np.ndarray]:
+        """Longest first, at most BATCH texts and about BATCH_CHARS characters per batch: long documents
+        go in smaller batches so the attention scores (batch x heads x tokens²) stay a few tens of MB."""
+        batches, current, chars = [], [], 0
+        for i in order:
+            size = min(len(texts[i]), 4 * MAX_TOKENS)
+            if current and (len(current) >= BATCH or chars + size > BATCH_CHARS):
+                batches.append(np.array(current))
+                current, chars = [], 0
+            current.append(i)
+            chars += size
+        if current:
+            batches.append(np.array(current))
+        return batches
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 rows. Texts are batched longest first so a batch pads little."""
+        if len(texts) >= BULK:
+            with self._blas.limit(limits=os.cpu_count() or 1, user_api="blas"):
+                return self._encode(texts)
+        return self._encode(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), BATCH):
-            rows = order[start:start + BATCH]
+        for rows in self._batches(texts, order):
             encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
             ids = np.array([enc.ids for enc in encodings], dtype=np.int64)
             mask = np.array([enc.attention_mask for enc in encodings], dtype=np.float32)
