@@ -387,11 +387,13 @@ def sync(as_json: bool, full: bool, account: str | None, region: str | None, ser
 
         planned, _ = engine.scopes(account, region, service)
         bar = tqdm(total=len(planned), unit="scope", desc="sync", file=sys.stderr)
-    report = engine.run(account=account, region=region, service=service, full=full,
-                        progress=(lambda r: bar.update(1)) if bar else None)
-    if bar:
-        bar.close()
-    estate.close()
+    try:
+        report = engine.run(account=account, region=region, service=service, full=full,
+                            progress=(lambda r: bar.update(1)) if bar else None)
+    finally:  # also when the index fails under it: the Qdrant folder is closed, its lock released
+        if bar:
+            bar.close()
+        estate.close()
     _print_sync(report.as_json(), as_json)
     sys.exit(0 if report.ok else 2)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -77,11 +78,19 @@ class ScopeChange:
     unchanged: int = 0
 
 
+def _busy_timeout() -> float:
+    """How long a write waits for another writer's lock (``CLOUDOPS_SQLITE_TIMEOUT_S``, default 30 s)."""
+    try:
+        return max(0.1, float(os.environ.get("CLOUDOPS_SQLITE_TIMEOUT_S", "30")))
+    except ValueError:
+        return 30.0
+
+
 def sqlite_engine(path: Path, *, index_file: bool = False) -> Engine:
     """A WAL SQLite engine. ``index_file``: the file is part of the rebuildable index (resources.db), so a
     damaged or locked file becomes IndexCorrupt / IndexBusy naming it and `cloudops index rebuild`
     (never for audit.db or state.db, which a rebuild does not touch)."""
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": _busy_timeout()})
 
     @event.listens_for(engine, "handle_error")
     def _one_sentence(context) -> None:  # a damaged or locked index file is named, with the way out

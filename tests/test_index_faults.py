@@ -208,6 +208,25 @@ def test_qdrant_folder_locked_by_another_process_is_one_sentence_and_rebuild_ref
         holder.close()
 
 
+def test_resources_db_locked_by_another_writer_is_one_sentence_naming_it(estate):
+    """Another process holds resources.db's write lock (a stuck sync, a DB browser): the sync waits the busy
+    timeout, then says so in one sentence naming the file; the documents are untouched."""
+    home, env = estate["home"], {**estate["env"], "CLOUDOPS_SQLITE_TIMEOUT_S": "1"}
+    if not (home / "index" / "resources.db").exists():
+        assert cli(estate["env"], "sync").returncode == 0
+    before = sqlite_rows(home / "index")
+    holder = sqlite3.connect(home / "index" / "resources.db", timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        out = cli(env, "sync", "--json", "--full")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "resources.db is locked" in out.stderr and REBUILD in out.stderr, out.stderr[-2000:]
+    finally:
+        holder.rollback()
+        holder.close()
+    assert sqlite_rows(home / "index") == before
+
+
 def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_shows_retries(estate, tmp_path,
                                                                                                  monkeypatch):
     """Same estate, a fresh index, every third AWS call answered 503 (botocore's throttling path)."""
