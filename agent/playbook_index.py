@@ -233,7 +233,18 @@ class PlaybookIndex:
         return cls(embedder, db_url=f"sqlite:///{directory / 'playbooks.db'}", qdrant_location=qdrant_location)
 
     def sync(self, playbooks: list[LoadedPlaybook]) -> IndexStats:
-        """Bring the cache and the collection in line with ``playbooks``; embed only what changed."""
+        """Bring the cache and the collection in line with ``playbooks``; embed only what changed.
+
+        Several server workers may start against one shared database at once: if another one committed
+        the same rows first, this one's commit fails on their keys, and a second pass finds them there."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            return self._sync(playbooks)
+        except IntegrityError:
+            return self._sync(playbooks)
+
+    def _sync(self, playbooks: list[LoadedPlaybook]) -> IndexStats:
         stats = IndexStats()
         commit = _git_commit(playbooks[0].path.parent) if playbooks else None
         wanted = {lp.playbook.id: lp for lp in playbooks}

@@ -13,6 +13,8 @@ PACKAGES=(
   # what PyQt6's web engine (pywebview's Qt route) and the GTK tray load at run time
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libasound2 libegl1 libgl1
   gir1.2-gtk-3.0 libgirepository1.0-dev libcairo2-dev pkg-config
+  # a throwaway PostgreSQL cluster for the team deployment's metadata DB test
+  postgresql
 )
 
 if ! command -v apt-get >/dev/null 2>&1; then

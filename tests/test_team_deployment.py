@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 import numpy as np
 
 from conftest import ROOT, EVAL_DIR
@@ -108,3 +109,64 @@ def test_the_estate_store_writes_qdrant_where_it_is_told(tmp_path):
     finally:
         store.close()
     assert (elsewhere / "meta.json").exists() and not (tmp_path / "index" / "qdrant").exists()
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on loopback (Debian's postgresql package), trust auth, one database."""
+    import glob
+    import pwd
+    import shutil
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; packaging/system-deps.sh)")
+    bindir = os.path.dirname(bins[-1])
+    root = tempfile.mkdtemp(prefix="cloudops-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = os.path.join(root, "data")
+    subprocess.run(as_user + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)
+    subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(root, "log"), "-o",
+                              f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True,
+                   capture_output=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE cloudops")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/cloudops"
+    finally:
+        subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_server_workers_share_a_postgres_metadata_db(tmp_path, postgres):
+    """The team deployment's metadata DB on a real PostgreSQL: two workers start against one empty
+    database at once, serve concurrent plans, and leave one row per playbook."""
+    import psycopg
+
+    from agent.evaluation import load_cases, request_for
+
+    estate, cases = load_cases(EVAL_DIR)
+    bodies = [request_for(c, estate).model_dump_json() for c in cases[:30]]
+    proc, url = _serve(tmp_path, postgres, workers=2)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(lambda body: httpx.post(url + "/v1/plan", content=body, timeout=120,
+                                                          headers={"content-type": "application/json"}).status_code,
+                                  bodies))
+        assert codes == [200] * len(bodies)
+    finally:
+        _stop(proc)
+    with psycopg.connect(postgres.replace("postgresql+psycopg", "postgresql")) as conn:
+        playbooks = conn.execute("SELECT COUNT(*) FROM playbook").fetchone()[0]
+        vectors = conn.execute("SELECT COUNT(DISTINCT point_id), COUNT(*) FROM utterance_vector").fetchone()
+    assert playbooks == len(list((ROOT / "playbooks").glob("*.yaml")))
+    assert vectors[0] == vectors[1] > playbooks
