@@ -38,3 +38,49 @@ def seed_resource() -> dict:
         "multi_az": True, "tags": {"env": "production", "app": "main"},
         "relations": {"read_replicas": []}, "constraints": {"has_read_replicas": False, "can_stop": True},
     }
+
+
+def index_eval_estate(home: Path, embedder, *, write_qdrant: bool = True) -> None:
+    """The eval estate (tests/eval/estate.yaml) written into ``home/index`` as a sync would, scope by scope:
+    for tests that need an index without moto."""
+    from collections import defaultdict
+
+    from app.lookup_eval import documents_from_estate
+    from app.resource_store import ResourceStore
+
+    docs, _ = documents_from_estate(EVAL_DIR / "estate.yaml")
+    store = ResourceStore(home / "index")
+    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
+    by_scope = defaultdict(list)
+    for d in docs:
+        by_scope[f"{d.account_id}/{d.region}/{d.service}"].append(d)
+    for scope, scoped in by_scope.items():
+        store.apply_scope(scope, scoped, vectors, write_qdrant=write_qdrant)
+    store.close()
+
+
+def wait_for_endpoint(home: Path, proc, timeout: float = 120) -> dict:
+    """endpoint.json of a started `cloudops app --headless` once it answers /v1/health with its token; the
+    app's log (``home/app.log``) in the error when it exits first."""
+    import json
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    path = home / "endpoint.json"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = home / "app.log"
+            raise RuntimeError(f"cloudops app exited {proc.returncode}: "
+                               f"{log.read_text()[-2000:] if log.exists() else ''}")
+        if path.exists():
+            info = json.loads(path.read_text())
+            try:
+                if httpx.get(f"{info['url']}/v1/health", headers={"Authorization": f"Bearer {info['token']}"},
+                             timeout=2).status_code == 200:
+                    return info
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    raise TimeoutError("cloudops app did not serve /v1/health")

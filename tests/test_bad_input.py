@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from app.config import AccountConfig, Config, save_config
-from conftest import ROOT
+from conftest import ROOT, index_eval_estate, wait_for_endpoint
 
 CLI = [sys.executable, "-m", "app.cli"]
 METACHARS = [";", "$(", "`", "|", "&&", ">", "<", "\n", "rm -rf", "$HOME", "${"]
@@ -48,22 +47,11 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, stack):
     """An index of the eval estate under a fresh CLOUDOPS_HOME, and `cloudops app --headless` on it."""
-    from app.lookup_eval import documents_from_estate
-    from app.resource_store import ResourceStore
-
     home = tmp_path_factory.mktemp("bad-input-home")
     save_config(Config(accounts=[AccountConfig(name=a["name"], profile=a["profile"], regions=a["regions"],
                                                account_id=a["account_id"]) for a in ESTATE["accounts"]]),
                 home / "config.yaml")
-    docs, _ = documents_from_estate(ROOT / "tests" / "eval" / "estate.yaml")
-    store = ResourceStore(home / "index")
-    vectors = dict(zip([d.id for d in docs], stack.index.embedder.encode([d.text for d in docs])))
-    by_scope = defaultdict(list)
-    for d in docs:
-        by_scope[f"{d.account_id}/{d.region}/{d.service}"].append(d)
-    for scope, scoped in by_scope.items():
-        store.apply_scope(scope, scoped, vectors)
-    store.close()
+    index_eval_estate(home, stack.index.embedder)
     env = {**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1,localhost",
            "CLOUDOPS_RATE_LIMIT": "off"}
     env.pop("DISPLAY", None)
@@ -71,7 +59,7 @@ def app(tmp_path_factory, stack):
     proc = subprocess.Popen(CLI + ["app", "--headless", "--port", "0"], env=env, cwd=ROOT,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        info = _wait_for_endpoint(home, proc)
+        info = wait_for_endpoint(home, proc)
         headers = {"Authorization": f"Bearer {info['token']}"}
         with httpx.Client(base_url=info["url"], headers=headers, timeout=120) as client:
             assert client.post("/v1/plan", json={"prompt": "describe pg-instance-main1"}).status_code == 200  # warm
@@ -80,24 +68,6 @@ def app(tmp_path_factory, stack):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-
-
-def _wait_for_endpoint(home: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"cloudops app exited {proc.returncode}: {(home / 'app.log').read_text()[-2000:]}")
-        path = home / "endpoint.json"
-        if path.exists():
-            info = json.loads(path.read_text())
-            try:
-                if httpx.get(f"{info['url']}/v1/health", headers={"Authorization": f"Bearer {info['token']}"},
-                             timeout=2).status_code == 200:
-                    return info
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError("cloudops app did not serve /v1/health")
 
 
 def _cli(app, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:

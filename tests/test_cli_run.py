@@ -7,36 +7,27 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 import pytest
 
 from app.config import AccountConfig, Config, save_config
-from conftest import ROOT
+from conftest import ROOT, wait_for_endpoint
 
 CLI = [sys.executable, "-m", "app.cli"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
+    from app.demo_estate import DEMO_ACCOUNTS, simulated_estate
 
     home = tmp_path_factory.mktemp("home")
-    server, endpoint = start_moto()
-    saved = dict(os.environ)
-    try:
-        reset_moto(endpoint)
-        env = write_aws_config(tmp_path_factory.mktemp("aws"), DEMO_ACCOUNTS, endpoint)
-        os.environ.update(env)
-        build_estate(DEMO_ACCOUNTS)
+    with simulated_estate():
         os.environ["CLOUDOPS_HOME"] = str(home)
         save_config(Config(accounts=[AccountConfig(name=a.name, profile=a.profile, regions=a.regions)
                                      for a in DEMO_ACCOUNTS]), home / "config.yaml")
-        yield {"env": {**saved, **env, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"}}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        server.stop()
+        yield {"env": {**os.environ, "HF_HUB_OFFLINE": "1"}}
 
 
 def cli(demo, *args, timeout=300):
@@ -84,19 +75,13 @@ def test_sync_plan_run_audit(demo):
 
 
 def _start_app(demo, **env):
-    import time
-
     home = demo["env"]["CLOUDOPS_HOME"]
     endpoint_file = os.path.join(home, "endpoint.json")
     if os.path.exists(endpoint_file):
         os.unlink(endpoint_file)
     proc = subprocess.Popen(CLI + ["app", "--headless"], env={**demo["env"], **env}, cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not os.path.exists(endpoint_file):
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "slow"
-        time.sleep(0.2)
-    return proc, json.loads(open(endpoint_file).read())
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(home, "app.log"), "w"))
+    return proc, wait_for_endpoint(Path(home), proc, timeout=60)
 
 
 def test_cli_goes_through_the_running_app(demo):

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import stat
-from collections import defaultdict
 
 import pytest
 from starlette.testclient import TestClient
 
 from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
-from conftest import ROOT
+from conftest import index_eval_estate
 
 
 @pytest.fixture(scope="module")
@@ -18,23 +17,13 @@ def client(tmp_path_factory, stack):
     import os
 
     from app.config import AccountConfig, Config, save_config
-    from app.lookup_eval import documents_from_estate
-    from app.resource_store import ResourceStore
 
     home = tmp_path_factory.mktemp("endpoint-home")
     old = os.environ.get("CLOUDOPS_HOME")
     os.environ["CLOUDOPS_HOME"] = str(home)
     save_config(Config(accounts=[AccountConfig(name="production", profile="prod", regions=["us-west-2"])]),
                 home / "config.yaml")
-    docs, _ = documents_from_estate(ROOT / "tests" / "eval" / "estate.yaml")
-    store = ResourceStore(home / "index")
-    vectors = dict(zip([d.id for d in docs], stack.index.embedder.encode([d.text for d in docs])))
-    by_scope = defaultdict(list)
-    for d in docs:
-        by_scope[f"{d.account_id}/{d.region}/{d.service}"].append(d)
-    for scope, scoped in by_scope.items():
-        store.apply_scope(scope, scoped, vectors, write_qdrant=False)
-    store.close()
+    index_eval_estate(home, stack.index.embedder, write_qdrant=False)
     token = new_token()
     service = LocalService(lambda: stack)
     with TestClient(create_endpoint(service, token), base_url="http://127.0.0.1:8899") as c:

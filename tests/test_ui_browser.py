@@ -15,15 +15,14 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 
-from app.config import AccountConfig, Config, save_config
-from conftest import ROOT
+from app.config import save_config
+from conftest import ROOT, wait_for_endpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 APPROVAL_TTL_S = 8
@@ -40,66 +39,39 @@ expect.set_options(timeout=30_000)  # two shared cores: planning and syncing can
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
     """moto with the demo estate, config.yaml for its accounts, and `cloudops app --headless` synced on it."""
-    from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
+    from app.demo_estate import demo_config, simulated_estate
 
     home = tmp_path_factory.mktemp("ui-home")
-    server, endpoint = start_moto()
-    saved = dict(os.environ)
     proc = None
-    try:
-        reset_moto(endpoint)
-        aws_env = write_aws_config(tmp_path_factory.mktemp("ui-aws"), DEMO_ACCOUNTS, endpoint)
-        os.environ.update(aws_env)
-        build_estate(DEMO_ACCOUNTS)
-        os.environ["CLOUDOPS_HOME"] = str(home)
-        save_config(Config(accounts=[AccountConfig(name=a.name, profile=a.profile, regions=a.regions,
-                                                   account_id=a.account_id) for a in DEMO_ACCOUNTS]),
-                    home / "config.yaml")
-        env = {**saved, **aws_env, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1",
-               "CLOUDOPS_APPROVAL_TTL_S": str(APPROVAL_TTL_S), "NO_PROXY": "127.0.0.1,localhost"}
-        env.pop("DISPLAY", None)
-        log = open(home / "app.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--headless", "--port", "0"], env=env,
-                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        info = _wait_for_endpoint(home, proc)
-        headers = {"Authorization": f"Bearer {info['token']}"}
+    with simulated_estate():
         try:
-            report = httpx.post(f"{info['url']}/v1/sync", json={}, headers=headers, timeout=600).json()
-            assert report["errors"] == [] and report["added"] > 80, report
-            # Warm the agent stack (playbook index) so the first test does not pay for it inside a timeout.
-            assert httpx.post(f"{info['url']}/v1/plan", json={"prompt": "describe bastion"}, headers=headers,
-                              timeout=300).status_code == 200
-        except (httpx.HTTPError, AssertionError) as exc:
-            raise RuntimeError(f"app not ready ({exc!r}); its log: {(home / 'app.log').read_text()[-3000:]}") from exc
-        yield {"url": info["url"], "token": info["token"], "home": home, "headers": headers}
-    finally:
-        if proc is not None:
-            proc.terminate()
+            os.environ["CLOUDOPS_HOME"] = str(home)
+            save_config(demo_config(), home / "config.yaml")
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLOUDOPS_APPROVAL_TTL_S": str(APPROVAL_TTL_S),
+                   "NO_PROXY": "127.0.0.1,localhost"}
+            env.pop("DISPLAY", None)
+            log = open(home / "app.log", "w")
+            proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--headless", "--port", "0"], env=env,
+                                    cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            info = wait_for_endpoint(home, proc)
+            headers = {"Authorization": f"Bearer {info['token']}"}
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        os.environ.clear()
-        os.environ.update(saved)
-        server.stop()
-
-
-def _wait_for_endpoint(home: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    path = home / "endpoint.json"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"cloudops app exited {proc.returncode}: {(home / 'app.log').read_text()[-2000:]}")
-        if path.exists():
-            info = json.loads(path.read_text())
-            try:
-                if httpx.get(f"{info['url']}/v1/health", headers={"Authorization": f"Bearer {info['token']}"},
-                             timeout=2).status_code == 200:
-                    return info
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError("cloudops app did not serve /v1/health")
+                report = httpx.post(f"{info['url']}/v1/sync", json={}, headers=headers, timeout=600).json()
+                assert report["errors"] == [] and report["added"] > 80, report
+                # Warm the agent stack (playbook index) so the first test does not pay for it inside a timeout.
+                assert httpx.post(f"{info['url']}/v1/plan", json={"prompt": "describe bastion"}, headers=headers,
+                                  timeout=300).status_code == 200
+            except (httpx.HTTPError, AssertionError) as exc:
+                log_tail = (home / "app.log").read_text()[-3000:]
+                raise RuntimeError(f"app not ready ({exc!r}); its log: {log_tail}") from exc
+            yield {"url": info["url"], "token": info["token"], "home": home, "headers": headers}
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 @pytest.fixture(scope="module")
