@@ -14,12 +14,39 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
 BATCH = 64
 BULK = 16  # an encode of at least this many texts may use every core
 BATCH_CHARS = 2000  # ~tokens of text per batch
+
+
+# erf(x) ≈ x·P(x²)/Q(x²) on [-4, 4] (|erf(±4)| is 1 to within 2e-8): the rational approximation Eigen and
+# XLA use for float32; measured here against float64 erf, at most 4.5e-7 off over [-6, 6]. numpy has no
+# erf, and scipy (70 MB in the bundle) was imported for this one function; this is also ~6x faster
+# than scipy's float32 erf on a (1024, 1536) activation.
+_ERF_P = tuple(np.float32(c) for c in (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                       -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                       -1.60960333262415e-02))
+_ERF_Q = tuple(np.float32(c) for c in (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                       -7.37332916720468e-03, -1.42647390514189e-02))
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf of a float32 array, as a new float32 array (see _ERF_P)."""
+    x = np.clip(x, np.float32(-4.0), np.float32(4.0), dtype=np.float32)
+    x2 = x * x
+    p = np.full_like(x, _ERF_P[0])
+    for c in _ERF_P[1:]:
+        p *= x2
+        p += c
+    p *= x
+    q = np.full_like(x, _ERF_Q[0])
+    for c in _ERF_Q[1:]:
+        q *= x2
+        q += c
+    p /= q
+    return np.clip(p, np.float32(-1.0), np.float32(1.0), out=p)  # float32 rounding may step past ±1
 
 
 class MiniLM:
@@ -97,7 +124,7 @@ class MiniLM:
             x = self._norm(attended @ layer["out"] + layer["out_b"] + x, layer["ln1"], layer["ln1_b"])
             h = x @ layer["up"]
             h += layer["up_b"]
-            g = erf(h * np.float32(1.0 / np.sqrt(2.0)))  # exact GELU, as BERT's "gelu": h * (1 + erf(h/√2)) / 2
+            g = erf(h * np.float32(1.0 / np.sqrt(2.0)))  # BERT's erf GELU (not the tanh one): h * (1 + erf(h/√2)) / 2
             g += 1.0
             g *= 0.5
             h *= g

@@ -3,7 +3,8 @@ semantic similarity, fused into one ranking, with tag expressions and account/re
 filters. Every hit says why it matched.
 
 The index is held in memory as numpy arrays loaded from the store's SQLite table (vectors, names,
-types, accounts, regions, tags) plus a sparse TF-IDF matrix of the documents' text: a brute-force
+types, accounts, regions, tags) plus a hashed TF-IDF of the documents' text kept as postings (for each
+hashed word, the documents holding it and their weights: a sparse matrix by column, in numpy): a brute-force
 dot product over 100k x 384 float32 takes a few milliseconds, where Qdrant's embedded mode takes
 most of a second. Reloaded when the store changes.
 """
@@ -17,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz, process
-from scipy import sparse
 from sqlmodel import Session, select
 
 from agent.lexicon import head_types
@@ -115,7 +115,7 @@ class LookupIndex:
             for key in {normalise(r["id"]), normalise(r["name"]), normalise(r["resource_id"]),
                         normalise(last_segment(r["resource_id"]))}:
                 self.exact.setdefault(key, []).append(i)
-        self._lexical_csc = self._build_lexical([r["text"] for r in rows]).tocsc()
+        self._build_lexical([r["text"] for r in rows])
         self._sorted_names = sorted(set(self.names_low))
         self._known_accounts = {normalise(str(n)): str(i) for n, i in set(zip(self.account_names, self.account_ids))}
 
@@ -136,21 +136,40 @@ class LookupIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _build_lexical(self, texts: list[str]) -> sparse.csr_matrix:
-        data, indices, indptr = [], [], [0]
-        for text in texts:
+    def _build_lexical(self, texts: list[str]) -> None:
+        """TF-IDF over hashed words, each document's vector L2-normalised, stored by column: for the
+        hashed word ``self._post_cols[j]``, the documents ``self._post_rows[s:e]`` hold it with weights
+        ``self._post_vals[s:e]`` (``s, e = self._post_start[j:j + 2]``; documents in order)."""
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for i, text in enumerate(texts):
             counts = sparse_counts(text, HASH_DIM)
-            indices.extend(counts)
-            data.extend(counts.values())
-            indptr.append(len(indices))
-        matrix = sparse.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64), np.asarray(indptr)),
-                                   shape=(len(texts), HASH_DIM))
-        df = np.bincount(matrix.indices, minlength=HASH_DIM).astype(np.float32)
+            cols.extend(counts)
+            vals.extend(counts.values())
+            rows.extend([i] * len(counts))
+        row = np.asarray(rows, np.int32)
+        col = np.asarray(cols, np.int64)
+        val = np.asarray(vals, np.float32)
+        df = np.bincount(col, minlength=HASH_DIM).astype(np.float32)
         self._idf = np.log((len(texts) + 1.0) / (df + 1.0)).astype(np.float32) + 1.0
-        matrix = matrix.multiply(self._idf).tocsr()
-        norms = np.sqrt(matrix.multiply(matrix).sum(axis=1)).A.ravel()
+        val *= self._idf[col]
+        norms = np.sqrt(np.bincount(row, weights=val * val, minlength=len(texts))).astype(np.float32)
         norms[norms == 0] = 1.0
-        return sparse.diags(1.0 / norms).dot(matrix).tocsr()
+        val *= (1.0 / norms)[row]
+        order = np.lexsort((row, col))  # by word, then by document
+        self._post_cols, starts = np.unique(col[order], return_index=True)
+        self._post_start = np.append(starts, len(order))
+        self._post_rows = row[order]
+        self._post_vals = val[order]
+
+    def _posting(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        """The documents holding hashed word ``idx`` and their TF-IDF weights (empty when none does)."""
+        j = int(np.searchsorted(self._post_cols, idx))
+        if j == len(self._post_cols) or self._post_cols[j] != idx:
+            return self._post_rows[:0], self._post_vals[:0]
+        start, end = self._post_start[j], self._post_start[j + 1]
+        return self._post_rows[start:end], self._post_vals[start:end]
 
     # -- query parsing --------------------------------------------------------------------------
     def parse(self, query: str) -> ParsedQuery:
@@ -230,7 +249,7 @@ class LookupIndex:
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
                resource_type: str | None = None) -> list[Hit]:
         """Ranked hits for ``query``. Every signal is a vector over all documents (numpy, rapidfuzz's
-        C++ cdist, a sparse product), so cost grows gently with the estate; reasons are built for the
+        C++ cdist, a product over postings), so cost grows gently with the estate; reasons are built for the
         returned hits only."""
         if not len(self):
             return []
@@ -294,8 +313,8 @@ class LookupIndex:
                 weights = {idx: value * float(self._idf[idx]) for idx, value in counts.items()}
                 norm = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
                 for idx, weight in weights.items():
-                    column = self._lexical_csc[:, idx]
-                    lexical[column.indices] += column.data * (weight / norm)
+                    docs, tfidf = self._posting(idx)
+                    lexical[docs] += tfidf * (weight / norm)
             if self.embed_query is not None:
                 qv = np.asarray(self.embed_query(expanded), dtype=np.float32)
                 semantic = self.vectors @ qv

@@ -49,3 +49,17 @@ def test_default_embedder_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["(1,", "384)", "False", "False"]
+
+
+def test_erf_without_scipy_matches_math_erf():
+    """The GELU's erf (agent.minilm.erf, numpy only) against the standard library's double-precision erf."""
+    import math
+
+    from agent.minilm import erf
+
+    x = np.concatenate([np.linspace(-8, 8, 400_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    reference = np.array([math.erf(float(v)) for v in x])
+    ours = erf(x)
+    assert ours.dtype == np.float32 and ours.shape == x.shape
+    assert np.abs(ours.astype(np.float64) - reference).max() < 5e-7
+    assert ours[-4] == 0.0 and np.all(np.abs(ours) <= 1.0)
