@@ -1,19 +1,26 @@
 """The desktop app behind ``cloudops`` / ``cloudops app``: the local endpoint, the tray icon and the
 pywebview windows in one process.
 
-Threads, and why:
-* main thread: pywebview's GUI loop (Qt on Linux and Windows; Cocoa on macOS, which insists on it);
-* ``endpoint``: uvicorn serving the local endpoint (the same app as ``cloudops app --headless``);
-* ``tray``: pystray's own loop (GTK on Linux; run with ``QT_NO_GLIB=1`` so Qt and GTK each keep their
-  own event loop instead of sharing GLib's default context from two threads).
+The windows' web engine is the platform's own, as pywebview does on macOS (WKWebView) and Windows
+(Edge WebView2): on Linux that is the system's WebKitGTK through pywebview's GTK backend (``gtk``, the
+default; a declared system dependency of the Linux bundle, like WebView2 on Windows). Qt WebEngine
+(``qt``: self-contained but ~330 MB in the bundle) stays available: ``CLOUDOPS_WEB_ENGINE=qt`` from
+source, or a bundle built with it (packaging/README.md).
 
-The GUI toolkit itself starts lazily: until the first window is asked for, the main thread only waits,
-so an idle tray app costs the endpoint and the tray, not a web engine (Qt WebEngine adds ~280 MB PSS
-across its processes, measured in bench/bench_desktop.py). The first window pays the web engine's start
-(0.4-0.5 s from the tray click here); after that, windows are kept. Closing a window hides it; only
-Quit ends the app: it hides the tray, stops uvicorn gracefully, closes the estate, removes
-``endpoint.json`` and closes the windows, after which the GUI loop returns and the process exits with
-no child left.
+Threads, and why:
+* main thread: the GUI loop. Linux/GTK: one GLib main loop for the tray and, once a window is asked
+  for, pywebview's GTK application inside it (GTK is single-threaded: the tray and the windows share
+  that one loop). Linux/Qt and Windows: pywebview's loop; Cocoa on macOS, which insists on it;
+* ``endpoint``: uvicorn serving the local endpoint (the same app as ``cloudops app --headless``);
+* ``tray`` (Qt route only): pystray's own GTK loop, run with ``QT_NO_GLIB=1`` so Qt and GTK each keep
+  their own event loop instead of sharing GLib's default context from two threads.
+
+The web engine itself starts lazily: until the first window is asked for, the GUI loop only runs the
+tray, so an idle tray app costs the endpoint and the tray, not a web engine (measured in
+bench/bench_desktop.py). The first window pays the web engine's start; after that, windows are kept.
+Closing a window hides it; only Quit ends the app: it hides the tray, stops uvicorn gracefully, closes
+the estate, removes ``endpoint.json`` and closes the windows, after which the GUI loop returns and the
+process exits with no child left.
 
 The per-launch token reaches the page only through pywebview's JS bridge (``get_token()``), never
 through a URL. Nothing here loads a model: the embedding model and the LLM load on the first request
@@ -46,34 +53,80 @@ class DesktopUnavailable(RuntimeError):
     """No display, or the GUI packages are missing: the caller falls back to the headless endpoint."""
 
 
+WEBKITGTK_MISSING = ("the system's WebKitGTK is missing, which the windows need on Linux "
+                     "(Debian/Ubuntu: apt install gir1.2-webkit2-4.1; Fedora: dnf install webkit2gtk4.1)")
+
+
+def _found(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing
+        return False
+
+
+def linux_web_engine() -> str:
+    """The Linux windows' web engine: ``CLOUDOPS_WEB_ENGINE`` (``gtk`` or ``qt``) when set; else the one
+    this install (or bundle) carries, GTK when both are there. The bundle's spec leaves the other out."""
+    chosen = os.environ.get("CLOUDOPS_WEB_ENGINE", "").strip().lower()
+    if chosen in ("gtk", "qt"):
+        return chosen
+    if not _found("webview.platforms.gtk") and _found("PyQt6.QtWebEngineWidgets"):
+        return "qt"
+    return "gtk"
+
+
+def _webkitgtk_available() -> bool:
+    """Whether GTK 3 and WebKit2 (4.1, else 4.0) introspection data are installed (nothing is loaded)."""
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        try:
+            gi.require_version("WebKit2", "4.1")
+        except ValueError:
+            gi.require_version("WebKit2", "4.0")
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
 def prepare_environment() -> None:
     """Environment the GUI toolkits read at import time, so it must be set before importing them.
 
-    * Linux: pystray's GTK backend (the only one with a menu on a plain X tray); ``QT_NO_GLIB=1`` so the
-      Qt loop and the GTK loop in the tray thread do not share one GLib context; Chromium's sandbox is
-      refused to root, so as root the Qt web engine runs without it (a developer box or CI, not a user).
+    * Linux: pystray's GTK backend (the only one with a menu on a plain X tray). Qt route: ``QT_NO_GLIB=1``
+      so the Qt loop and the GTK loop in the tray thread do not share one GLib context; Chromium's
+      sandbox is refused to root, so as root the Qt web engine runs without it. GTK route: WebKitGTK's
+      bubblewrap sandbox cannot set up its namespaces for root in a container either, so as root it is
+      turned off the same way (a developer box or CI, not a user).
     """
     if sys.platform.startswith("linux"):
         os.environ.setdefault("PYSTRAY_BACKEND", "gtk")
-        os.environ.setdefault("QT_NO_GLIB", "1")
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
-            if "--no-sandbox" not in flags:
-                os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+        root = hasattr(os, "geteuid") and os.geteuid() == 0
+        if linux_web_engine() == "qt":
+            os.environ.setdefault("QT_NO_GLIB", "1")
+            if root:
+                flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+                if "--no-sandbox" not in flags:
+                    os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+        elif root:
+            os.environ.setdefault("WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS", "1")
 
 
 def check_available() -> None:
-    """Raise DesktopUnavailable naming what is missing (a display, or which package)."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    """Raise DesktopUnavailable naming what is missing (a display, a package, the system's WebKitGTK)."""
+    linux = sys.platform.startswith("linux")
+    if linux and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise DesktopUnavailable("no display (DISPLAY is not set)")
-    import importlib.util
-
-    missing = [name for name, module in (("pywebview[qt]", "webview"), ("pystray", "pystray"), ("Pillow", "PIL"))
-               if importlib.util.find_spec(module) is None]
-    if sys.platform.startswith("linux") and importlib.util.find_spec("gi") is None:
-        missing.append("PyGObject (the tray's GTK backend)")
+    missing = [name for name, module in (("pywebview", "webview"), ("pystray", "pystray"), ("Pillow", "PIL"))
+               if not _found(module)]
+    if linux and not _found("gi"):
+        missing.append("PyGObject (GTK for the tray and the windows)")
     if missing:
         raise DesktopUnavailable("missing " + ", ".join(missing) + " (pip install 'cloudops-agent[desktop]')")
+    if linux and linux_web_engine() == "gtk" and not _webkitgtk_available():
+        raise DesktopUnavailable(WEBKITGTK_MISSING)
 
 
 # pywebview's JS bridge relies on eval twice, and the UI's Content-Security-Policy (``script-src 'self'``,
@@ -395,6 +448,7 @@ def run_desktop(local_stack_factory: Callable[[], Any], port: int = 0, echo: Cal
     from app.tray import EndpointClient, Tray
 
     make_bridge_csp_safe()
+    gtk = sys.platform.startswith("linux") and linux_web_engine() == "gtk"
 
     endpoint = start_endpoint(local_stack_factory, port)
     if not endpoint.wait_started():
@@ -404,16 +458,22 @@ def run_desktop(local_stack_factory: Callable[[], Any], port: int = 0, echo: Cal
     desktop = DesktopApp(endpoint)
     tray = Tray(desktop, EndpointClient(endpoint.url, endpoint.token))
     desktop.tray = tray
-    tray.start()
-    if not tray.ready.wait(timeout=30):
-        echo("cloudops app: the tray icon did not appear (is there a system tray?)")
-    else:
-        echo(f"{READY_LINE} in {time.monotonic() - started:.2f}s (endpoint {endpoint.url}, token in "
-             f"{endpoint.path}, tray icon shown)")
+    tray.start(own_thread=not gtk)  # GTK route: the icon lives on the main thread's GLib loop (below)
+
+    def announce() -> bool:
+        if not tray.ready.wait(timeout=30):
+            echo("cloudops app: the tray icon did not appear (is there a system tray?)")
+        else:
+            echo(f"{READY_LINE} in {time.monotonic() - started:.2f}s (endpoint {endpoint.url}, token in "
+                 f"{endpoint.path}, tray icon shown)")
+        return False
 
     def on_signal(signum, frame) -> None:
         threading.Thread(target=desktop.quit, name="quit-signal").start()
 
+    if gtk:
+        return _run_gtk(desktop, announce, on_signal, echo)
+    announce()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
@@ -426,5 +486,41 @@ def run_desktop(local_stack_factory: Callable[[], Any], port: int = 0, echo: Cal
             webview.start(gui="qt" if sys.platform.startswith("linux") else None, private_mode=True)
     finally:
         desktop.quit()  # the loop may also end by itself (the toolkit quit): clean up the same way
+    echo("cloudops app: stopped")
+    return 0
+
+
+def _run_gtk(desktop: DesktopApp, announce: Callable[[], bool], on_signal, echo: Callable[[str], None]) -> int:
+    """Linux/GTK: one GLib main loop on the main thread runs the tray; when the first window is asked
+    for, pywebview's GTK application runs inside it (a nested loop on the same context, so the tray
+    keeps answering) until Quit destroys the windows."""
+    import webview
+    from gi.repository import GLib
+
+    loop = GLib.MainLoop()
+
+    def poll() -> bool:
+        if not desktop.gui_wanted.is_set():
+            return True
+        with desktop._lock:
+            start = not desktop._quitting.is_set()
+            desktop.gui_started = start
+        try:
+            if start:
+                webview.start(gui="gtk", private_mode=True)  # returns once Quit has destroyed the windows
+        finally:
+            loop.quit()
+        return False
+
+    # After pystray's set-up (which resets SIGINT on the main thread); PyGObject's loop wakes up for
+    # Python signal handlers, so SIGTERM / SIGINT still end the app through Quit.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    GLib.idle_add(announce)  # queued after the icon's show: ready once the loop has drawn it
+    GLib.timeout_add(100, poll)
+    try:
+        loop.run()
+    finally:
+        desktop.quit()
     echo("cloudops app: stopped")
     return 0

@@ -5,10 +5,12 @@ Why the tray talks to the local endpoint over HTTP (status, sync) rather than to
 the endpoint is the one owner of the index, and the tray is just another client of it, like the UI.
 It never holds the estate open itself, so Quit has exactly one thing to close.
 
-Threads: pystray's GTK backend runs its own GLib loop in the thread that calls ``Tray.start`` (the Qt
-windows own the main thread). Menu callbacks run on that GTK thread, so anything slow (a sync) goes to
-a worker thread and anything touching windows goes through pywebview's thread-safe calls. The tray
-never calls ``evaluate_js`` (it would block the GUI thread waiting for itself).
+Threads: with the GTK windows (Linux's default), the icon lives on the main thread's GLib loop, which
+the windows share; with the Qt windows, pystray's GTK backend runs its own GLib loop in a thread of its
+own (Qt owns the main thread). Menu callbacks run on that GTK loop, so anything slow (a sync) and
+anything touching windows goes to a worker thread: pywebview's window calls wait for the GUI loop, and
+creates a window at once only when called off the main thread. The tray never calls ``evaluate_js``
+(it would block the GUI thread waiting for itself).
 """
 
 from __future__ import annotations
@@ -138,8 +140,9 @@ class Tray:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Build the icon and run its loop in a thread of its own (the main thread belongs to Qt)."""
+    def start(self, own_thread: bool = True) -> None:
+        """Build the icon and run its loop in a thread of its own (``own_thread``: the main thread belongs
+        to Qt), or set it up on the calling thread, which must then run GLib's main loop (GTK windows)."""
         import pystray
 
         item = pystray.MenuItem
@@ -154,6 +157,9 @@ class Tray:
             item("Quit", self._quit),
         )
         self._icon = pystray.Icon("cloudops", load_icon(self.actions.offline), "CloudOps", menu)
+        if not own_thread:
+            self._icon.run_detached(setup=self._setup)
+            return
         self._thread = threading.Thread(target=self._run_icon, name="tray", daemon=True)
         self._thread.start()
 
@@ -210,10 +216,10 @@ class Tray:
     # ---- menu callbacks (GTK thread: keep them short) -----------------------------------------
 
     def _quick_ask(self, icon=None, item=None) -> None:
-        self.actions.show_quick_ask()
+        threading.Thread(target=self.actions.show_quick_ask, name="tray-window", daemon=True).start()
 
     def _open_main(self, icon=None, item=None) -> None:
-        self.actions.show_main()
+        threading.Thread(target=self.actions.show_main, name="tray-window", daemon=True).start()
 
     def _sync_now(self, icon=None, item=None) -> None:
         if self.status.syncing:

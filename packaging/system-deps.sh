@@ -10,9 +10,11 @@ PACKAGES=(
   # the desktop app's tests under Xvfb (tests/test_desktop.py): a display, a tray to dock into, the tools
   # that click and take screenshots, a session bus for pystray's GTK backend
   xvfb xdotool x11-utils imagemagick trayer dbus-x11
-  # what PyQt6's web engine (pywebview's Qt route) and the GTK tray load at run time
+  # the windows' web engine on Linux: the system's WebKitGTK through pywebview's GTK backend (the default,
+  # and a runtime dependency of the Linux bundle), with GTK 3, which the tray needs too
+  gir1.2-gtk-3.0 gir1.2-webkit2-4.1 libgirepository1.0-dev libcairo2-dev pkg-config
+  # what PyQt6's web engine (pywebview's Qt route, the self-contained opt-in) loads at run time
   libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libnss3 libasound2 libegl1 libgl1
-  gir1.2-gtk-3.0 libgirepository1.0-dev libcairo2-dev pkg-config
   # a throwaway PostgreSQL cluster for the team deployment's metadata DB test
   postgresql
 )
