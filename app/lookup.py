@@ -140,26 +140,31 @@ class LookupIndex:
         """TF-IDF over hashed words, each document's vector L2-normalised, stored by column: for the
         hashed word ``self._post_cols[j]``, the documents ``self._post_rows[s:e]`` hold it with weights
         ``self._post_vals[s:e]`` (``s, e = self._post_start[j:j + 2]``; documents in order)."""
-        rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
-        for i, text in enumerate(texts):
+        lengths: list[int] = []
+        for text in texts:
             counts = sparse_counts(text, HASH_DIM)
             cols.extend(counts)
             vals.extend(counts.values())
-            rows.extend([i] * len(counts))
-        row = np.asarray(rows, np.int32)
+            lengths.append(len(counts))
+        row = np.repeat(np.arange(len(texts), dtype=np.int32), np.asarray(lengths, np.int64))
         col = np.asarray(cols, np.int64)
+        del cols
         val = np.asarray(vals, np.float32)
+        del vals
         df = np.bincount(col, minlength=HASH_DIM).astype(np.float32)
         self._idf = np.log((len(texts) + 1.0) / (df + 1.0)).astype(np.float32) + 1.0
         val *= self._idf[col]
         norms = np.sqrt(np.bincount(row, weights=val * val, minlength=len(texts))).astype(np.float32)
         norms[norms == 0] = 1.0
         val *= (1.0 / norms)[row]
-        order = np.lexsort((row, col))  # by word, then by document
-        self._post_cols, starts = np.unique(col[order], return_index=True)
-        self._post_start = np.append(starts, len(order))
+        order = np.argsort(col, kind="stable")  # by word; documents stay in order within a word
+        col = col[order]
+        starts = np.flatnonzero(np.diff(col)) + 1 if len(col) else np.zeros(0, np.int64)
+        starts = np.concatenate(([0], starts)) if len(col) else starts
+        self._post_cols = col[starts]
+        self._post_start = np.append(starts, len(col))
         self._post_rows = row[order]
         self._post_vals = val[order]
 
