@@ -158,6 +158,17 @@ class Tray:
         )
         self._icon = pystray.Icon("cloudops", load_icon(self.actions.offline), "CloudOps", menu)
         if not own_thread:
+            # pystray finalises a detached icon at exit and hides its notifier on the way, which fails
+            # when the session has no notification service (a bare Xvfb): noise, as in _run_icon.
+            finalize = self._icon._finalize
+
+            def quiet_finalize() -> None:
+                try:
+                    finalize()
+                except Exception as exc:
+                    log.debug("tray finalise: %s", exc)
+
+            self._icon._finalize = quiet_finalize
             self._icon.run_detached(setup=self._setup)
             return
         self._thread = threading.Thread(target=self._run_icon, name="tray", daemon=True)

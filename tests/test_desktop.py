@@ -500,3 +500,4 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
     assert not _alive(app_pid)
     assert not (home / "endpoint.json").exists()
     assert any("cloudops app: stopped" in line for line in lines)
+    assert not [line for line in lines if "Traceback" in line], "".join(lines)  # a clean exit, no noise
