@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config
+from botocore.loaders import create_loader
 
 from app import credentials
 
@@ -20,6 +21,21 @@ RETRY_ATTEMPTS = 8
 # Called as hook(client, account_name) for every new client: the seam for instrumentation and for
 # fault injection in tests (throttling, AccessDenied, timeouts via botocore events). Empty normally.
 CLIENT_HOOKS: list[Callable[[object, str], None]] = []
+
+
+_SHARED_LOADER = create_loader()
+
+
+def _new_session(**kwargs) -> boto3.Session:
+    """A boto3 session that reads botocore's service models through one process-wide loader.
+
+    Each botocore session otherwise parses every service's JSON model again (EC2's alone is several
+    MB): with four accounts that was a fifth of an unchanged re-sync's time. The models are immutable
+    data, so sharing the loader's cache across sessions is safe; credentials and config stay per session.
+    """
+    session = boto3.Session(**kwargs)
+    session._session.register_component("data_loader", _SHARED_LOADER)
+    return session
 
 
 def client_config(max_pool: int = 16) -> Config:
@@ -40,17 +56,19 @@ class AccountSession:
     _session: boto3.Session | None = field(default=None, repr=False)
     _clients: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _keys: credentials.AccessKeys | None = field(default=None, repr=False)
 
     def session(self) -> boto3.Session:
         with self._lock:
             if self._session is None:
                 keys = credentials.load(self.name)
                 if keys is not None:
-                    self._session = boto3.Session(aws_access_key_id=keys.access_key_id,
-                                                  aws_secret_access_key=keys.secret_access_key,
-                                                  aws_session_token=keys.session_token)
+                    self._session = _new_session(aws_access_key_id=keys.access_key_id,
+                                                 aws_secret_access_key=keys.secret_access_key,
+                                                 aws_session_token=keys.session_token)
                 else:
-                    self._session = boto3.Session(profile_name=self.profile) if self.profile else boto3.Session()
+                    self._session = _new_session(profile_name=self.profile) if self.profile else _new_session()
+                self._keys = keys
                 # Resolve credentials once, here: botocore's credential chain is not thread-safe, and
                 # concurrent first clients of an assume-role profile can trip InfiniteLoopConfigError.
                 self._session.get_credentials()
@@ -75,3 +93,28 @@ class AccountSession:
             region = self.regions[0] if self.regions else "us-east-1"
             self.account_id = self.client("sts", region).get_caller_identity()["Account"]
         return self.account_id
+
+
+class SessionPool:
+    """Account sessions (and their clients) kept across the sync runs of one long-lived process.
+
+    The tray app syncs every 15 minutes; making every boto3 session and client again each time cost
+    more than the listing itself on an unchanged estate. A session is reused only while its account's
+    configuration (name, profile, regions, account id) and its keyring keys are what it was made with;
+    otherwise a new one replaces it. Profile-based credentials refresh themselves (assumed roles, SSO).
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, AccountSession] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, profile: str | None, regions: list[str], account_id: str | None = None) -> AccountSession:
+        with self._lock:
+            cached = self._sessions.get(name)
+            if (cached is not None and cached.profile == profile and cached.regions == list(regions)
+                    and (account_id is None or cached.account_id == account_id)
+                    and cached._session is not None and cached._keys == credentials.load(name)):
+                return cached
+            fresh = AccountSession(name, profile, list(regions), account_id)
+            self._sessions[name] = fresh
+            return fresh

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from app.awsclient import AccountSession
 from app.documents import ResourceDocument, make_document, tags_from_list
+from app.tagbook import TagBooks, tags_of
 
 Known = Mapping[str, ResourceDocument]
 GLOBAL_SERVICES = frozenset({"s3", "iam"})
@@ -124,6 +125,12 @@ def _partition(account: AccountSession, region: str) -> str:
         return account.session().get_partition_for_region(region)
     except Exception:  # noqa: BLE001 - an unknown region is still in the commercial partition
         return "aws"
+
+
+def _books(account: AccountSession) -> TagBooks | None:
+    """The run's tag books of this account (see app.tagbook); None outside a sync run (tests, refreshes
+    of one resource), where every resource is asked for its own tags."""
+    return getattr(account, "tag_books", None)
 
 
 def _doc(account: AccountSession, account_id: str, region: str, **fields: Any) -> ResourceDocument:
@@ -260,10 +267,13 @@ def s3_buckets(account: AccountSession, account_id: str, region: str, *,
     tags and versioning (no per-bucket call); a re-created one is read again.
     """
     s3, docs = account.client("s3", region), []
-    for bucket in _pages(s3, "list_buckets", "Buckets", PaginationConfig={"PageSize": 1000}):
-        seen = _reuse(known, "s3_bucket", bucket["Name"], created=_iso(bucket.get("CreationDate")))
+    buckets = list(_pages(s3, "list_buckets", "Buckets", PaginationConfig={"PageSize": 1000}))
+    seen_by_name = {b["Name"]: _reuse(known, "s3_bucket", b["Name"], created=_iso(b.get("CreationDate")))
+                    for b in buckets}
+    new = sum(1 for seen in seen_by_name.values() if seen is None)
+    for bucket in buckets:
         try:
-            docs.append(_bucket_document(account, account_id, s3, bucket, region, seen))
+            docs.append(_bucket_document(account, account_id, s3, bucket, region, seen_by_name[bucket["Name"]], new))
         except ClientError as err:
             if _code(err) not in _GONE:
                 raise
@@ -271,18 +281,22 @@ def s3_buckets(account: AccountSession, account_id: str, region: str, *,
 
 
 def _bucket_document(account: AccountSession, account_id: str, s3, bucket: dict, region: str,
-                     seen: ResourceDocument | None = None) -> ResourceDocument:
+                     seen: ResourceDocument | None = None, new: int = 1) -> ResourceDocument:
+    """``new``: how many of the listing's buckets are read in full (decides whether the tag book pays)."""
     name = bucket["Name"]
     if seen is not None:
         location, tags, constraints = bucket.get("BucketRegion") or seen.region, seen.tags, seen.constraints
+        arn = f"arn:{_partition(account, location)}:s3:::{name}"
     else:
         location = bucket.get("BucketRegion") or _locate(s3, name, fallback=region)
+        arn = f"arn:{_partition(account, location)}:s3:::{name}"
         local = account.client("s3", location)
-        tags = tags_from_list(_detail(local.get_bucket_tagging, {}, Bucket=name).get("TagSet"))
+        tags = tags_of(_books(account), location, arn, new,
+                       lambda: tags_from_list(_detail(local.get_bucket_tagging, {}, Bucket=name).get("TagSet")))
         versioning = _detail(local.get_bucket_versioning, None, Bucket=name)
         constraints = {"versioning": None if versioning is None else versioning.get("Status") or "Disabled"}
     return _doc(
-        account, account_id, location, resource_type="s3_bucket", arn=f"arn:{_partition(account, location)}:s3:::{name}",
+        account, account_id, location, resource_type="s3_bucket", arn=arn,
         resource_id=name, name=name, tags=tags, attributes={"created": _iso(bucket.get("CreationDate"))},
         constraints=constraints,
     )
@@ -294,10 +308,13 @@ def lambda_functions(account: AccountSession, account_id: str, region: str, *,
                      known: Known | None = None) -> list[ResourceDocument]:
     """ListFunctions returns everything but the tags: a known function, unmodified since, reuses its tags."""
     client, docs = account.client("lambda", region), []
-    for f in _pages(client, "list_functions", "Functions"):
-        seen = _reuse(known, "lambda_function", f["FunctionName"], arn=f["FunctionArn"],
-                      last_modified=f.get("LastModified"))
-        tags = seen.tags if seen else _detail(client.list_tags, {}, Resource=f["FunctionArn"]).get("Tags", {})
+    functions = [(f, _reuse(known, "lambda_function", f["FunctionName"], arn=f["FunctionArn"],
+                            last_modified=f.get("LastModified"))) for f in _pages(client, "list_functions", "Functions")]
+    new = sum(1 for _, seen in functions if seen is None)
+    for f, seen in functions:
+        tags = seen.tags if seen else tags_of(
+            _books(account), region, f["FunctionArn"], new,
+            lambda: _detail(client.list_tags, {}, Resource=f["FunctionArn"]).get("Tags", {}))
         docs.append(_doc(
             account, account_id, region, resource_type="lambda_function", arn=f["FunctionArn"],
             resource_id=f["FunctionName"], name=f["FunctionName"], state=f.get("State"), tags=tags,
@@ -314,8 +331,9 @@ def dynamodb_tables(account: AccountSession, account_id: str, region: str, *,
                     known: Known | None = None) -> list[ResourceDocument]:
     """ListTables returns names only: a known table is reused whole (its status and counts included)."""
     client, docs = account.client("dynamodb", region), []
-    for table_name in _pages(client, "list_tables", "TableNames"):
-        seen = _reuse(known, "dynamodb_table", table_name)
+    tables = [(name, _reuse(known, "dynamodb_table", name)) for name in _pages(client, "list_tables", "TableNames")]
+    new = sum(1 for _, seen in tables if seen is None)
+    for table_name, seen in tables:
         if seen is not None:
             docs.append(_reused(account, seen))
             continue
@@ -323,10 +341,11 @@ def dynamodb_tables(account: AccountSession, account_id: str, region: str, *,
         if described is None:
             continue
         t = described["Table"]
-        tags = _detail(lambda: list(_pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])), [])
+        tags = tags_of(_books(account), region, t["TableArn"], new, lambda: tags_from_list(
+            _detail(lambda: list(_pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])), [])))
         docs.append(_doc(
             account, account_id, region, resource_type="dynamodb_table", arn=t["TableArn"],
-            resource_id=t["TableName"], name=t["TableName"], state=t.get("TableStatus"), tags=tags_from_list(tags),
+            resource_id=t["TableName"], name=t["TableName"], state=t.get("TableStatus"), tags=tags,
             attributes={"item_count": t.get("ItemCount"), "size_bytes": t.get("TableSizeBytes"),
                         "billing_mode": (t.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED"),
                         "stream_enabled": (t.get("StreamSpecification") or {}).get("StreamEnabled")},
@@ -475,8 +494,10 @@ def sqs_queues(account: AccountSession, account_id: str, region: str, *,
     """ListQueues only pages (past 1,000 queues) when MaxResults is sent, hence the page size. It returns
     URLs only: a known queue is reused whole (its message count included)."""
     client, docs = account.client("sqs", region), []
-    for url in _pages(client, "list_queues", "QueueUrls", PaginationConfig={"PageSize": 1000}):
-        seen = _reuse(known, "sqs_queue", url)
+    queues = [(url, _reuse(known, "sqs_queue", url))
+              for url in _pages(client, "list_queues", "QueueUrls", PaginationConfig={"PageSize": 1000})]
+    new = sum(1 for _, seen in queues if seen is None)
+    for url, seen in queues:
         if seen is not None:
             docs.append(_reused(account, seen))
             continue
@@ -486,10 +507,11 @@ def sqs_queues(account: AccountSession, account_id: str, region: str, *,
         a = got.get("Attributes", {})
         name = url.rstrip("/").rsplit("/", 1)[-1]
         dlq = (_json(a.get("RedrivePolicy")) or {}).get("deadLetterTargetArn")
+        arn = a.get("QueueArn") or f"arn:{_partition(account, region)}:sqs:{region}:{account_id}:{name}"
+        tags = tags_of(_books(account), region, arn, new,
+                       lambda: _detail(client.list_queue_tags, {}, QueueUrl=url).get("Tags", {}))
         docs.append(_doc(
-            account, account_id, region, resource_type="sqs_queue",
-            arn=a.get("QueueArn") or f"arn:{_partition(account, region)}:sqs:{region}:{account_id}:{name}",
-            resource_id=url, name=name, tags=_detail(client.list_queue_tags, {}, QueueUrl=url).get("Tags", {}),
+            account, account_id, region, resource_type="sqs_queue", arn=arn, resource_id=url, name=name, tags=tags,
             attributes={"queue_url": url, "approximate_messages": _int(a.get("ApproximateNumberOfMessages")),
                         "visibility_timeout": _int(a.get("VisibilityTimeout")),
                         "fifo": a.get("FifoQueue", "false").lower() == "true",
@@ -505,9 +527,9 @@ def sns_topics(account: AccountSession, account_id: str, region: str, *,
                known: Known | None = None) -> list[ResourceDocument]:
     """ListTopics returns ARNs only: a known topic is reused whole."""
     client, docs = account.client("sns", region), []
-    for topic in _pages(client, "list_topics", "Topics"):
-        arn = topic["TopicArn"]
-        seen = _reuse(known, "sns_topic", arn)
+    topics = [(t["TopicArn"], _reuse(known, "sns_topic", t["TopicArn"])) for t in _pages(client, "list_topics", "Topics")]
+    new = sum(1 for _, seen in topics if seen is None)
+    for arn, seen in topics:
         if seen is not None:
             docs.append(_reused(account, seen))
             continue
@@ -515,10 +537,11 @@ def sns_topics(account: AccountSession, account_id: str, region: str, *,
         if got is None:
             continue
         a = got.get("Attributes", {})
-        tags = _detail(client.list_tags_for_resource, {}, ResourceArn=arn).get("Tags")
+        tags = tags_of(_books(account), region, arn, new,
+                       lambda: tags_from_list(_detail(client.list_tags_for_resource, {}, ResourceArn=arn).get("Tags")))
         docs.append(_doc(
             account, account_id, region, resource_type="sns_topic", arn=arn, resource_id=arn,
-            name=arn.rsplit(":", 1)[-1], tags=tags_from_list(tags),
+            name=arn.rsplit(":", 1)[-1], tags=tags,
             attributes={"subscriptions_confirmed": _int(a.get("SubscriptionsConfirmed")),
                         "display_name": a.get("DisplayName"), "fifo": a.get("FifoTopic", "false").lower() == "true",
                         "encrypted": bool(a.get("KmsMasterKeyId"))},

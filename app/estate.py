@@ -36,6 +36,13 @@ class Estate:
         self.store = ResourceStore(cloudops_home() / "index")
 
     @cached_property
+    def sessions(self):
+        """Every sync of this process reuses these boto3 sessions and clients (boto3 loads lazily)."""
+        from app.awsclient import SessionPool
+
+        return SessionPool()
+
+    @cached_property
     def embedder(self):
         if self.config.embed_via_server and self.config.server_url:
             return RemoteEmbedder(self.config.server_url)
@@ -53,7 +60,8 @@ class Estate:
     def engine(self, max_workers: int = 8):
         from app.sync import SyncEngine
 
-        return SyncEngine(self.store, self.embed, self.config.effective_accounts(), max_workers=max_workers)
+        return SyncEngine(self.store, self.embed, self.config.effective_accounts(), max_workers=max_workers,
+                          pool=self.sessions)
 
     def refresh_after_run(self, plan) -> str | None:
         """Re-read the scopes a plan's steps acted on, so the index shows what the run left (a stopped

@@ -19,13 +19,14 @@ from datetime import datetime, timezone
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.awsclient import AccountSession
+from app.awsclient import AccountSession, SessionPool
 from app.collectors import COLLECTORS, GLOBAL_SERVICES
 from app.config import AccountConfig
 from app.documents import ResourceDocument
 from app.permissions import CallerPolicies, read_caller_policies
 from app.resource_store import ResourceStore
 from app.sync_status import ScopeStatus, StatusBook
+from app.tagbook import TagBooks
 
 MAX_WORKERS = 8
 EMBED_FLUSH = 256  # embed once this many new texts wait (or when listing is over)
@@ -117,15 +118,26 @@ class _RetryCounter:
 
 class SyncEngine:
     def __init__(self, store: ResourceStore, embed: Callable[[list[str]], np.ndarray],
-                 accounts: list[AccountConfig], *, max_workers: int = MAX_WORKERS):
+                 accounts: list[AccountConfig], *, max_workers: int = MAX_WORKERS, pool: SessionPool | None = None):
+        """``pool``: sessions kept by a long-lived owner (the app's Estate) so that runs after the first
+        reuse their boto3 clients; without one, this engine makes its own."""
         self.store = store
         self.embed = embed
         self.status = StatusBook(store.engine)
-        self.sessions = [AccountSession(a.name, a.profile, list(a.regions), a.account_id) for a in accounts]
+        pool = pool or SessionPool()
+        self.sessions = [pool.get(a.name, a.profile, list(a.regions), a.account_id) for a in accounts]
         self.max_workers = max_workers
         self.retries = _RetryCounter()
         self._policy_cache: dict[str, CallerPolicies] = {}
         self._policies_lock = threading.Lock()
+        self._tag_books: dict[str, TagBooks] = {}  # per account, made afresh by each run
+
+    def _books(self, account: AccountSession) -> TagBooks:
+        with self._policies_lock:
+            if account.name not in self._tag_books:
+                counted = _CountingAccount(account, self.retries)
+                self._tag_books[account.name] = TagBooks(lambda region: counted.client("resourcegroupstaggingapi", region))
+            return self._tag_books[account.name]
 
     def _policies(self, account: AccountSession) -> CallerPolicies:
         """The caller's IAM statements for ``account``, read once per engine (one run)."""
@@ -171,8 +183,8 @@ class SyncEngine:
         try:
             docs: list[ResourceDocument] = []
             for collector in COLLECTORS[scope.service]:
-                docs.extend(collector(_CountingAccount(scope.account, self.retries), scope.account_id, scope.call_region,
-                                      known=known))
+                docs.extend(collector(_CountingAccount(scope.account, self.retries, self._books(scope.account)),
+                                      scope.account_id, scope.call_region, known=known))
             policies = self._policies(scope.account)
             for doc in docs:
                 permissions = policies.evaluate(doc.resource_type, doc.arn)
@@ -197,6 +209,7 @@ class SyncEngine:
         unchanged documents into the collection too."""
         started = time.perf_counter()
         report = SyncReport(errors=list(errors))
+        self._tag_books = {}  # tags are read fresh by every run
 
         def done_with(result: ScopeResult) -> None:
             report.scopes.append(result)
@@ -292,11 +305,13 @@ class _Listed:
 
 
 class _CountingAccount:
-    """Wraps an AccountSession so that every client it hands out reports its retries."""
+    """An AccountSession as one sync run sees it: every client it hands out reports its retries, and
+    it carries the run's tag books of the account."""
 
-    def __init__(self, account: AccountSession, counter: _RetryCounter):
+    def __init__(self, account: AccountSession, counter: _RetryCounter, tag_books: TagBooks | None = None):
         self._account = account
         self._counter = counter
+        self.tag_books = tag_books  # the run's tag books of this account (app.tagbook)
         self.name = account.name
         self.regions = account.regions
 

@@ -199,6 +199,22 @@ class _Raw:
         return body
 
 
+def test_the_embedded_collection_commits_in_wal_mode(store, embedder):
+    """qdrant-client commits each point alone; WAL + synchronous=NORMAL makes that an append instead of
+    two fsyncs. This fails if qdrant-client moves its SQLite connection (app.resource_store)."""
+    from app.resource_store import local_qdrant_storage
+
+    assert engine(store, embedder).run().ok
+    storage = local_qdrant_storage(store.qdrant)
+    assert storage is not None
+    assert storage.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert storage.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    store.close()
+    reopened = ResourceStore(store.directory)  # the points written that way are all there on reopening
+    assert reopened.qdrant.count(COLLECTION).count == reopened.count() > 0
+    reopened.close()
+
+
 def test_full_sync_repairs_a_collection_that_lost_points(store, embedder):
     engine(store, embedder).run()
     victim = next(iter(store.all_hashes()))
