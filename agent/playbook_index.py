@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -215,12 +216,30 @@ def _git_commit(directory: Path) -> str | None:
     return commit or None
 
 
+def _create_tables(engine: Engine) -> None:
+    """Create the metadata tables if missing. Two server workers starting at once against one empty
+    PostgreSQL both see the tables missing, and the loser's CREATE TABLE fails on PostgreSQL's catalogue
+    (UniqueViolation on pg_type_typname_nsp_index, seen in the team-deployment test): by then the winner
+    has made them, so a second pass finds them and creates nothing."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    tables = [PlaybookRecord.__table__, UtteranceVector.__table__]
+    for attempt in range(5):
+        try:
+            SQLModel.metadata.create_all(engine, tables=tables)
+            return
+        except (IntegrityError, ProgrammingError):  # ProgrammingError: "relation ... already exists"
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 class PlaybookIndex:
     def __init__(self, embedder: Embedder, db_url: str = "sqlite://", qdrant_location: str | None = None):
         """``qdrant_location`` None keeps the vectors in numpy; ``:memory:``, a folder or a URL uses Qdrant."""
         self.embedder = embedder
         self.engine: Engine = create_engine(db_url, connect_args={"check_same_thread": False} if db_url.startswith("sqlite") else {})
-        SQLModel.metadata.create_all(self.engine, tables=[PlaybookRecord.__table__, UtteranceVector.__table__])
+        _create_tables(self.engine)
         self.collection: NumpyCollection | QdrantCollection = (
             NumpyCollection() if qdrant_location is None else QdrantCollection(qdrant_location))
         self._df: Counter[int] = Counter()

@@ -170,3 +170,38 @@ def test_two_server_workers_share_a_postgres_metadata_db(tmp_path, postgres):
         vectors = conn.execute("SELECT COUNT(DISTINCT point_id), COUNT(*) FROM utterance_vector").fetchone()
     assert playbooks == len(list((ROOT / "playbooks").glob("*.yaml")))
     assert vectors[0] == vectors[1] > playbooks
+
+
+def test_workers_creating_the_metadata_tables_at_once_all_succeed(postgres):
+    """The race behind a once-flaky start: several workers create the tables of one empty PostgreSQL
+    database at the same instant; the losers' CREATE TABLE fails in PostgreSQL's catalogue and must be
+    taken as "someone else made it"."""
+    import threading
+
+    import psycopg
+    from sqlmodel import create_engine
+
+    from agent.playbook_index import _create_tables
+
+    base = postgres.replace("postgresql+psycopg", "postgresql")
+    for round_ in range(4):
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS utterance_vector, playbook")
+        engines = [create_engine(postgres) for _ in range(6)]
+        start, errors = threading.Barrier(len(engines)), []
+
+        def create(engine):
+            start.wait()
+            try:
+                _create_tables(engine)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=create, args=(e,)) for e in engines]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        [e.dispose() for e in engines]
+        assert errors == [], f"round {round_}: {errors[:2]}"
+        with psycopg.connect(base) as conn:
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"playbook", "utterance_vector"} <= tables
