@@ -28,8 +28,14 @@ def aliases(resource: IdentifiedResource) -> list[str]:
     return sorted((n for n in names if n), key=len, reverse=True)
 
 
-def _find(alias: str, text: str) -> re.Match[str] | None:
-    return re.search(r"(?<![\w-])" + re.escape(normalise(alias)) + r"(?![\w-]|\.\w)", text)
+def _find(alias: str, text: str, *, spaced: bool = False) -> re.Match[str] | None:
+    """The alias as a whole token. ``spaced`` (a resource's name): a dash or underscore in it may be
+    typed as a space ("payments queue" names payments-queue; "payments queue dlq" names
+    payments-queue-dlq, the longer mention)."""
+    pattern = re.escape(normalise(alias))
+    if spaced:
+        pattern = pattern.replace("_", "[-_ ]").replace(r"\-", "[-_ ]")
+    return re.search(r"(?<![\w-])" + pattern + r"(?![\w-]|\.\w)", text)
 
 
 @dataclass
@@ -46,7 +52,7 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource]) -> list[Ment
     found: list[Mention] = []
     for resource in resources:
         for alias in aliases(resource):
-            match = _find(alias, text)
+            match = _find(alias, text) or (_find(alias, text, spaced=True) if alias == resource.name else None)
             if match:
                 found.append(Mention(resource, alias, match.start(), match.end()))
                 break

@@ -26,6 +26,19 @@ from app.resource_store import ResourceRow, ResourceStore
 from app.tagexpr import Node, TagExprError, canon, split_query
 
 HASH_DIM = 1 << 20
+_MAX_SPACED_WORDS = 6
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def spaced_name(name: str | None) -> str | None:
+    """A name's spelling with spaces for its separators, when it has at least two words and they are
+    plain words: payments-queue -> "payments queue"; None for one-word names and for ids."""
+    if not name:
+        return None
+    words = [w for w in _SEPARATORS.split(normalise(name)) if w]
+    if not 2 <= len(words) <= _MAX_SPACED_WORDS or not all(re.fullmatch(r"[a-z0-9]+", w) for w in words):
+        return None
+    return " ".join(words)
 _FILLER = frozenset("a an the in on at of for with all my our show find me list get which where what is are any "
                     "resources resource please that those these".split())
 _QUERY_WORD = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
@@ -115,6 +128,12 @@ class LookupIndex:
             for key in {normalise(r["id"]), normalise(r["name"]), normalise(r["resource_id"]),
                         normalise(last_segment(r["resource_id"]))}:
                 self.exact.setdefault(key, []).append(i)
+        # Names typed with spaces for their separators ("payments queue" for payments-queue).
+        self.spaced: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            spaced = spaced_name(r["name"])
+            if spaced:
+                self.spaced.setdefault(spaced, []).append(i)
         self._build_lexical([r["text"] for r in rows])
         self._sorted_names = sorted(set(self.names_low))
         self._known_accounts = {normalise(str(n)): str(i) for n, i in set(zip(self.account_names, self.account_ids))}
@@ -301,6 +320,15 @@ class LookupIndex:
                 if weight > exact[i]:
                     exact[i] = weight
                     exact_key[i] = key
+        # A name typed with spaces for its dashes is as exact as the name itself, when all of its words
+        # stand in the query in order: "the payments queue" names payments-queue, not payments-queue-dlq.
+        for size in range(2, min(_MAX_SPACED_WORDS, len(all_words)) + 1):
+            for start in range(len(all_words) - size + 1):
+                phrase = " ".join(all_words[start:start + size])
+                for i in self.spaced.get(phrase, []):
+                    if exact[i] < 1.0:
+                        exact[i] = 1.0
+                        exact_key[i] = phrase
         expanded = free
         for phrase, extra in _QUERY_SYNONYMS.items():
             if re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", free):

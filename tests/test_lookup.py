@@ -36,6 +36,15 @@ def test_fuzzy_names_and_typos(built):
     assert set(top(built, "pg-main")[:2]) == {"pg-main1", "pg-main2"}
 
 
+def test_a_name_typed_with_spaces_for_its_dashes_is_exact(built):
+    index, names = built
+    hits = index.search("how many messages are sitting in the orders queue?")
+    assert names[hits[0].id] == "sqs-orders" and hits[0].components["exact"] == 1.0
+    assert all(h.components["exact"] < 1.0 for h in hits if names[h.id] == "sqs-orders-dlq")
+    assert top(built, "purge the orders queue dlq")[0] == "sqs-orders-dlq"  # the longer name wins
+    assert top(built, "orders queue in staging")[0] == "sqs-orders-stg"  # hints still narrow it
+
+
 def test_tag_expressions(built):
     assert top(built, "env=prod AND app=main") == ["pg-main1"]
     staging = top(built, "env=staging", limit=100)
