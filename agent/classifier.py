@@ -35,6 +35,11 @@ AMBIGUOUS_CONFIDENCE = 0.40
 # prompt phrased as a question never does.
 CHANGE_VERBS = frozenset({"stop", "start", "reboot", "failover", "snapshot", "image", "modify", "delete", "terminate",
                           "enable", "suspend", "resume", "purge", "scale", "redeploy", "publish", "subscribe"})
+# "Empty the bucket but keep it", "terminate it, keep the volume": the prompt forbids what a deleting
+# playbook would do, and no plan can honour the exception, so a deleting best match becomes a question.
+_KEEP = re.compile(r"\b(?:keep|keeping|retain|preserve)\s+(?:it|them|the\s+\w+|this\s+\w+|that\s+\w+)\b"
+                   r"|\b(?:don'?t|do\s+not|without|never)\s+(?:delete|deleting|remove|removing|drop|dropping)\b")
+_DELETING_VERBS = frozenset({"delete", "terminate"})
 _QUESTION = re.compile(r"^\s*(is|are|was|were|has|have|had|did|does|when|what|whats|which|why|how|where|who)\b|\?\s*$")
 
 
@@ -55,6 +60,7 @@ class ClassifierResult:
     prompt_verbs: frozenset[str]
     types: frozenset[str]
     change_answered_by_read: bool = False
+    deletion_told_to_keep: bool = False
 
     @property
     def best(self) -> Scored | None:
@@ -69,7 +75,7 @@ class ClassifierResult:
         # resource's type both fit ("kick off catalog-sync"); otherwise it is a question.
         strong_rules = best.verb > 0.5 and best.type_fit == 1.0
         return (best.score < NO_MATCH_SCORE or (best.dense < NO_MATCH_DENSE and not strong_rules)
-                or (best.verb <= 0 and best.dense < 0.45) or self.change_answered_by_read)
+                or (best.verb <= 0 and best.dense < 0.45) or self.change_answered_by_read or self.deletion_told_to_keep)
 
 
 def playbook_verbs(pb: Playbook) -> frozenset[str]:
@@ -134,4 +140,5 @@ class Classifier:
                               and prompt_verbs[0] not in self.verbs[best.id]
                               and not _QUESTION.search(masked_prompt.lower()))
 
-        return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types), change_by_read)
+        told_to_keep = bool(best and self.verbs[best.id] & _DELETING_VERBS and _KEEP.search(masked_prompt.lower()))
+        return ClassifierResult(ranked, conf, frozenset(prompt_verbs), frozenset(types), change_by_read, told_to_keep)

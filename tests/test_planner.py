@@ -146,3 +146,22 @@ def test_long_prompt_is_handled(planner, seed_resource):
     p = plan(planner, "Stop pg-instance-main1. " + "Context: " + "blah " * 700, [seed_resource])
     assert p.classification.playbook == "aws_rds_stop_instance"
     assert any("long prompt" in w for w in p.warnings)
+
+
+def bucket(name: str) -> dict:
+    return {"resource_type": "s3_bucket", "resource_id": name, "name": name, "account_id": "111111111111",
+            "region": "us-west-2", "tags": {"env": "dev"}}
+
+
+@pytest.mark.parametrize("prompt", [
+    "empty uploads-tmp: delete every object in it but keep the bucket",
+    "delete the contents of uploads-tmp, don't delete the bucket itself",
+])
+def test_a_deletion_the_prompt_says_to_keep_is_a_question_not_a_delete(planner, prompt):
+    p = plan(planner, prompt, [bucket("uploads-tmp")])
+    assert p.clarification is not None and p.script.steps == []
+
+
+def test_a_plain_deletion_is_still_planned(planner):
+    p = plan(planner, "delete the bucket uploads-tmp", [bucket("uploads-tmp")])
+    assert [s.operation for s in p.script.steps] == ["DeleteBucket"] and p.approval_required
