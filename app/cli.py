@@ -212,11 +212,7 @@ def run_command(prompt: str, approve: bool, as_json: bool, resources_file: Path 
 def app(headless: bool, port: int) -> None:
     """The desktop app: tray icon, Quick ask and main windows, and the local endpoint on 127.0.0.1.
     With --headless (or with no display), only the endpoint."""
-    import socket
-
-    import uvicorn
-
-    from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
+    from app.endpoint import LocalService, endpoint_server, loopback_socket, new_token, write_endpoint_file
     from app.endpoint_client import AppEndpoint
     from app.home import cloudops_home
 
@@ -230,13 +226,7 @@ def app(headless: bool, port: int) -> None:
             sys.exit(run_desktop(_local_stack, port, echo=lambda line: click.echo(line, err=True)))
         except DesktopUnavailable as exc:
             click.echo(f"no desktop: {exc}; starting the headless endpoint", err=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: without it, a keep-alive client waits out Nagle + delayed ACK
-    # (~40 ms) on every response that leaves in two writes.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", port))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = loopback_socket(port)
     token = new_token()
     service = LocalService(_local_stack)
     path = write_endpoint_file(cloudops_home(), url, token)
@@ -251,8 +241,7 @@ def app(headless: bool, port: int) -> None:
 
     signal.signal(signal.SIGTERM, _exit)
     try:
-        server = uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
-        server.run(sockets=[sock])
+        endpoint_server(service, token).run(sockets=[sock])
     finally:
         path.unlink(missing_ok=True)
         service.estate.close()

@@ -73,6 +73,15 @@ def _default_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A wait in seconds from the environment variable ``name`` (tests shorten waits this way): at least
+    0.1 s; ``default`` when it is unset or not a number."""
+    try:
+        return max(0.1, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
 def config_path() -> Path:
     return cloudops_home() / "config.yaml"
 

@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -263,19 +262,13 @@ def remove_endpoint_file(path: Path, token: str) -> None:
 
 def start_endpoint(local_stack_factory: Callable[[], Any], port: int = 0) -> Endpoint:
     """The same endpoint as ``cloudops app --headless``, served by uvicorn in a thread."""
-    import uvicorn
-
-    from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
+    from app.endpoint import LocalService, endpoint_server, loopback_socket, new_token, write_endpoint_file
     from app.home import cloudops_home
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle + delayed-ACK wait per response
-    sock.bind(("127.0.0.1", port))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = loopback_socket(port)
     token = new_token()
     service = LocalService(local_stack_factory)
-    server = uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
+    server = endpoint_server(service, token)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="endpoint", daemon=True)
     thread.start()
     path = write_endpoint_file(cloudops_home(), url, token)

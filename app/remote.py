@@ -15,6 +15,7 @@ import httpx
 from pydantic import ValidationError
 
 from agent.protocol import PlanRequest, PlanResponse
+from app.config import env_seconds
 from app.plan_check import ForeignPlan, check_plan_against_request
 
 log = logging.getLogger("cloudops.remote")
@@ -25,18 +26,9 @@ class ServerUnavailable(RuntimeError):
     pass
 
 
-def _timeout() -> float:
-    import os
-
-    try:
-        return max(0.1, float(os.environ.get("CLOUDOPS_SERVER_TIMEOUT_S", TIMEOUT_S)))
-    except ValueError:
-        return TIMEOUT_S
-
-
 def plan_remote(request: PlanRequest, server_url: str, timeout: float | None = None) -> PlanResponse:
     url = server_url.rstrip("/") + "/v1/plan"
-    timeout = _timeout() if timeout is None else timeout
+    timeout = env_seconds("CLOUDOPS_SERVER_TIMEOUT_S", TIMEOUT_S) if timeout is None else timeout
     try:
         reply = httpx.post(url, content=request.model_dump_json(), timeout=timeout,
                            headers={"content-type": "application/json"})

@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 from sqlalchemy import Engine, event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from app.config import env_seconds
 from app.documents import ResourceDocument
 from app.index_errors import IndexUnavailable
 
@@ -78,19 +80,13 @@ class ScopeChange:
     unchanged: int = 0
 
 
-def _busy_timeout() -> float:
-    """How long a write waits for another writer's lock (``CLOUDOPS_SQLITE_TIMEOUT_S``, default 30 s)."""
-    try:
-        return max(0.1, float(os.environ.get("CLOUDOPS_SQLITE_TIMEOUT_S", "30")))
-    except ValueError:
-        return 30.0
-
-
 def sqlite_engine(path: Path, *, index_file: bool = False) -> Engine:
     """A WAL SQLite engine. ``index_file``: the file is part of the rebuildable index (resources.db), so a
     damaged or locked file becomes IndexCorrupt / IndexBusy naming it and `cloudops index rebuild`
     (never for audit.db or state.db, which a rebuild does not touch)."""
-    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": _busy_timeout()})
+    # How long a write waits for another writer's lock (CLOUDOPS_SQLITE_TIMEOUT_S, default 30 s).
+    busy_timeout = env_seconds("CLOUDOPS_SQLITE_TIMEOUT_S", 30.0)
+    engine = create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": busy_timeout})
 
     @event.listens_for(engine, "handle_error")
     def _one_sentence(context) -> None:  # a damaged or locked index file is named, with the way out
@@ -116,7 +112,7 @@ def sqlite_engine(path: Path, *, index_file: bool = False) -> Engine:
 
 def local_qdrant_storage(client) -> sqlite3.Connection | None:
     """The SQLite connection behind the embedded collection (qdrant-client's local mode), or None
-    when this qdrant-client keeps it elsewhere (tests/test_resource_store.py fails if so)."""
+    when this qdrant-client keeps it elsewhere (tests/test_sync.py's WAL test fails if so)."""
     collection = getattr(getattr(client, "_client", None), "collections", {}).get(COLLECTION)
     storage = getattr(getattr(collection, "storage", None), "storage", None)
     return storage if isinstance(storage, sqlite3.Connection) else None
@@ -184,7 +180,8 @@ class ResourceStore:
         SQLModel.metadata.create_all(self.engine, tables=[ResourceRow.__table__])
         self.dimension = dimension
         self._qdrant_location = qdrant_location or str(directory / "qdrant")
-        if not self._qdrant_location.startswith(("http://", "https://")):
+        self._qdrant_server = self._qdrant_location.startswith(("http://", "https://"))  # else a local folder
+        if not self._qdrant_server:
             check_qdrant_folder(Path(self._qdrant_location))
         self._qdrant = None
         self._writes_in_flight = 0
@@ -200,7 +197,7 @@ class ResourceStore:
 
             loc = self._qdrant_location
             try:
-                client = QdrantClient(url=loc) if loc.startswith(("http://", "https://")) else QdrantClient(path=loc)
+                client = QdrantClient(url=loc) if self._qdrant_server else QdrantClient(path=loc)
             except RuntimeError as exc:
                 if "already accessed" not in str(exc):
                     raise IndexCorrupt(f"the Qdrant folder {loc} cannot be opened ({exc}); {REBUILD_HINT}") from None
@@ -208,13 +205,13 @@ class ResourceStore:
                                 "try again when it ends, or run the command while the app runs so it goes "
                                 f"through the app; if none is running, {REBUILD_HINT}") from None
             except Exception as exc:  # noqa: BLE001 - a damaged file in local mode raises anything (pickle, json, sqlite)
-                if loc.startswith(("http://", "https://")):
+                if self._qdrant_server:
                     raise
                 raise IndexCorrupt(f"the Qdrant folder {loc} is corrupt ({type(exc).__name__}); {REBUILD_HINT}") from None
             if not client.collection_exists(COLLECTION):
                 client.create_collection(COLLECTION, vectors_config=models.VectorParams(
                     size=self.dimension, distance=models.Distance.COSINE))
-            if not loc.startswith(("http://", "https://")):
+            if not self._qdrant_server:
                 wal_for_local_qdrant(client)
             self._qdrant = client
             if self._marker.exists():
@@ -234,8 +231,6 @@ class ResourceStore:
                 with open(self._marker, "w") as handle:
                     handle.write("a scope write was in progress; the next writer reconciles Qdrant to SQLite\n")
                     handle.flush()
-                    import os
-
                     os.fsync(handle.fileno())
 
     def _end_write(self, ok: bool) -> None:
@@ -256,15 +251,8 @@ class ResourceStore:
         client = self._qdrant
         with Session(self.engine) as session:
             truth = {point_id(rid): (rid, h) for rid, h in session.exec(select(ResourceRow.id, ResourceRow.content_hash))}
-        seen: dict[str, str | None] = {}
-        offset = None
-        while True:
-            points, offset = client.scroll(COLLECTION, limit=1024, offset=offset, with_vectors=False,
-                                           with_payload=["content_hash"])
-            for point in points:
-                seen[str(point.id)] = (point.payload or {}).get("content_hash")
-            if offset is None:
-                break
+        seen = {str(point.id): (point.payload or {}).get("content_hash")
+                for point in self._points(client, with_payload=["content_hash"])}
         orphans = [pid for pid in seen if pid not in truth]
         stale = [truth[pid][0] for pid in truth if seen.get(pid) != truth[pid][1]]
         if orphans:
@@ -278,16 +266,20 @@ class ResourceStore:
         self._marker.unlink(missing_ok=True)
         return {"orphans_deleted": len(orphans), "points_rewritten": len(stale)}
 
-    def qdrant_ids(self) -> set[str]:
-        """Every point id in the collection (for consistency checks)."""
-        out: set[str] = set()
+    @staticmethod
+    def _points(client, with_payload: bool | list[str]) -> Iterator:
+        """Every point of the collection, without vectors, a page of 1024 at a time."""
         offset = None
         while True:
-            points, offset = self.qdrant.scroll(COLLECTION, limit=1024, offset=offset, with_vectors=False,
-                                                with_payload=False)
-            out.update(str(p.id) for p in points)
+            points, offset = client.scroll(COLLECTION, limit=1024, offset=offset, with_vectors=False,
+                                           with_payload=with_payload)
+            yield from points
             if offset is None:
-                return out
+                return
+
+    def qdrant_ids(self) -> set[str]:
+        """Every point id in the collection (for consistency checks)."""
+        return {str(p.id) for p in self._points(self.qdrant, with_payload=False)}
 
     def changes(self, scope: str, documents: list[ResourceDocument]) -> tuple[list[ResourceDocument], dict[str, np.ndarray]]:
         """Of ``documents``, those whose embedded text is new or changed (to embed), and the stored

@@ -129,11 +129,11 @@ class SyncEngine:
         self.max_workers = max_workers
         self.retries = _RetryCounter()
         self._policy_cache: dict[str, CallerPolicies] = {}
-        self._policies_lock = threading.Lock()
+        self._account_lock = threading.Lock()  # guards both per-account caches (policies, tag books)
         self._tag_books: dict[str, TagBooks] = {}  # per account, made afresh by each run
 
     def _books(self, account: AccountSession) -> TagBooks:
-        with self._policies_lock:
+        with self._account_lock:
             if account.name not in self._tag_books:
                 counted = _CountingAccount(account, self.retries)
                 self._tag_books[account.name] = TagBooks(lambda region: counted.client("resourcegroupstaggingapi", region))
@@ -141,7 +141,7 @@ class SyncEngine:
 
     def _policies(self, account: AccountSession) -> CallerPolicies:
         """The caller's IAM statements for ``account``, read once per engine (one run)."""
-        with self._policies_lock:
+        with self._account_lock:
             if account.name not in self._policy_cache:
                 self._policy_cache[account.name] = read_caller_policies(account, account.regions[0])
             return self._policy_cache[account.name]

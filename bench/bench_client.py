@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import machine, ms, pct# noqa: E402
+from bench.common import machine, ms, pct, save_results  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPTS = ["Stop pg-instance-main1", "reboot web-server-2 in production", "scale web-asg in staging to 4",
@@ -139,9 +139,7 @@ def main() -> None:
             "plan_plus_model_call_s": round(statistics.median(plain) + max(statistics.median(slot),
                                                                            statistics.median(rank)), 3),
             "target_s": 1.5}
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "client.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("client", results)
     print(json.dumps(results, indent=2))
 
 

@@ -44,6 +44,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import RESULTS, save_results  # noqa: E402
+
 READY = "cloudops app: ready"
 TARGETS = {"tray_ready_s": 3.0, "idle_mb": 250, "bundle_mb": 600}
 
@@ -228,13 +231,12 @@ def main() -> None:
                         "the launch and memory figures of the last full run are kept")
     args = parser.parse_args()
     if args.size_only:
-        out = ROOT / "bench" / "results" / "desktop.json"
-        results = json.loads(out.read_text())
+        results = json.loads((RESULTS / "desktop.json").read_text())
         if args.bundle:
             results.setdefault("bundle", {})["size"] = bundle_size(args.bundle)
         if args.bundle_qt:
             results.setdefault("bundle_qt", {})["size"] = bundle_size(args.bundle_qt)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        save_results("desktop", results)
         print(json.dumps({k: results[k]["size"] for k in ("bundle", "bundle_qt") if k in results}, indent=2))
         return
     for tool in ("Xvfb", "trayer", "dbus-run-session"):
@@ -282,10 +284,7 @@ def main() -> None:
         results["bundle"] = {**results.get("bundle", {}), "size": bundle_size(args.bundle)}
     if args.bundle_qt:
         results["bundle_qt"] = {"size": bundle_size(args.bundle_qt)}
-    out = ROOT / "bench" / "results" / "desktop.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    save_results("desktop", results)
     print(json.dumps(results, indent=2))
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, machine, ms, pct# noqa: E402
+from bench.common import free_port, machine, ms, pct, save_results  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
@@ -150,9 +150,7 @@ def main() -> None:
         all_rounds[label] = {k: v["rounds"] for k, v in by_workers.items()}
     results["errors_total"] = sum(r["errors"] for sec in all_rounds.values() for rounds in sec.values() for r in rounds)
     results["all_rounds"] = all_rounds
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "load.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("load", results)
     print(json.dumps(results, indent=2))
 
 

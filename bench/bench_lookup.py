@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import pct  # noqa: E402
+from bench.common import pct, save_results  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -191,9 +191,7 @@ def main() -> None:
             del index
             gc.collect()
     results["targets"] = {"p95_ms_at_10k": 30, "p95_ms_at_100k": 80, "rss_mb_at_100k": 1024}
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lookup.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("lookup", results)
 
 
 if __name__ == "__main__":

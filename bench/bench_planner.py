@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, machine, ms, pct# noqa: E402
+from bench.common import free_port, machine, ms, pct, save_results  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
@@ -116,9 +116,7 @@ def main() -> None:
                            "ratio_p50_vs_in_process": round(pct(over_http, 0.5) / pct(in_process, 0.5), 2),
                            "target_p50_ms": 100},
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "planner.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("planner", results)
     print(json.dumps(results, indent=2))
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port  # noqa: E402
+from bench.common import free_port, save_results  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent.embeddings import shared_embedder  # noqa: E402
@@ -125,9 +125,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sync.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("sync", results)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""What every benchmark here needs: percentiles, milliseconds, a free loopback port, the machine."""
+"""What every benchmark here needs: percentiles, milliseconds, a free loopback port, the machine, and
+where its results go."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -25,3 +30,13 @@ def free_port() -> int:
 
 def machine() -> dict[str, object]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def save_results(name: str, results: dict) -> Path:
+    """Write ``bench/results/<name>.json`` whole or not at all (bench/report.py reads every file there)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    return out
