@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
@@ -33,6 +34,7 @@ from agent.text import sparse_counts
 
 COLLECTION = "playbooks"
 _NAMESPACE = uuid.UUID("6f1c2d9e-8a53-4b7e-9d1a-2f5b3c4d5e6f")
+T = TypeVar("T")
 
 
 class PlaybookRecord(SQLModel, table=True):
@@ -216,22 +218,40 @@ def _git_commit(directory: Path) -> str | None:
     return commit or None
 
 
-def _create_tables(engine: Engine) -> None:
-    """Create the metadata tables if missing. Two server workers starting at once against one empty
-    PostgreSQL both see the tables missing, and the loser's CREATE TABLE fails on PostgreSQL's catalogue
-    (UniqueViolation on pg_type_typname_nsp_index, seen in the team-deployment test): by then the winner
-    has made them, so a second pass finds them and creates nothing."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+def _lost_a_race(exc: Exception) -> bool:
+    """True when ``exc`` is what a worker sees after another one wrote the same metadata first.
 
-    tables = [PlaybookRecord.__table__, UtteranceVector.__table__]
+    Two server workers starting at once against one empty database both see the tables missing. On
+    PostgreSQL the loser's CREATE TABLE fails in the catalogue (UniqueViolation on
+    pg_type_typname_nsp_index, or "relation ... already exists"); on SQLite it is an OperationalError,
+    "table playbook already exists", or "database is locked" while the winner holds the write lock (both
+    seen in the team-deployment test). By then the winner has made them, so a second pass finds them."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    if isinstance(exc, (IntegrityError, ProgrammingError)):
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        return "already exists" in text or "database is locked" in text
+    return False
+
+
+def _retrying_lost_races(action: Callable[[], T]) -> T:
+    """Run ``action``; when it lost a race to another worker (``_lost_a_race``), wait and run it again."""
     for attempt in range(5):
         try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (IntegrityError, ProgrammingError):  # ProgrammingError: "relation ... already exists"
-            if attempt == 4:
+            return action()
+        except Exception as exc:
+            if attempt == 4 or not _lost_a_race(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the metadata tables if missing, taking a lost creation race as "someone else made them"."""
+    tables = [PlaybookRecord.__table__, UtteranceVector.__table__]
+    _retrying_lost_races(lambda: SQLModel.metadata.create_all(engine, tables=tables))
 
 
 class PlaybookIndex:
@@ -256,12 +276,7 @@ class PlaybookIndex:
 
         Several server workers may start against one shared database at once: if another one committed
         the same rows first, this one's commit fails on their keys, and a second pass finds them there."""
-        from sqlalchemy.exc import IntegrityError
-
-        try:
-            return self._sync(playbooks)
-        except IntegrityError:
-            return self._sync(playbooks)
+        return _retrying_lost_races(lambda: self._sync(playbooks))
 
     def _sync(self, playbooks: list[LoadedPlaybook]) -> IndexStats:
         stats = IndexStats()

@@ -172,23 +172,19 @@ def test_two_server_workers_share_a_postgres_metadata_db(tmp_path, postgres):
     assert vectors[0] == vectors[1] > playbooks
 
 
-def test_workers_creating_the_metadata_tables_at_once_all_succeed(postgres):
-    """The race behind a once-flaky start: several workers create the tables of one empty PostgreSQL
-    database at the same instant; the losers' CREATE TABLE fails in PostgreSQL's catalogue and must be
-    taken as "someone else made it"."""
+def _race_table_creation(url: str, drop, list_tables, engines: int = 6, rounds: int = 4) -> None:
+    """Several engines create the metadata tables of one empty database at the same instant, ``rounds``
+    times; every one must succeed and the tables must be there."""
     import threading
 
-    import psycopg
     from sqlmodel import create_engine
 
     from agent.playbook_index import _create_tables
 
-    base = postgres.replace("postgresql+psycopg", "postgresql")
-    for round_ in range(4):
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS utterance_vector, playbook")
-        engines = [create_engine(postgres) for _ in range(6)]
-        start, errors = threading.Barrier(len(engines)), []
+    for round_ in range(rounds):
+        drop()
+        racers = [create_engine(url) for _ in range(engines)]
+        start, errors = threading.Barrier(len(racers)), []
 
         def create(engine):
             start.wait()
@@ -197,11 +193,40 @@ def test_workers_creating_the_metadata_tables_at_once_all_succeed(postgres):
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(exc))
 
-        threads = [threading.Thread(target=create, args=(e,)) for e in engines]
+        threads = [threading.Thread(target=create, args=(e,)) for e in racers]
         [t.start() for t in threads]
         [t.join() for t in threads]
-        [e.dispose() for e in engines]
+        [e.dispose() for e in racers]
         assert errors == [], f"round {round_}: {errors[:2]}"
+        assert {"playbook", "utterance_vector"} <= list_tables()
+
+
+def test_workers_creating_the_metadata_tables_at_once_all_succeed(postgres):
+    """The race behind a once-flaky start: several workers create the tables of one empty PostgreSQL
+    database at the same instant; the losers' CREATE TABLE fails in PostgreSQL's catalogue and must be
+    taken as "someone else made it"."""
+    import psycopg
+
+    base = postgres.replace("postgresql+psycopg", "postgresql")
+
+    def drop():
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS utterance_vector, playbook")
+
+    def list_tables():
         with psycopg.connect(base) as conn:
-            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        assert {"playbook", "utterance_vector"} <= tables
+            return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+    _race_table_creation(postgres, drop, list_tables)
+
+
+def test_workers_creating_the_tables_of_one_sqlite_file_at_once_all_succeed(tmp_path):
+    """The same race on a shared SQLite file (it failed a CI run: the loser's CREATE TABLE is an
+    OperationalError, "table playbook already exists", not PostgreSQL's IntegrityError)."""
+    db = tmp_path / "playbooks.db"
+
+    def list_tables():
+        with sqlite3.connect(db) as conn:
+            return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    _race_table_creation(f"sqlite:///{db}", lambda: db.unlink(missing_ok=True), list_tables, rounds=20)
