@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 MAX_TOKENS = 256  # sentence_bert_config.json: max_seq_length
 BATCH = 64
-BULK = 16  # an encode of at least this many texts may use every core
 BATCH_CHARS = 2000  # ~tokens of text per batch
+
+
+def encode_workers() -> int:
+    """How many threads a bulk encode runs batches on: the cores this process may use, or
+    ``CLOUDOPS_EMBED_THREADS``."""
+    configured = os.environ.get("CLOUDOPS_EMBED_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 # erf(x) ≈ x·P(x²)/Q(x²) on [-4, 4] (|erf(±4)| is 1 to within 2e-8): the rational approximation Eigen and
@@ -57,9 +69,11 @@ class MiniLM:
         from threadpoolctl import ThreadpoolController
         from tokenizers import Tokenizer
 
-        # BLAS threads: one for prompts (measured on 2 cores, OpenBLAS waking a second thread made a
-        # one-prompt product 25x slower: 7.8 ms vs 0.3 ms for 11x384 @ 384x1536), every core for bulk
-        # encodes (a sync's documents: 16.5 -> 22.5 docs/s with two).
+        # One BLAS thread, always; a bulk encode runs whole batches on one thread per core instead.
+        # Measured on 2 cores, 989 sync documents: one thread 20.5 s (20.6 CPU-s); BLAS with two
+        # threads 16-19 s for 33-40 CPU-s (these products are small, and OpenBLAS's second thread
+        # spins between them); two threads of batches 10 s for 20 CPU-s. A prompt on one thread is
+        # also the fast case: a second BLAS thread made 11x384 @ 384x1536 25x slower (7.8 vs 0.3 ms).
         self._blas = ThreadpoolController()
         self._blas.limit(limits=1, user_api="blas")
 
@@ -147,21 +161,27 @@ class MiniLM:
             batches.append(np.array(current))
         return batches
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 rows. Texts are batched longest first so a batch pads little."""
-        if len(texts) >= BULK:
-            with self._blas.limit(limits=os.cpu_count() or 1, user_api="blas"):
-                return self._encode(texts)
-        return self._encode(texts)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray:
+        """Unit-length float32 rows. Texts are batched longest first so a batch pads little; the
+        batches run on ``threads`` threads (default: ``encode_workers()``), numpy and BLAS release the
+        GIL for the heavy part of each step."""
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for rows in self._batches(texts, order):
-            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.array([enc.ids for enc in encodings], dtype=np.int64)
-            mask = np.array([enc.attention_mask for enc in encodings], dtype=np.float32)
-            hidden = self._forward(ids, mask)
-            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        batches = self._batches(texts, order)
+        workers = min(threads or encode_workers(), len(batches))
+        if workers <= 1:
+            for rows in batches:
+                self._encode_batch(texts, rows, out)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minilm") as pool:
+                list(pool.map(lambda rows: self._encode_batch(texts, rows, out), batches))
         return out
+
+    def _encode_batch(self, texts: list[str], rows: np.ndarray, out: np.ndarray) -> None:
+        """Embed ``texts[rows]`` into ``out[rows]`` (each batch owns its rows, so threads never share one)."""
+        encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
+        ids = np.array([enc.ids for enc in encodings], dtype=np.int64)
+        mask = np.array([enc.attention_mask for enc in encodings], dtype=np.float32)
+        hidden = self._forward(ids, mask)
+        pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

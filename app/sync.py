@@ -3,8 +3,9 @@ only what changed, and make each successfully listed scope hold exactly what AWS
 
 Failure is per scope: a service that answers AccessDenied, keeps throttling past botocore's adaptive
 retries, or times out is recorded with its error and keeps its previous documents; every other scope
-goes on. Listing runs in a bounded thread pool (I/O-bound); embedding and writing run on the calling
-thread as scopes complete, so the model works while the network waits.
+goes on. Listing runs in a bounded thread pool (I/O-bound); embedding is started from the calling
+thread as scopes complete (the embedder runs its batches on one thread per core) and writing runs on
+one writer thread, so the model works while the network waits.
 """
 
 from __future__ import annotations
@@ -219,8 +220,8 @@ class SyncEngine:
             if progress:
                 progress(result)
 
-        # Three stages overlap: listing (a thread pool, I/O-bound), embedding (this thread; torch
-        # releases the GIL), and writing Qdrant + SQLite (one writer thread, so writes stay ordered
+        # Three stages overlap: listing (a thread pool, I/O-bound), embedding (from this thread; numpy
+        # and BLAS release the GIL), and writing Qdrant + SQLite (one writer thread, so writes stay ordered
         # and only one thread ever touches the embedded collection).
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer") as writer:
@@ -271,8 +272,8 @@ class SyncEngine:
         return _Listed(scope, docs, to_embed, vectors, retries, duration)
 
     def _embed(self, listed: list["_Listed"]) -> None:
-        # One call for everything waiting: sentence-transformers sorts the texts by length and
-        # batches them itself, which wastes far less padding than batches cut in arrival order.
+        # One call for everything waiting: the embedder sorts the texts by length and batches them
+        # itself, which wastes far less padding than batches cut in arrival order.
         pairs = [(item, doc) for item in listed for doc in item.to_embed]
         if pairs:
             for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
