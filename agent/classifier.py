@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from botocore import xform_name
 
-from agent.lexicon import correct_typos, ordered_verbs, types_in, verbs_in
+from agent.lexicon import correct_typos, lists_resources, ordered_verbs, types_in, verbs_in
 from agent.playbook import Playbook
 from agent.playbook_index import PlaybookIndex
 
@@ -121,12 +121,17 @@ class Classifier:
         prompt_verbs = ordered_verbs(masked_prompt)
         types = set(resource_types) or types_in(masked_prompt)
         hits = {h.playbook_id: h for h in self.index.search(masked_prompt, limit=200)}
+        # "list the sns topics": the topics themselves, not what is inside one (its subscriptions, a
+        # bucket's objects), so a playbook that lists contents gets no credit for the verb.
+        listing = lists_resources(masked_prompt)
         ranked: list[Scored] = []
         for pid, pb in self.playbooks.items():
             hit = hits.get(pid)
             dense = hit.dense if hit else 0.0
             lexical = hit.lexical if hit else 0.0
             verb = verb_fit(prompt_verbs, self.verbs[pid])
+            if listing and "list" in self.verbs[pid]:
+                verb = min(verb, 0.0)
             if types:
                 type_fit = 1.0 if types & set(pb.resource_types) else 0.0
             else:

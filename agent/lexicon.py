@@ -88,8 +88,14 @@ def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in ordered) + r")(?![a-z0-9])")
 
 
+def _plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("s", "x", "sh", "ch")) else "s")
+
+
 _VERB_PATTERNS = {verb: _pattern(words) for verb, words in VERBS.items()}
-_NOUN_PATTERNS = {rtype: _pattern(words) for rtype, words in TYPE_NOUNS.items()}
+# Plurals too: the stemmer makes "databases" "databas" and "instances" "instanc", which the singular's
+# pattern ("database", "instance") does not match.
+_NOUN_PATTERNS = {rtype: _pattern(tuple(words) + tuple(_plural(w) for w in words)) for rtype, words in TYPE_NOUNS.items()}
 
 
 # "start it back up" is not a backup; "bring it back online" is a start.
@@ -136,13 +142,42 @@ _NOUN_BACK_UP = re.compile(r"\b(" + "|".join(sorted({w for ws in TYPE_NOUNS.valu
                            + r"|it|them)\s+back up\b")
 
 
+# "list all instances in oregon", "enumerate the databases in staging", "ls lambdas": listing resources of
+# a type is describing them (the describe playbooks take every target the lookup found), not the "list" of
+# a bucket's objects or a topic's subscriptions. Buckets have no describing playbook, and "targets" and
+# "tasks" name parts of other resources, so they are left out.
+_LISTED_PLURALS = sorted({_plural(n) for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket"
+                          for n in nouns if n not in ("targets", "tasks", "containers", "fleet", "s3")}
+                         | {"dbs", "lambdas", "asgs", "albs", "nlbs", "elbs", "vms", "ec2s", "rds instances"},
+                         key=len, reverse=True)
+_LISTED_SINGULARS = sorted({n for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket" for n in nouns
+                            if n not in ("targets", "tasks", "containers", "fleet", "s3")}, key=len, reverse=True)
+_LIST_WORDS = r"\b(?:list|ls|enumerate|inventory of|inventory|show)\s+(?:me\s+)?"
+_QUANTIFIERS = r"(?:(?:all|every|each|the|our|my|of|any|current|existing)\s+)*"
+# Up to two words between ("ec2", "running", "env=dev"), but never what lives inside a resource.
+_BETWEEN = r"(?:(?!(?:subscriptions?|objects?|files?|keys?|contents?|versions?|messages?)\b)[\w.=-]+\s+){0,2}?"
+_STATE_ADJECTIVES = re.compile(r"(?<![\w-])(?:stopped|running|started|starting|stopping|idle|available|pending)(?![\w-])")
+_FLEET_LISTING = re.compile(
+    _LIST_WORDS + "(?:" + _QUANTIFIERS + _BETWEEN + "(?:" + "|".join(map(re.escape, _LISTED_PLURALS)) + ")"
+    + r"|(?:all|every|each)\s+" + _BETWEEN + "(?:" + "|".join(map(re.escape, _LISTED_SINGULARS)) + r"))\b")
+
+
+def lists_resources(text: str) -> bool:
+    """Does ``text`` ask to list the resources of a type ("list all instances in oregon")?"""
+    return bool(_FLEET_LISTING.search(normalise(text)))
+
+
 def ordered_verbs(text: str) -> list[str]:
-    """Canonical verbs in the order they first occur; a question puts "describe" first.
+    """Canonical verbs in the order they first occur; a question puts "describe" first, and so does a
+    request to list resources of a type (``_FLEET_LISTING``).
 
     A word inside a longer phrase of another verb does not count ("fire up" is a start, not an invoke).
     """
     raw = normalise(text)
-    low = _NOUN_BACK_UP.sub(r"\1 back online", raw)
+    listing = _FLEET_LISTING.search(raw)
+    # In a listing, "stopped" and "running" say which resources, not what to do with them.
+    low = _STATE_ADJECTIVES.sub(" ", raw) if listing else raw
+    low = _NOUN_BACK_UP.sub(r"\1 back online", low)
     low = _BACK_UP_AFTER_START.sub(r"\1\2 up", low)
     low = canonical(_SPLIT_PHRASAL.sub(r"\1 \3 \2", low))
     found: list[tuple[int, int, str]] = []
@@ -152,10 +187,10 @@ def ordered_verbs(text: str) -> list[str]:
     kept = [f for f in found if not any(o[2] != f[2] and o[0] <= f[0] and f[1] <= o[1] and (o[1] - o[0]) > (f[1] - f[0])
                                         for o in found)]
     verbs: list[str] = []
-    if _QUESTION.search(raw) and not _POLITE_REQUEST.search(raw):
+    if listing or _QUESTION.search(raw) and not _POLITE_REQUEST.search(raw):
         verbs.append("describe")
     for _, _, verb in sorted(kept):
-        if verb not in verbs:
+        if verb not in verbs and not (listing and verb == "list"):
             verbs.append(verb)
     if _INSTANCE_CLASS.search(raw) and "modify" not in verbs:
         verbs.append("modify")

@@ -136,7 +136,8 @@ class Planner:
             return self._clarify(request, result, best, warnings, question, candidates)
 
         noun = " or ".join(sorted({TYPE_NOUNS.get(t, t) for t in best.resource_types}))
-        choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun)
+        choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun,
+                                read_only=best.read_only)
         warnings += choice.warnings
         if choice.clarification:
             return self._clarify(request, result, best, warnings, choice.clarification.question,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.lexicon import TYPE_NOUNS
+from agent.lexicon import TYPE_NOUNS, lists_resources
 from agent.mentions import Hints, Mention
 from agent.protocol import Candidate, Clarification, IdentifiedResource
 from agent.text import last_segment, normalise
@@ -82,7 +82,9 @@ def _by_context(prompt: str, group: list[IdentifiedResource]) -> list[Identified
 
 
 def choose_targets(prompt: str, resource_types: list[str], identified: list[IdentifiedResource],
-                   mentions: list[Mention], hints: Hints, type_label: str) -> TargetChoice:
+                   mentions: list[Mention], hints: Hints, type_label: str, *, read_only: bool = False) -> TargetChoice:
+    """``read_only``: the playbook only reads, so a request to list resources of a type ("list the
+    databases in staging") takes every compatible one, as "all" does; a change never does without "all"."""
     compatible = [r for r in identified if r.resource_type in resource_types]
     if not compatible:
         others = [candidate(r) for r in identified]
@@ -134,6 +136,8 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
                                                       f"resource{'s' if len(tagged) > 1 else ''}"])
     if _ALL.search(normalise(prompt)):
         return TargetChoice(targets=pool, warnings=[f"'all' in the prompt: acting on {len(pool)} resources"])
+    if read_only and lists_resources(prompt):
+        return TargetChoice(targets=pool, warnings=[f"a listing: reading all {len(pool)} identified {type_label}s"])
     scored = sorted(pool, key=lambda r: -(r.match_score or 0.0))
     best, second = scored[0].match_score, scored[1].match_score
     if best is not None and second is not None and best - second >= CLEAR_MATCH_MARGIN:

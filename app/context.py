@@ -3,26 +3,36 @@ user context; nothing else leaves the machine (no credentials, no other resource
 
 Resources named exactly are always sent (all of them: the same name in two accounts must reach the
 planner so that it asks). Otherwise the best lookup hits that are close to the top one are sent, with
-their match scores, and the planner decides whether that is certain enough.
+their match scores, and the planner decides whether that is certain enough. A request to list the
+resources of a type ("list the databases in staging") sends every one the lookup's filters let through
+(type, account, region, tags), up to MAX_LISTED: a listing that silently stopped at eight would be wrong.
 """
 
 from __future__ import annotations
 
+from agent.lexicon import lists_resources
 from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
 from app.config import Config
 from app.lookup import LookupIndex
 from app.resource_store import ResourceStore
 
 MAX_RESOURCES = 8
+MAX_LISTED = 50
 CLOSE_TO_TOP = 0.75
 
 
 def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int = MAX_RESOURCES) -> list[IdentifiedResource]:
-    hits = index.search(prompt, limit=25)
+    listing = lists_resources(prompt)
+    hits = index.search(prompt, limit=MAX_LISTED if listing else 25, every_match=listing)
     if not hits:
         return []
     exact = [h for h in hits if h.components.get("exact")]
-    chosen = (exact + _beside_exact(index, exact, hits)) if exact else [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
+    if exact:
+        chosen = exact + _beside_exact(index, exact, hits)
+    elif listing:
+        chosen, limit = hits, MAX_LISTED
+    else:
+        chosen = [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
     docs = store.documents([h.id for h in chosen])
     return [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs][:limit]
 

@@ -271,10 +271,11 @@ class LookupIndex:
         return np.logical_and.reduce(masks) if node.op == "and" else np.logical_or.reduce(masks)
 
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
-               resource_type: str | None = None) -> list[Hit]:
+               resource_type: str | None = None, every_match: bool = False) -> list[Hit]:
         """Ranked hits for ``query``. Every signal is a vector over all documents (numpy, rapidfuzz's
         C++ cdist, a product over postings), so cost grows gently with the estate; reasons are built for the
-        returned hits only."""
+        returned hits only. ``every_match``: every document the filters let through is a hit, as for a
+        pure filter (a listing: "list the databases in staging")."""
         if not len(self):
             return []
         q = self.parse(query)
@@ -291,6 +292,8 @@ class LookupIndex:
             mask &= codes["region"].isin([*q.regions, "global"])
         if q.tag_expr is not None:
             mask &= self._tag_mask(q.tag_expr)
+        if every_match and q.state:  # "list the stopped instances": the state selects, it does not just rank
+            mask &= codes["state"].eq(q.state)
         all_words = _QUERY_WORD.findall(q.text)
         if q.types:
             typed = mask & codes["type"].isin(q.types)
@@ -360,7 +363,7 @@ class LookupIndex:
         semantic_scaled = np.clip((semantic - 0.1) / 0.6, 0.0, 1.0)
         lexical_kept = np.where(lexical > 0.15, lexical, 0.0)
         total = exact + 0.45 * fuzzy + 0.35 * lexical_kept + 0.35 * semantic_scaled + 0.15 * env + 0.3 * state
-        if not free:  # a pure filter ("env=prod AND app=main", "databases in staging"): every match
+        if not free or every_match:  # a pure filter ("env=prod AND app=main", "databases in staging"): every match
             total = total + 0.5
         total = np.where(mask, total, -1.0)
         k = min(limit, int(mask.sum()))

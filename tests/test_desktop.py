@@ -345,6 +345,18 @@ def _close_like_a_window_manager(env: dict, window: str) -> None:
         screen.close()
 
 
+def _closed_like_a_window_manager(env: dict, pattern: str, attempts: int = 3) -> bool:
+    """Close the visible window named ``pattern`` and wait until it is hidden. On a loaded machine the
+    first close can reach a native window the web engine replaces while it starts (seen once with Qt in a
+    full run): the close is then sent again to what is visible, as a user would click it again."""
+    for _ in range(attempts):
+        for window in (_xdo(env, "search", "--onlyvisible", "--name", pattern) or _wait_window(env, pattern)).split():
+            _close_like_a_window_manager(env, window)
+        if _gone(env, pattern, timeout=10):
+            return True
+    return False
+
+
 def _gone(env: dict, pattern: str, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -466,8 +478,7 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
         assert engines == {engine}, (engine, [_cmdline(p) for p in tree])  # the engine asked for, and only it
 
         # Closing the window (as a window manager would) hides it; the app and the endpoint stay.
-        _close_like_a_window_manager(env, _wait_window(env, "^CloudOps$"))
-        assert _gone(env, "^CloudOps$"), "the main window is still shown after close"
+        assert _closed_like_a_window_manager(env, "^CloudOps$"), "the main window is still shown after close"
         assert proc.poll() is None
         assert httpx.get(info["url"] + "/v1/health", headers=auth, timeout=5).status_code == 200
         _menu(env, ["Down", "Down", "Return"], main_shown)  # the same window, shown again

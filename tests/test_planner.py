@@ -165,3 +165,16 @@ def test_a_deletion_the_prompt_says_to_keep_is_a_question_not_a_delete(planner, 
 def test_a_plain_deletion_is_still_planned(planner):
     p = plan(planner, "delete the bucket uploads-tmp", [bucket("uploads-tmp")])
     assert [s.operation for s in p.script.steps] == ["DeleteBucket"] and p.approval_required
+
+
+def test_a_listing_reads_every_identified_resource_and_a_change_of_several_still_asks(planner):
+    """"list the instances in dev" is a describe of all of them (read-only, no approval); "stop the
+    instances in dev", with the same resources, is a question: only "all" makes a change act on several."""
+    resources = [ec2("bastion", "i-1", account="333333333333", env="dev"),
+                 ec2("ci-build-runner", "i-2", account="333333333333", state="stopped", env="dev")]
+    listed = plan(planner, "list the instances in dev", resources)
+    assert listed.clarification is None and listed.approval_required is False
+    assert [(s.operation, s.parameters) for s in listed.script.steps] == [
+        ("DescribeInstances", {"InstanceIds": ["i-1", "i-2"]})]
+    changed = plan(planner, "stop the instances in dev", resources)
+    assert changed.clarification is not None and changed.script.steps == []
