@@ -146,12 +146,12 @@ _NOUN_BACK_UP = re.compile(r"\b(" + "|".join(sorted({w for ws in TYPE_NOUNS.valu
 # a type is describing them (the describe playbooks take every target the lookup found), not the "list" of
 # a bucket's objects or a topic's subscriptions. Buckets have no describing playbook, and "targets" and
 # "tasks" name parts of other resources, so they are left out.
-_LISTED_PLURALS = sorted({_plural(n) for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket"
-                          for n in nouns if n not in ("targets", "tasks", "containers", "fleet", "s3")}
+_LISTED_NOUNS = {n for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket" for n in nouns
+                 if n not in ("targets", "tasks", "containers", "fleet", "s3")}
+_LISTED_SINGULARS = sorted(_LISTED_NOUNS, key=len, reverse=True)
+_LISTED_PLURALS = sorted({_plural(n) for n in _LISTED_NOUNS}
                          | {"dbs", "lambdas", "asgs", "albs", "nlbs", "elbs", "vms", "ec2s", "rds instances"},
                          key=len, reverse=True)
-_LISTED_SINGULARS = sorted({n for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket" for n in nouns
-                            if n not in ("targets", "tasks", "containers", "fleet", "s3")}, key=len, reverse=True)
 _LIST_WORDS = r"\b(?:list|ls|enumerate|inventory of|inventory|show)\s+(?:me\s+)?"
 _QUANTIFIERS = r"(?:(?:all|every|each|the|our|my|of|any|current|existing)\s+)*"
 # Up to two words between ("ec2", "running", "env=dev"), but never what lives inside a resource.

@@ -76,6 +76,7 @@ class MiniLM:
         # also the fast case: a second BLAS thread made 11x384 @ 384x1536 25x slower (7.8 vs 0.3 ms).
         self._blas = ThreadpoolController()
         self._blas.limit(limits=1, user_api="blas")
+        self.workers = encode_workers()  # read once: a prompt's encode is on the hot path
 
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.hidden = int(config["hidden_size"])
@@ -163,12 +164,12 @@ class MiniLM:
 
     def encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray:
         """Unit-length float32 rows. Texts are batched longest first so a batch pads little; the
-        batches run on ``threads`` threads (default: ``encode_workers()``), numpy and BLAS release the
-        GIL for the heavy part of each step."""
+        batches run on ``threads`` threads (default: ``self.workers``), numpy and BLAS release the GIL
+        for the heavy part of each step."""
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         batches = self._batches(texts, order)
-        workers = min(threads or encode_workers(), len(batches))
+        workers = min(threads or self.workers, len(batches))
         if workers <= 1:
             for rows in batches:
                 self._encode_batch(texts, rows, out)

@@ -30,7 +30,7 @@ def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int =
     if exact:
         chosen = exact + _beside_exact(index, exact, hits)
     elif listing:
-        chosen, limit = hits, MAX_LISTED
+        chosen, limit = hits, MAX_LISTED  # a listing is not cut at the usual few
     else:
         chosen = [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
     docs = store.documents([h.id for h in chosen])
