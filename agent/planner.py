@@ -9,9 +9,7 @@ required value) the answer is a clarification with no mutating step; an identifi
 
 from __future__ import annotations
 
-import hashlib
 import re
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +29,7 @@ from agent.playbook_index import IndexStats, PlaybookIndex
 from agent.policy import rule_matches
 from agent.protocol import (
     Candidate, Clarification, Classification, DenyRule, IdentifiedResource, PlanRequest, PlanResponse,
-    PlaybookScore, RiskAssessment, Script, Step,
+    PlaybookScore, RiskAssessment, Script, Step, plan_hash,
 )
 from agent.risk import assess
 from agent.targets import choose_targets
@@ -42,14 +40,6 @@ ServedBy = Literal["server", "local"]
 _QUOTED_TEXT = re.compile(r"[\"“”`]([^\"“”`]{1,1000})[\"“”`]|(?<![\w])'([^']{1,1000})'(?![\w])")
 
 
-def plan_hash(steps: list[Step]) -> str:
-    """What an approval is pinned to: every step's call, account, region and profile."""
-    canonical = [
-        {"service": s.service, "operation": s.operation, "parameters": s.parameters, "account_id": s.account_id,
-         "region": s.region, "profile": s.profile}
-        for s in steps
-    ]
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class _SafeFormat(dict):

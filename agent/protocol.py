@@ -8,10 +8,13 @@ published under ``docs/protocol/``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROTOCOL_VERSION = "v1"
 MAX_PROMPT_CHARS = 4000
@@ -85,6 +88,21 @@ def canonical_resource_type(value: str) -> str:
     return key
 
 
+# The identifier field each type is known by in the design's request ("db_instance_identifier":
+# "pg-instance-main1"): accepted for ``resource_id`` so that a client writing the design's body is served.
+IDENTIFIER_FIELDS: dict[str, tuple[str, ...]] = {
+    "rds_db_instance": ("db_instance_identifier",), "rds_db_cluster": ("db_cluster_identifier",),
+    "ec2_instance": ("instance_id",), "ec2_volume": ("volume_id",), "s3_bucket": ("bucket_name", "bucket"),
+    "lambda_function": ("function_name",), "dynamodb_table": ("table_name",), "ecs_cluster": ("cluster_name",),
+    "ecs_service": ("service_name",), "elbv2_load_balancer": ("load_balancer_arn",),
+    "elbv2_target_group": ("target_group_arn",), "autoscaling_group": ("auto_scaling_group_name",),
+    "sqs_queue": ("queue_url",), "sns_topic": ("topic_arn",), "eks_cluster": ("cluster_name",),
+    "cloudformation_stack": ("stack_name",), "iam_role": ("role_name",),
+}
+# Facts the design's body states at the top level; kept in ``attributes`` where the planner reads them.
+_TOP_LEVEL_ATTRIBUTES = ("engine_version", "instance_class", "instance_type")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +129,35 @@ class IdentifiedResource(BaseModel):
     constraints: dict[str, Any] = Field(default_factory=dict, description="can_stop, has_read_replicas, deletion_protection, ...")
     match_score: float | None = Field(default=None, description="How well the client's lookup matched the prompt (0..1).")
     match_reason: str | None = None
+    synced_at: datetime | None = Field(default=None, description="When the client last read this resource from AWS "
+                                       "(its account/region/service scope's last successful sync).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _design_spellings(cls, data: Any) -> Any:
+        """The design's body names a resource by its type's identifier field and states facts at the top
+        level: map them onto ``resource_id`` and ``attributes``, leaving explicit values alone."""
+        if not isinstance(data, dict) or not isinstance(data.get("resource_type"), str):
+            return data
+        try:
+            rtype = canonical_resource_type(data["resource_type"])
+        except ValueError:
+            return data  # the field validator names the bad type
+        out = dict(data)
+        if not out.get("resource_id"):
+            for key in IDENTIFIER_FIELDS.get(rtype, ()):
+                if isinstance(out.get(key), str) and out[key]:
+                    out["resource_id"] = out[key]
+                    out.setdefault("name", out[key])
+                    break
+        attributes = out.get("attributes")
+        if attributes is None or isinstance(attributes, dict):
+            attributes = dict(attributes or {})
+            for key in _TOP_LEVEL_ATTRIBUTES:
+                if key in out and key not in attributes:
+                    attributes[key] = out[key]
+            out["attributes"] = attributes
+        return out
 
     @field_validator("resource_type")
     @classmethod
@@ -152,8 +199,16 @@ class DenyRule(_Strict):
 class UserContext(_Strict):
     user_id: str | None = Field(default=None, max_length=128)
     default_region: str | None = None
-    aws_accounts: list[AwsAccount] = Field(default_factory=list)
+    aws_accounts: list[AwsAccount] = Field(default_factory=list, description="Objects, or bare 12-digit account ids.")
     deny_rules: list[DenyRule] = Field(default_factory=list)
+
+    @field_validator("aws_accounts", mode="before")
+    @classmethod
+    def _bare_account_ids(cls, values: Any) -> Any:
+        """The design writes accounts as ids (``["123456789012"]``): each becomes an account named by its id."""
+        if not isinstance(values, list):
+            return values
+        return [{"account_id": v, "name": v} if isinstance(v, str) else v for v in values]
 
 
 class PlanRequest(_Strict):
@@ -201,6 +256,18 @@ class Step(BaseModel):
     targets: list[str] = Field(default_factory=list, description="resource_ids this step acts on")
     waiter: str | None = None
     denied_by: list[str] = Field(default_factory=list)
+    access: str | None = Field(default=None, description="What the client's access-level table says of the "
+                               "operation: read, write, permissions or tagging, +sensitive, +destructive.")
+
+
+def plan_hash(steps: list[Step]) -> str:
+    """What an approval is pinned to: every step's call, account, region and profile."""
+    canonical = [
+        {"service": s.service, "operation": s.operation, "parameters": s.parameters, "account_id": s.account_id,
+         "region": s.region, "profile": s.profile}
+        for s in steps
+    ]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Script(BaseModel):
@@ -214,6 +281,8 @@ class RiskAssessment(BaseModel):
     rollback: str | None = None
     denied: bool = False
     denied_reasons: list[str] = Field(default_factory=list)
+    local_level: RiskLevel | None = Field(default=None, description="The client's own assessment.")
+    remote_level: RiskLevel | None = Field(default=None, description="What the agent server said (server plans).")
 
 
 class Candidate(BaseModel):
@@ -232,6 +301,23 @@ class Clarification(BaseModel):
     candidates: list[Candidate] = Field(default_factory=list)
 
 
+class Confirmation(BaseModel):
+    """What approving this plan takes beyond a click: the typed name of what it acts on (critical plans,
+    changes to production), and an acknowledgement when the data it was planned on may be out of date."""
+
+    phrase: str | None = Field(default=None, description="Type exactly this to approve (a target or account name).")
+    reasons: list[str] = Field(default_factory=list)
+    stale: str | None = Field(default=None, description="Why the data may be out of date; approving needs stale_ok.")
+
+
+class Answer(BaseModel):
+    """A question about the estate answered from the client's index ("is the bastion running?")."""
+
+    text: str
+    resources: list[str] = Field(default_factory=list, description="Names of the resources the answer is about.")
+    as_of: datetime | None = Field(default=None, description="When the oldest of those resources was last synced.")
+
+
 class PlanResponse(BaseModel):
     protocol: str = PROTOCOL_VERSION
     request_id: str
@@ -246,6 +332,11 @@ class PlanResponse(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     playbook_version: str | None = None
     plan_hash: str | None = Field(default=None, description="sha256 over the steps: what an approval is pinned to.")
+    confirmation: Confirmation | None = Field(default=None, description="Set by the client that checked the plan.")
+    checked_by: Literal["client"] | None = Field(default=None, description="'client' once the client re-derived and "
+                                                 "checked every step; an agent stack never sets it.")
+    answer: Answer | None = None
+    data_as_of: datetime | None = Field(default=None, description="When the oldest identified resource was last synced.")
 
 
 class EmbedRequest(_Strict):

@@ -58,3 +58,42 @@ def assess(playbook: Playbook, target_facts: list[dict], *, accounts: int = 1) -
     if accounts > 1:
         add(f"spans {accounts} accounts")
     return RiskAssessment(level=level, reasons=reasons, impact=playbook.impact.strip(), rollback=playbook.rollback)
+
+
+def assess_operation(service: str, operation: str, target_facts: list[dict], *, accounts: int = 1) -> RiskAssessment:
+    """Risk of an operation no reviewed playbook covers, from the access-level table alone: reads are low,
+    reads that return secrets or data are high, writes are at least high ("no reviewed playbook"),
+    deletions and terminations critical. Production and scope are added as for playbooks."""
+    from agent.access_levels import access
+
+    acc = access(service, operation)
+    if not acc.needs_approval:
+        return RiskAssessment(level="low", reasons=["read-only: nothing is changed"])
+    reasons: list[str] = []
+    if not acc.mutating:
+        level = "high"
+        reasons.append(f"sensitive read: {acc.sensitive_reason or 'returns secrets or data'}")
+    else:
+        level = "high"
+        reasons.append(f"no reviewed playbook for this operation ({service} {operation}, {acc.level})")
+        if acc.sensitive_reason:
+            reasons.append(f"sensitive: {acc.sensitive_reason}")
+        if acc.destructive:
+            level = "critical"
+            reasons.append("deletes, terminates or releases: it cannot be undone")
+    production = [f for f in target_facts if f.get("production")]
+    if production:
+        nouns = sorted({TYPE_NOUNS.get(f["resource_type"], "resource") for f in production})
+        reasons.append("production " + " and ".join(nouns))
+        if acc.mutating:
+            level = _raise(level, "critical") if acc.destructive else level
+    if len(target_facts) >= MANY_TARGETS:
+        level = _bump(level)
+        reasons.append(f"wide scope: {len(target_facts)} resources at once")
+    if accounts > 1:
+        reasons.append(f"spans {accounts} accounts")
+    return RiskAssessment(level=level, reasons=reasons)
+
+
+def stricter(level_a: str, level_b: str) -> str:
+    return _raise(level_a, level_b)

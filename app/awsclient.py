@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.loaders import create_loader
 
 from app import credentials
@@ -24,6 +25,21 @@ CLIENT_HOOKS: list[Callable[[object, str], None]] = []
 
 
 _SHARED_LOADER = create_loader()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError ('ThrottlingException', 'AccessDenied', ...), else ''."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free description: the AWS error code and message, or the exception type."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _new_session(**kwargs) -> boto3.Session:
@@ -118,3 +134,13 @@ class SessionPool:
             fresh = AccountSession(name, profile, list(regions), account_id)
             self._sessions[name] = fresh
             return fresh
+
+    def for_call(self, name: str, profile: str | None, region: str) -> AccountSession:
+        """The account's session for running one call: the one the sync made when its profile and keys
+        match (whatever regions it syncs), else a new one kept for the next call."""
+        with self._lock:
+            cached = self._sessions.get(name)
+            if cached is not None and cached.profile == profile and cached._keys == credentials.load(name):
+                return cached
+        return self.get(name, profile, [region])
+

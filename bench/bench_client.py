@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PROMPTS = ["Stop pg-instance-main1", "reboot web-server-2 in production", "scale web-asg in staging to 4",
            "purge the payments queue", "what's the status of the core-network stack", "delete orders-db",
            "invoke image-resizer in production", "describe the sessions table"]
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -45,8 +45,8 @@ def main() -> None:
     import httpx
 
     from app.config import save_config
-    from app.demo_estate import demo_config, simulated_estate
-    from app.estate import Estate
+    from app.demo.demo_estate import demo_config, simulated_estate
+    from app.estate.estate import Estate
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)

@@ -1,7 +1,7 @@
 """Desktop app benchmarks: bundle size, launch-to-ready time, idle memory, memory after the first plan.
 
 "Ready" means what a person waits for: the endpoint answers ``/v1/health`` and the tray icon exists.
-The app prints ``cloudops app: ready`` on stderr at exactly that point (app.desktop.READY_LINE, after
+The app prints ``cloudops app: ready`` on stderr at exactly that point (app.desktop.shell.READY_LINE, after
 uvicorn reports started and pystray's setup callback ran); the launch time here is wall clock from
 ``Popen`` to that line, so it includes the interpreter's start and every import.
 
@@ -110,7 +110,7 @@ def demo_home() -> Path:
     home = Path(tempfile.gettempdir()) / "cloudops-bench-desktop-home"
     if not (home / "index").exists():
         home.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "app.cli", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+        subprocess.run([sys.executable, "-m", "app.interfaces.cli", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     return home
 
@@ -244,7 +244,7 @@ def main() -> None:
             sys.exit(f"needs {tool}: bash packaging/system-deps.sh")
 
     home = args.home or demo_home()
-    source = [sys.executable, "-m", "app.cli"]
+    source = [sys.executable, "-m", "app.interfaces.cli"]
     variants = {"source": source}
     if args.bundle:
         variants["bundle"] = [str(args.bundle / "cloudops")]

@@ -40,7 +40,7 @@ def start_server(workers: int, port: int, threads: int | None) -> subprocess.Pop
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "server", "--host", "127.0.0.1", "--port", str(port),
+    return subprocess.Popen([sys.executable, "-m", "app.interfaces.cli", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", str(workers)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -33,9 +33,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from agent.embeddings import shared_embedder  # noqa: E402
-from app.documents import make_document  # noqa: E402
-from app.lookup import LookupIndex  # noqa: E402
-from app.resource_store import ResourceStore  # noqa: E402
+from app.estate.documents import make_document  # noqa: E402
+from app.estate.lookup import LookupIndex  # noqa: E402
+from app.estate.resource_store import ResourceStore  # noqa: E402
 
 ACCOUNTS = [("production", "111111111111"), ("staging", "222222222222"), ("dev", "333333333333"),
             ("shared", "444444444444")]
@@ -75,8 +75,8 @@ _PROBE = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from app.lookup import LookupIndex
-from app.resource_store import ResourceStore
+from app.estate.lookup import LookupIndex
+from app.estate.resource_store import ResourceStore
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -36,10 +36,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agent.embeddings import shared_embedder  # noqa: E402
 from app.config import AccountConfig  # noqa: E402
-from app.demo_estate import DEMO_ACCOUNTS, DemoAccount, build_estate, reset_moto, write_aws_config  # noqa: E402
+from app.demo.demo_estate import DEMO_ACCOUNTS, DemoAccount, build_estate, reset_moto, write_aws_config  # noqa: E402
 from app.awsclient import SessionPool  # noqa: E402
-from app.resource_store import ResourceStore  # noqa: E402
-from app.sync import SyncEngine  # noqa: E402
+from app.estate.resource_store import ResourceStore  # noqa: E402
+from app.estate.sync import SyncEngine  # noqa: E402
 
 ACCOUNTS = [*DEMO_ACCOUNTS, DemoAccount("shared", "444444444444", "shared", ["us-west-2", "us-east-1"])]
 BASE = 94 + 20  # roughly what the hand-written estate holds for four accounts

@@ -45,8 +45,8 @@ def index_eval_estate(home: Path, embedder, *, write_qdrant: bool = True) -> Non
     for tests that need an index without moto."""
     from collections import defaultdict
 
-    from app.lookup_eval import documents_from_estate
-    from app.resource_store import ResourceStore
+    from app.demo.lookup_eval import documents_from_estate
+    from app.estate.resource_store import ResourceStore
 
     docs, _ = documents_from_estate(EVAL_DIR / "estate.yaml")
     store = ResourceStore(home / "index")

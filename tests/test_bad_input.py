@@ -23,7 +23,7 @@ import yaml
 from app.config import AccountConfig, Config, save_config
 from conftest import ROOT, index_eval_estate, wait_for_endpoint
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 METACHARS = [";", "$(", "`", "|", "&&", ">", "<", "\n", "rm -rf", "$HOME", "${"]
 ESTATE = yaml.safe_load((ROOT / "tests" / "eval" / "estate.yaml").read_text())
 PROFILES = {a["account_id"]: a["profile"] for a in ESTATE["accounts"]}

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 
 
 def run(args, home: Path, timeout=180, **kw) -> subprocess.CompletedProcess:
@@ -42,7 +42,7 @@ def test_version_is_instant_and_imports_no_model(tmp_path):
     out = run(["--version"], tmp_path)
     assert out.returncode == 0 and "0.1.0" in out.stdout
     assert time.perf_counter() - started < 20  # generous: the point is no torch import (checked below)
-    probe = subprocess.run([sys.executable, "-c", "import sys, app.cli; print('torch' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, app.interfaces.cli; print('torch' in sys.modules)"],
                            capture_output=True, text=True, cwd=ROOT)
     assert probe.stdout.strip() == "False"
 
@@ -118,7 +118,7 @@ def test_demo_runs_the_whole_path_on_moto(tmp_path):
     typed = json.loads(run(["search", "orders", "--json", "--type", "sqs_queue", "--limit", "50"], home).stdout)
     assert typed and all(h["resource_type"] == "sqs_queue" for h in typed)
     # no key, not even moto's throwaway one, reaches any file under CLOUDOPS_HOME
-    from app.demo_estate import _TEST_KEYS
+    from app.demo.demo_estate import _TEST_KEYS
 
     for path in home.rglob("*"):
         if path.is_file():
@@ -160,7 +160,7 @@ def test_keys_without_a_keyring_backend_say_what_to_do_and_write_nothing(tmp_pat
     """No OS keyring (a headless Linux box): storing keys fails with the way out, exit 2, and neither the
     config nor any other file under CLOUDOPS_HOME holds the key."""
     env = {**os.environ, "CLOUDOPS_HOME": str(tmp_path), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    out = subprocess.run([sys.executable, "-m", "app.cli", "accounts", "add", "ops", "--region", "us-east-1", "--keys"],
+    out = subprocess.run([sys.executable, "-m", "app.interfaces.cli", "accounts", "add", "ops", "--region", "us-east-1", "--keys"],
                          input="AKIAFAKEFAKEFAKE1234\nsecret/FAKE+key\n", capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=60)
     assert out.returncode == 2

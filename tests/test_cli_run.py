@@ -15,12 +15,12 @@ import pytest
 from app.config import AccountConfig, Config, save_config
 from conftest import ROOT, wait_for_endpoint
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from app.demo_estate import DEMO_ACCOUNTS, simulated_estate
+    from app.demo.demo_estate import DEMO_ACCOUNTS, simulated_estate
 
     home = tmp_path_factory.mktemp("home")
     with simulated_estate():
@@ -177,7 +177,7 @@ def test_no_key_in_any_output_or_log_of_a_full_run(demo):
     status, including a failing step: no access key id, secret or session token."""
     import re
 
-    from app.demo_estate import _TEST_KEYS
+    from app.demo.demo_estate import _TEST_KEYS
 
     outputs = [cli(demo, *args) for args in (["sync", "--json", "--full"], ["search", "pg-main", "--json"],
                                              ["plan", "reboot web-server-2 in production", "--json"],

@@ -13,9 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from app import collectors
+from app.estate import collectors
 from app.awsclient import AccountSession
-from app.collectors import COLLECTORS, GLOBAL_SERVICES
+from app.estate.collectors import COLLECTORS, GLOBAL_SERVICES
 from agent.protocol import RESOURCE_TYPES
 
 REGION = "us-east-1"

@@ -1,13 +1,13 @@
-"""The context builder (app.context): which resources of the local index a prompt sends to the planner."""
+"""The context builder (app.estate.context): which resources of the local index a prompt sends to the planner."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.context import MAX_LISTED, MAX_RESOURCES, identify
-from app.documents import ResourceDocument
-from app.lookup import LookupIndex
-from app.resource_store import ResourceStore
+from app.estate.context import MAX_LISTED, MAX_RESOURCES, identify
+from app.estate.documents import ResourceDocument
+from app.estate.lookup import LookupIndex
+from app.estate.resource_store import ResourceStore
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from app.awsclient import AccountSession
-from app.collectors import COLLECTORS, GLOBAL_SERVICES
-from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
+from app.estate.collectors import COLLECTORS, GLOBAL_SERVICES
+from app.demo.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
 
 PROD, STAGING = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1]
 

@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 # CLOUDOPS_TEST_BUNDLE=dist/cloudops runs the real-display test against a PyInstaller bundle instead of
 # the source tree (the engine the bundle was not built with is skipped).
 BUNDLE = Path(os.environ["CLOUDOPS_TEST_BUNDLE"]).resolve() if os.environ.get("CLOUDOPS_TEST_BUNDLE") else None
@@ -49,7 +49,7 @@ PIP = "pywebview[qt] pystray Pillow PyGObject<3.51"
 def test_status_line_reads_last_sync_and_errors():
     from datetime import datetime, timedelta, timezone
 
-    from app.tray import StatusLine, status_from
+    from app.desktop.tray import StatusLine, status_from
 
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     body = {"documents": 93, "scopes": [
@@ -65,7 +65,7 @@ def test_status_line_reads_last_sync_and_errors():
 
 def test_sync_now_runs_in_the_background_and_refreshes_the_status_line():
     """The tray's Sync now: never on the GTK thread, one at a time, the status line re-read after it."""
-    from app.tray import Tray
+    from app.desktop.tray import Tray
 
     release, calls = threading.Event(), []
 
@@ -92,7 +92,7 @@ def test_sync_now_runs_in_the_background_and_refreshes_the_status_line():
 
 
 def test_bridge_exposes_the_token_and_nothing_private():
-    from app.desktop import Bridge
+    from app.desktop.shell import Bridge
 
     opened: list[str] = []
     bridge = Bridge("tok-123", lambda route: opened.append(route) or True)
@@ -103,14 +103,14 @@ def test_bridge_exposes_the_token_and_nothing_private():
 
 
 def test_routes_only_open_known_windows():
-    from app.desktop import NAMED_ROUTES, PLAN_ROUTE
+    from app.desktop.shell import NAMED_ROUTES, PLAN_ROUTE
 
     assert {"ask", "explorer", "audit", "settings"} == NAMED_ROUTES
     assert PLAN_ROUTE.match("plan/3f2a-11") and not PLAN_ROUTE.match("plan/../x") and not PLAN_ROUTE.match("http://x")
 
 
 def test_endpoint_file_is_removed_only_when_it_is_ours(tmp_path):
-    from app.desktop import remove_endpoint_file
+    from app.desktop.shell import remove_endpoint_file
 
     path = tmp_path / "endpoint.json"
     path.write_text(json.dumps({"url": "http://127.0.0.1:1", "token": "theirs"}))
@@ -133,7 +133,7 @@ def test_offline_toggle_is_written_to_config(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from app.config import load_config
-    from app.desktop import DesktopApp
+    from app.desktop.shell import DesktopApp
 
     monkeypatch.setenv("CLOUDOPS_HOME", str(tmp_path))
     service = SimpleNamespace(current_config=load_config)
@@ -151,10 +151,10 @@ def test_pywebview_bridge_is_built_without_eval():
     line the patch replaces, and the patched script has no ``new Function`` left."""
     from webview import util
 
-    from app.desktop import _CLOSURE, _NEW_FUNCTION, make_bridge_csp_safe
+    from app.desktop.shell import _CLOSURE, _NEW_FUNCTION, make_bridge_csp_safe
 
     api_js = (Path(util.__file__).parent / "js" / "api.js").read_text()
-    assert _NEW_FUNCTION.search(api_js), "pywebview's api.js changed: revisit app.desktop.make_bridge_csp_safe"
+    assert _NEW_FUNCTION.search(api_js), "pywebview's api.js changed: revisit app.desktop.shell.make_bridge_csp_safe"
     patched = _NEW_FUNCTION.sub(lambda _: _CLOSURE, api_js)
     assert "new Function" not in patched and "eval(" not in patched
     assert make_bridge_csp_safe()
@@ -180,7 +180,7 @@ def test_gtk_backend_bridge_needs_no_eval():
     assert "self.webview.evaluate_javascript(" in evaluate and "eval(" not in evaluate
     from webview.window import Window
 
-    from app.desktop import make_bridge_csp_safe
+    from app.desktop.shell import make_bridge_csp_safe
 
     assert make_bridge_csp_safe()
     assert "run_js" in inspect.getsource(Window.evaluate_js)  # the return values skip Window's eval wrapper
@@ -190,12 +190,12 @@ def test_missing_webkitgtk_is_one_clear_sentence(tmp_path):
     """Linux's windows need the system's WebKitGTK (a declared dependency of the bundle): without it,
     ``cloudops`` says so in one sentence naming the package, and ``cloudops app`` falls back to the
     headless endpoint rather than failing later inside GTK."""
-    code = ("import sys, app.desktop as d; d._webkitgtk_available = lambda: False; "
-            "from app.cli import main; main(sys.argv[1:], prog_name='cloudops')")
+    code = ("import sys, app.desktop.shell as d; d._webkitgtk_available = lambda: False; "
+            "from app.interfaces.cli import main; main(sys.argv[1:], prog_name='cloudops')")
     env = {**os.environ, "DISPLAY": ":1999", "CLOUDOPS_HOME": str(tmp_path), "CLOUDOPS_WEB_ENGINE": "gtk"}
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    from app.desktop import WEBKITGTK_MISSING
+    from app.desktop.shell import WEBKITGTK_MISSING
 
     assert f"(no desktop: {WEBKITGTK_MISSING}; `cloudops app --headless` runs the local endpoint alone)" in done.stdout
     assert WEBKITGTK_MISSING.count(". ") == 0 and "gir1.2-webkit2-4.1" in WEBKITGTK_MISSING
@@ -203,7 +203,7 @@ def test_missing_webkitgtk_is_one_clear_sentence(tmp_path):
 
 
 def test_web_engine_choice(monkeypatch):
-    from app import desktop
+    from app.desktop import shell as desktop
 
     monkeypatch.setenv("CLOUDOPS_WEB_ENGINE", "qt")
     assert desktop.linux_web_engine() == "qt"
@@ -302,9 +302,9 @@ def _cmdline(pid: int) -> str:
 
 
 def _is_app(pid: int) -> bool:
-    """The app's own process: ``python -m app.cli app``, or the bundle's ``cloudops app``."""
+    """The app's own process: ``python -m app.interfaces.cli app``, or the bundle's ``cloudops app``."""
     argv = _cmdline(pid).split("\0")
-    return "app.cli" in argv or (BUNDLE is not None and argv[0] == str(BUNDLE / "cloudops"))
+    return "app.interfaces.cli" in argv or (BUNDLE is not None and argv[0] == str(BUNDLE / "cloudops"))
 
 
 def _alive(pid: int) -> bool:

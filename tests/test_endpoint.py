@@ -8,7 +8,7 @@ import stat
 import pytest
 from starlette.testclient import TestClient
 
-from app.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
+from app.interfaces.endpoint import LocalService, create_endpoint, new_token, write_endpoint_file
 from conftest import index_eval_estate
 
 
@@ -122,9 +122,9 @@ def test_static_ui_without_token_with_csp(client):
     assert "content-security-policy" in client.get("/v1/health").headers
 
 
-@pytest.mark.parametrize("path", ["/ui/../app/endpoint.py", "/ui/%2e%2e/pyproject.toml", "/ui/..%2fpyproject.toml",
+@pytest.mark.parametrize("path", ["/ui/../app/interfaces/endpoint.py", "/ui/%2e%2e/pyproject.toml", "/ui/..%2fpyproject.toml",
                                   "/ui/js/../../pyproject.toml", "/ui/.hidden.js", "/ui/README.md",
-                                  "/ui/js/%2e%2e/%2e%2e/app/webui.py", "/ui/..\\pyproject.toml", "/ui/",
+                                  "/ui/js/%2e%2e/%2e%2e/app/interfaces/webui.py", "/ui/..\\pyproject.toml", "/ui/",
                                   "/ui//etc/passwd.js", "/ui/../v1/health"])
 def test_path_traversal_refused(client, path):
     # Through HTTP without the token (the client may normalise dot segments: nothing public may be left) ...
@@ -162,7 +162,7 @@ def _raw_get(app, raw_path: str, auth: str) -> tuple[int, bytes]:
 
 
 def test_symlink_out_of_the_ui_folder_refused(tmp_path, client):
-    from app.webui import resolve_asset
+    from app.interfaces.webui import resolve_asset
 
     root = tmp_path / "ui"
     root.mkdir()
@@ -259,7 +259,7 @@ def test_settings_validate_write_and_offline(client):
 def test_approval_ttl_from_the_environment(monkeypatch):
     from datetime import timedelta
 
-    from app.endpoint import APPROVAL_TTL_ENV, _approval_ttl
+    from app.interfaces.endpoint import APPROVAL_TTL_ENV, _approval_ttl
 
     monkeypatch.delenv(APPROVAL_TTL_ENV, raising=False)
     assert _approval_ttl() is None  # the approval book's 10 minutes

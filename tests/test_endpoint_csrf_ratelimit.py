@@ -13,8 +13,8 @@ import os
 import pytest
 from starlette.testclient import TestClient
 
-from app.endpoint import LocalService, create_endpoint, new_token
-from app.ratelimit import RATE_LIMIT_ENV, RateLimit, TokenBuckets, rate_limit_from_env
+from app.interfaces.endpoint import LocalService, create_endpoint, new_token
+from app.interfaces.ratelimit import RATE_LIMIT_ENV, RateLimit, TokenBuckets, rate_limit_from_env
 
 EVIL = "https://evil.example"
 

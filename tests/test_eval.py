@@ -36,7 +36,7 @@ E2E_SETS = [("end to end (tests/eval_e2e)", ROOT / "tests" / "eval_e2e", 0.95),
 @pytest.mark.parametrize("label, directory, floor", E2E_SETS, ids=[s[0].split(" (")[0] for s in E2E_SETS])
 def test_end_to_end_evaluation_set(stack, capsys, label, directory, floor):
     """Prompts over the demo estate synced from moto, through the client's real lookup and context."""
-    from app.e2e_eval import run_e2e
+    from app.demo.e2e_eval import run_e2e
 
     report = run_e2e(directory / "cases.yaml", lambda: stack)
     with capsys.disabled():

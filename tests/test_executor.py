@@ -12,9 +12,9 @@ from moto import mock_aws
 
 from agent.protocol import PlanRequest
 from app import awsclient
-from app.approvals import ApprovalBook, ApprovalError
-from app.audit import AuditTrail
-from app.executor import Executor
+from app.execution.approvals import ApprovalBook, ApprovalError
+from app.execution.audit import AuditTrail
+from app.execution.executor import Executor
 
 
 @pytest.fixture

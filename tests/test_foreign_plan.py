@@ -15,8 +15,8 @@ import pytest
 
 from agent.evaluation import load_cases, request_for
 from agent.protocol import PlanRequest
-from app.plan_check import check_plan_against_request
-from app.remote import plan_with_fallback
+from app.execution.plan_check import check_plan_against_request
+from app.execution.remote import plan_with_fallback
 from conftest import EVAL_DIR
 
 USER_CONTEXT = {"aws_accounts": [{"account_id": "111111111111", "name": "production", "profile": "prod",

@@ -10,9 +10,9 @@ import json
 import numpy as np
 
 from app import awsclient
-from app.demo_estate import demo_config, simulated_estate
-from app.resource_store import ResourceStore
-from app.sync import SyncEngine
+from app.demo.demo_estate import demo_config, simulated_estate
+from app.estate.resource_store import ResourceStore
+from app.estate.sync import SyncEngine
 from conftest import ROOT
 
 POLICY = ROOT / "docs" / "iam-sync-policy.json"

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from app.demo_estate import demo_config, simulated_estate
+from app.demo.demo_estate import demo_config, simulated_estate
 from conftest import ROOT
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app.interfaces.cli"]
 EXTRA_PER_SCOPE = 20  # ~210 documents: a cold sync takes several seconds on 2 cores
 REBUILD = "cloudops index rebuild"
 
@@ -57,8 +57,8 @@ def sqlite_rows(index: Path) -> dict[str, tuple[str, str]]:
 def assert_consistent(home: Path) -> int:
     """Open the store as a writer (which reconciles after a crash), then: no duplicate ids, every SQLite
     document parses and has its Qdrant point with the same content hash, and no Qdrant point lacks its row."""
-    from app.documents import ResourceDocument
-    from app.resource_store import COLLECTION, ResourceStore, point_id
+    from app.estate.documents import ResourceDocument
+    from app.estate.resource_store import COLLECTION, ResourceStore, point_id
 
     store = ResourceStore(home / "index")
     try:
@@ -119,13 +119,13 @@ def test_sigkill_mid_sync_then_restart_leaves_a_consistent_index_and_the_next_sy
 
 def _seed_approvals_and_audit(home: Path) -> None:
     """A real audit trail and approval book beside the index (what a rebuild must never touch)."""
-    from app.audit import AuditTrail
+    from app.execution.audit import AuditTrail
 
     audit = AuditTrail(home / "audit.db")
     audit.record("plan", request_id="r-1", prompt="stop pg-instance-main1", plan_hash="h" * 64,
                  detail="aws_rds_stop_instance")
     audit.close()
-    from app.approvals import ApprovalBook
+    from app.execution.approvals import ApprovalBook
 
     book = ApprovalBook(home / "state.db")
     book.engine.dispose()
@@ -233,7 +233,7 @@ def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_
     from botocore.awsrequest import AWSResponse
 
     from app import awsclient
-    from app.estate import Estate
+    from app.estate.estate import Estate
     from test_sync import _Raw
 
     reference = {rid: h for rid, (h, _) in sqlite_rows(estate["home"] / "index").items()}
@@ -275,7 +275,7 @@ def test_no_access_key_or_secret_in_any_file_under_cloudops_home_after_syncs_cra
     key id (AKIA/ASIA, e.g. the STS keys of the assumed roles) was ever written."""
     import re
 
-    from app.demo_estate import _TEST_KEYS
+    from app.demo.demo_estate import _TEST_KEYS
 
     pattern = re.compile(rb"(?:AKIA|ASIA)[A-Z0-9]{16}")
     files = [p for p in estate["home"].rglob("*") if p.is_file()]

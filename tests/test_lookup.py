@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.lookup import QueryError
-from app.lookup_eval import build_index
+from app.estate.lookup import QueryError
+from app.demo.lookup_eval import build_index
 from conftest import ROOT
 
 
@@ -98,7 +98,7 @@ def test_autocomplete_prefix_then_fuzzy(built):
 def test_blind_lookup_evaluation(tmp_path, capsys):
     """tests/eval_lookup: 134 queries written blind; first run 91.8% top-1 (see its README)."""
     from agent.embeddings import shared_embedder
-    from app.lookup_eval import run
+    from app.demo.lookup_eval import run
 
     report = run(ROOT / "tests" / "eval_lookup" / "queries.yaml",
                  {"eval": ROOT / "tests" / "eval" / "estate.yaml",

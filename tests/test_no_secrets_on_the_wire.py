@@ -71,7 +71,7 @@ def test_a_plan_request_carries_no_credential(tmp_path, seed_resource):
     port, seen, thread = capture_server()
     env = {**os.environ, **SECRETS, "AWS_SHARED_CREDENTIALS_FILE": str(creds), "CLOUDOPS_HOME": str(tmp_path / "home"),
            "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "app.cli", "plan", "Stop pg-instance-main1", "--json", "--resources",
+    out = subprocess.run([sys.executable, "-m", "app.interfaces.cli", "plan", "Stop pg-instance-main1", "--json", "--resources",
                           str(resources), "--server", f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)
     thread.join(timeout=10)

@@ -8,7 +8,7 @@ import boto3
 from moto import mock_aws
 
 from app.awsclient import AccountSession
-from app.permissions import CallerPolicies, parse_document, read_caller_policies
+from app.estate.permissions import CallerPolicies, parse_document, read_caller_policies
 
 ARN = "arn:aws:ec2:us-east-1:111111111111:instance/i-1"
 

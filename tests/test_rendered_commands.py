@@ -20,7 +20,7 @@ import pytest
 
 from app.config import AccountConfig, Config
 
-# prompt per playbook id, over the demo estate (app/demo_estate.py)
+# prompt per playbook id, over the demo estate (app/demo/demo_estate.py)
 PROMPTS = {
     "aws_rds_describe_instance": "describe pg-instance-main2",
     "aws_rds_describe_cluster": "describe the payments-aurora-cluster",
@@ -97,10 +97,10 @@ SETUP = {"aws_rds_start_cluster": _cluster("stopped"), "aws_rds_failover_cluster
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory, stack):
-    from app.context import build_request
-    from app.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
-    from app.resource_store import ResourceStore
-    from app.sync import SyncEngine
+    from app.estate.context import build_request
+    from app.demo.demo_estate import DEMO_ACCOUNTS, build_estate, reset_moto, start_moto, write_aws_config
+    from app.estate.resource_store import ResourceStore
+    from app.estate.sync import SyncEngine
 
     home = tmp_path_factory.mktemp("rendered")
     server, endpoint = start_moto()
@@ -114,7 +114,7 @@ def estate(tmp_path_factory, stack):
         store = ResourceStore(home / "index")
         report = SyncEngine(store, stack.index.embedder.encode, config.effective_accounts()).run()
         assert report.ok, report.errors
-        from app.lookup import LookupIndex
+        from app.estate.lookup import LookupIndex
 
         state = {"index": LookupIndex.load(store, lambda t: stack.index.embedder.encode([t])[0])}
 

@@ -7,8 +7,8 @@ import boto3
 from moto import mock_aws
 
 from app.config import Schedules
-from app.events import ScopeRef, drain, scopes_from_event
-from app.scheduler import SyncScheduler
+from app.estate.events import ScopeRef, drain, scopes_from_event
+from app.estate.scheduler import SyncScheduler
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

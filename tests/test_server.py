@@ -111,7 +111,7 @@ def test_a_client_can_embed_through_the_server(stack):
     import numpy as np
     import uvicorn
 
-    from app.estate import RemoteEmbedder
+    from app.estate.estate import RemoteEmbedder
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

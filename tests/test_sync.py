@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from app import awsclient
 from app.config import AccountConfig
-from app.resource_store import COLLECTION, ResourceStore, point_id
-from app.sync import SyncEngine
+from app.estate.resource_store import COLLECTION, ResourceStore, point_id
+from app.estate.sync import SyncEngine
 
 ACCOUNTS = {"production": "111111111111", "staging": "222222222222", "dev": "333333333333"}
 REGIONS = ["us-west-2", "us-east-1"]
@@ -75,7 +75,7 @@ def embedder():
 def count_type(store, resource_type):
     from sqlmodel import Session, select
 
-    from app.resource_store import ResourceRow
+    from app.estate.resource_store import ResourceRow
 
     with Session(store.engine) as session:
         return len(session.exec(select(ResourceRow.id).where(ResourceRow.resource_type == resource_type)).all())
@@ -162,7 +162,7 @@ def test_access_denied_on_one_service_keeps_its_documents(store, embedder, monke
     assert all("AccessDenied" in e["error"] for e in report.errors)
     assert count_type(store, "dynamodb_table") == before  # nothing deleted for the failed scopes
     assert len([s for s in report.scopes if s.ok]) == len(report.scopes) - 2
-    from app.sync_status import StatusBook
+    from app.estate.sync_status import StatusBook
 
     status = StatusBook(store.engine).get("222222222222/us-east-1/dynamodb")
     assert status.last_error.startswith("AccessDenied") and status.last_success is not None and status.count == 1
@@ -201,8 +201,8 @@ class _Raw:
 
 def test_the_embedded_collection_commits_in_wal_mode(store, embedder):
     """qdrant-client commits each point alone; WAL + synchronous=NORMAL makes that an append instead of
-    two fsyncs. This fails if qdrant-client moves its SQLite connection (app.resource_store)."""
-    from app.resource_store import local_qdrant_storage
+    two fsyncs. This fails if qdrant-client moves its SQLite connection (app.estate.resource_store)."""
+    from app.estate.resource_store import local_qdrant_storage
 
     assert engine(store, embedder).run().ok
     storage = local_qdrant_storage(store.qdrant)
@@ -228,7 +228,7 @@ def test_full_sync_repairs_a_collection_that_lost_points(store, embedder):
 
 
 def test_resource_change_events_sync_only_the_named_scopes(store, embedder):
-    from app.events import drain
+    from app.estate.events import drain
 
     eng = engine(store, embedder)
     eng.run()

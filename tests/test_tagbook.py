@@ -1,4 +1,4 @@
-"""Tags from one Resource Groups Tagging API listing per account-region (app.tagbook), against moto.
+"""Tags from one Resource Groups Tagging API listing per account-region (app.estate.tagbook), against moto.
 
 What must hold: the tags stored are exactly what each resource's own tag call would say, whether the
 book lists the resource, misses it (a tag written seconds ago, an untagged resource) or cannot be read
@@ -13,9 +13,9 @@ from moto import mock_aws
 
 from app import awsclient
 from app.config import AccountConfig
-from app.resource_store import ResourceStore
-from app.sync import SyncEngine
-from app.tagbook import BOOK_MIN
+from app.estate.resource_store import ResourceStore
+from app.estate.sync import SyncEngine
+from app.estate.tagbook import BOOK_MIN
 
 REGION = "us-west-2"
 PER_RESOURCE_TAG_CALLS = {"ListQueueTags", "ListTagsForResource", "ListTagsOfResource", "GetBucketTagging", "ListTags"}
@@ -60,12 +60,12 @@ def sync(store, embed=None):
 def stored_tags(store) -> dict[str, dict[str, str]]:
     from sqlmodel import Session, select
 
-    from app.resource_store import ResourceRow
+    from app.estate.resource_store import ResourceRow
 
     with Session(store.engine) as session:
         rows = session.exec(select(ResourceRow.document).where(
             ResourceRow.resource_type.in_(["sqs_queue", "sns_topic", "dynamodb_table"]))).all()
-    from app.documents import ResourceDocument
+    from app.estate.documents import ResourceDocument
 
     return {d.name: d.tags for d in (ResourceDocument.model_validate_json(r) for r in rows)}
 

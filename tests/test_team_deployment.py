@@ -33,7 +33,7 @@ def _serve(tmp_path, db_url: str, workers: int) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLOUDOPS_METADATA_DB_URL": db_url,
            "CLOUDOPS_HOME": str(tmp_path / "home"), "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "server", "--port", str(port), "--workers", str(workers)],
+    proc = subprocess.Popen([sys.executable, "-m", "app.interfaces.cli", "server", "--port", str(port), "--workers", str(workers)],
                             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(tmp_path / f"server-{workers}.log", "w"), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -95,8 +95,8 @@ def test_two_server_workers_share_a_metadata_db_given_by_url_in_another_folder(t
 
 def test_the_estate_store_writes_qdrant_where_it_is_told(tmp_path):
     """ResourceStore(qdrant_location=...) puts the collection there (a Qdrant server URL in a team)."""
-    from app.documents import ResourceDocument
-    from app.resource_store import COLLECTION, ResourceStore, point_id
+    from app.estate.documents import ResourceDocument
+    from app.estate.resource_store import COLLECTION, ResourceStore, point_id
 
     elsewhere = tmp_path / "qdrant-elsewhere"
     store = ResourceStore(tmp_path / "index", qdrant_location=str(elsewhere))

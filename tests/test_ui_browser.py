@@ -39,7 +39,7 @@ expect.set_options(timeout=30_000)  # two shared cores: planning and syncing can
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
     """moto with the demo estate, config.yaml for its accounts, and `cloudops app --headless` synced on it."""
-    from app.demo_estate import demo_config, simulated_estate
+    from app.demo.demo_estate import demo_config, simulated_estate
 
     home = tmp_path_factory.mktemp("ui-home")
     proc = None
@@ -51,7 +51,7 @@ def app_env(tmp_path_factory):
                    "NO_PROXY": "127.0.0.1,localhost"}
             env.pop("DISPLAY", None)
             log = open(home / "app.log", "w")
-            proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--headless", "--port", "0"], env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "app.interfaces.cli", "app", "--headless", "--port", "0"], env=env,
                                     cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             info = wait_for_endpoint(home, proc)
             headers = {"Authorization": f"Bearer {info['token']}"}

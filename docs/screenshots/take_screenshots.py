@@ -61,7 +61,7 @@ def demo_home() -> Path:
     home = Path(tempfile.gettempdir()) / "cloudops-bench-desktop-home"  # shared with bench/bench_desktop.py
     if not (home / "index").exists():
         home.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "app.cli", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+        subprocess.run([sys.executable, "-m", "app.interfaces.cli", "demo"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     return home
 
@@ -75,7 +75,7 @@ def main() -> None:
     home = demo_home()
     env, helpers = start_display()
     env = {**env, "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    app = subprocess.Popen(["dbus-run-session", "--", sys.executable, "-m", "app.cli", "app"], env=env, cwd=ROOT,
+    app = subprocess.Popen(["dbus-run-session", "--", sys.executable, "-m", "app.interfaces.cli", "app"], env=env, cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -132,7 +132,7 @@ def main() -> None:
         # Signalling dbus-run-session instead would leave its dbus-daemon behind.
         for pid in tree(app.pid)[1:]:
             try:
-                if b"app.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if b"app.interfaces.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGTERM)
             except OSError:
                 pass

@@ -1,0 +1,101 @@
+"""The end-to-end evaluation: prompts as an operator types them, over the demo estate synced from
+moto, through the client's real path (lookup in the local index → context → agent stack). Unlike the
+planner evaluation (``agent.evaluation``), nobody hands the planner the right resources: the lookup
+must find them, in the right account and region, or the case fails.
+
+A case states what a careful operator expects: the operation, the playbook, the target *names*, the
+account *name*, the region, whether approval is needed, or that the tool must ask instead of guess.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.evaluation import CaseResult, EvalReport, check
+from agent.protocol import PlanResponse
+
+
+def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
+    """The planner checks (clarification, playbook, operation, approval), then targets by name and
+    the account and region of the main step."""
+    if expect.get("clarification") and response.clarification is None and not response.script.steps \
+            and response.warnings:
+        return []  # the sets say "ask or refuse": a plan with nothing to run and its reason is a refusal
+    problems = check({k: v for k, v in expect.items() if k not in ("targets", "account", "region", "parameters")},
+                     response)
+    if expect.get("clarification"):
+        return problems
+    steps = response.script.steps
+    names = {}
+    for r in response.identified_resources:
+        for key in (r.resource_id, r.arn, r.name):
+            if key:
+                names[key] = r.name or r.resource_id
+    if "targets" in expect:
+        acted: list[str] = []
+        for s in steps:
+            acted += [names.get(t, t) for t in s.targets if names.get(t, t) not in acted]
+        if sorted(acted) != sorted(expect["targets"]):
+            problems.append(f"targets {acted} != {expect['targets']}")
+    main = next((s for s in steps if s.mutating), steps[0] if steps else None)
+    if "account" in expect and (main is None or main.account_name != expect["account"]):
+        problems.append(f"account {main.account_name if main else None} != {expect['account']}")
+    if "region" in expect and (main is None or main.region != expect["region"]):
+        problems.append(f"region {main.region if main else None} != {expect['region']}")
+    # Parameters are named as the playbook names them, not as the API does: each expected value must be
+    # one of the values the main step sends.
+    sent = _values(main.parameters) if main else []
+    for name, value in (expect.get("parameters") or {}).items():
+        wanted = _values(value)
+        if not all(any(str(w) == str(v) for v in sent) for w in wanted):
+            problems.append(f"parameter {name}={value!r} not among the values sent {sent}")
+    return problems
+
+
+def _values(data: Any) -> list[Any]:
+    """Every scalar inside ``data``, depth first."""
+    if isinstance(data, dict):
+        return [v for item in data.values() for v in _values(item)]
+    if isinstance(data, list):
+        return [v for item in data for v in _values(item)]
+    return [data]
+
+
+def run_e2e(cases_file: Path, local_stack) -> EvalReport:
+    """Start moto with the demo estate, sync it into a throwaway ``CLOUDOPS_HOME``, plan every case."""
+    from app.config import save_config
+    from app.estate.context import build_request
+    from app.demo.demo_estate import demo_config, simulated_estate
+    from app.estate.estate import Estate
+
+    cases = yaml.safe_load(cases_file.read_text(encoding="utf-8"))
+    report = EvalReport()
+    saved_home = os.environ.get("CLOUDOPS_HOME")
+    with tempfile.TemporaryDirectory(prefix="cloudops-e2e-") as home, simulated_estate():
+        os.environ["CLOUDOPS_HOME"] = home
+        try:
+            config = demo_config()
+            save_config(config)
+            estate = Estate(config)
+            sync = estate.engine().run()
+            if not sync.ok:
+                raise RuntimeError(f"the demo estate did not sync: {sync.errors[:3]}")
+            index = estate.lookup()
+            planner = local_stack().planner("local")
+            for case in cases:
+                response = planner.plan(build_request(case["prompt"], index, estate.store, config))
+                problems = check_e2e(case["expect"], response)
+                report.results.append(CaseResult(case["id"], case["prompt"], not problems, problems,
+                                                 response.classification.confidence, response.classification.playbook))
+            estate.close()
+        finally:
+            if saved_home is None:
+                os.environ.pop("CLOUDOPS_HOME", None)
+            else:
+                os.environ["CLOUDOPS_HOME"] = saved_home
+    return report

@@ -1,0 +1,317 @@
+"""The sync engine: pull every configured account x region x service in parallel, normalise, embed
+only what changed, and make each successfully listed scope hold exactly what AWS holds.
+
+Failure is per scope: a service that answers AccessDenied, keeps throttling past botocore's adaptive
+retries, or times out is recorded with its error and keeps its previous documents; every other scope
+goes on. Listing runs in a bounded thread pool (I/O-bound); embedding is started from the calling
+thread as scopes complete (the embedder runs its batches on one thread per core) and writing runs on
+one writer thread, so the model works while the network waits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.awsclient import AccountSession, SessionPool, describe_error
+from app.estate.collectors import COLLECTORS, GLOBAL_SERVICES
+from app.config import AccountConfig
+from app.estate.documents import ResourceDocument
+from app.estate.permissions import CallerPolicies, read_caller_policies
+from app.estate.resource_store import ResourceStore
+from app.estate.sync_status import ScopeStatus, StatusBook
+from app.estate.tagbook import TagBooks
+
+MAX_WORKERS = 8
+EMBED_FLUSH = 256  # embed once this many new texts wait (or when listing is over)
+
+
+@dataclass(frozen=True)
+class Scope:
+    account: AccountSession
+    account_id: str
+    region: str  # "global" for S3 and IAM
+    service: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account_id}/{self.region}/{self.service}"
+
+    @property
+    def call_region(self) -> str:
+        return self.account.regions[0] if self.region == "global" else self.region
+
+
+@dataclass
+class ScopeResult:
+    scope: str
+    account_id: str
+    account_name: str
+    region: str
+    service: str
+    ok: bool
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    count: int = 0
+    retries: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class SyncReport:
+    scopes: list[ScopeResult] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def total(self, name: str) -> int:
+        return sum(getattr(s, name) for s in self.scopes)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_json(self) -> dict:
+        return {
+            "added": self.total("added"), "updated": self.total("updated"), "removed": self.total("removed"),
+            "unchanged": self.total("unchanged"), "embedded": self.total("embedded"),
+            "errors": self.errors, "duration_s": round(self.duration_s, 3),
+            "scopes": [s.__dict__ for s in self.scopes],
+        }
+
+
+
+
+class _RetryCounter:
+    """Counts botocore's retries per scope from each response's RetryAttempts (thread-local scope)."""
+
+    def __init__(self):
+        self.local = threading.local()
+
+    def __call__(self, parsed=None, **_):
+        counts = getattr(self.local, "counts", None)
+        if counts is not None and isinstance(parsed, dict):
+            counts[0] += int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+
+    def attach(self, client) -> None:
+        if not getattr(client, "_cloudops_retry_counter", False):
+            client.meta.events.register("after-call", self)
+            client._cloudops_retry_counter = True
+
+
+class SyncEngine:
+    def __init__(self, store: ResourceStore, embed: Callable[[list[str]], np.ndarray],
+                 accounts: list[AccountConfig], *, max_workers: int = MAX_WORKERS, pool: SessionPool | None = None):
+        """``pool``: sessions kept by a long-lived owner (the app's Estate) so that runs after the first
+        reuse their boto3 clients; without one, this engine makes its own."""
+        self.store = store
+        self.embed = embed
+        self.status = StatusBook(store.engine)
+        pool = pool or SessionPool()
+        self.sessions = [pool.get(a.name, a.profile, list(a.regions), a.account_id) for a in accounts]
+        self.max_workers = max_workers
+        self.retries = _RetryCounter()
+        self._policy_cache: dict[str, CallerPolicies] = {}
+        self._account_lock = threading.Lock()  # guards both per-account caches (policies, tag books)
+        self._tag_books: dict[str, TagBooks] = {}  # per account, made afresh by each run
+
+    def _books(self, account: AccountSession) -> TagBooks:
+        with self._account_lock:
+            if account.name not in self._tag_books:
+                counted = _CountingAccount(account, self.retries)
+                self._tag_books[account.name] = TagBooks(lambda region: counted.client("resourcegroupstaggingapi", region))
+            return self._tag_books[account.name]
+
+    def _policies(self, account: AccountSession) -> CallerPolicies:
+        """The caller's IAM statements for ``account``, read once per engine (one run)."""
+        with self._account_lock:
+            if account.name not in self._policy_cache:
+                self._policy_cache[account.name] = read_caller_policies(account, account.regions[0])
+            return self._policy_cache[account.name]
+
+    def scopes(self, account: str | None = None, region: str | None = None,
+               service: str | None = None) -> tuple[list[Scope], list[dict]]:
+        """The scopes to sync, and errors for accounts whose identity could not be resolved."""
+        scopes, errors = [], []
+        for session in self.sessions:
+            if account and account not in (session.name, session.account_id):
+                continue
+            try:
+                account_id = session.resolve_account_id()
+            except (ClientError, BotoCoreError) as exc:
+                errors.append({"scope": f"{session.name}/*/*", "account": session.name, "error": describe_error(exc)})
+                continue
+            for svc in COLLECTORS:
+                if service and svc != service:
+                    continue
+                regions = ["global"] if svc in GLOBAL_SERVICES else session.regions
+                for reg in regions:
+                    if region and reg != region and not (reg == "global" and region in session.regions):
+                        continue
+                    scopes.append(Scope(session, account_id, reg, svc))
+        return scopes, errors
+
+    def run_events(self, refs) -> SyncReport:
+        """Sync exactly the scopes that resource-change events named (see app.estate.events). An event says
+        something changed there, so every detail is read again, as in a full sync of that scope."""
+        wanted = {(r.account_id, r.region, r.service) for r in refs}
+        scopes, errors = self.scopes()
+        return self._run([s for s in scopes if (s.account_id, s.region, s.service) in wanted], errors,
+                         reread=True, repair=False)
+
+    def _collect(self, scope: Scope, known: dict[str, ResourceDocument] | None = None
+                 ) -> tuple[list[ResourceDocument], int, float]:
+        self.retries.local.counts = [0]
+        started = time.perf_counter()
+        try:
+            docs: list[ResourceDocument] = []
+            for collector in COLLECTORS[scope.service]:
+                docs.extend(collector(_CountingAccount(scope.account, self.retries, self._books(scope.account)),
+                                      scope.account_id, scope.call_region, known=known))
+            policies = self._policies(scope.account)
+            for doc in docs:
+                permissions = policies.evaluate(doc.resource_type, doc.arn)
+                if permissions != doc.permissions:
+                    doc.permissions = permissions
+                    doc.finalise()
+            return docs, self.retries.local.counts[0], time.perf_counter() - started
+        except Exception as exc:  # noqa: BLE001 - recorded per scope; never stops the others
+            exc.cloudops_retries = self.retries.local.counts[0]  # type: ignore[attr-defined]
+            raise
+        finally:
+            self.retries.local.counts = None
+
+    def run(self, *, account: str | None = None, region: str | None = None, service: str | None = None,
+            full: bool = False, progress: Callable[[ScopeResult], None] | None = None) -> SyncReport:
+        scopes, errors = self.scopes(account, region, service)
+        return self._run(scopes, errors, reread=full, repair=full, progress=progress)
+
+    def _run(self, scopes: list[Scope], errors: list[dict], *, reread: bool, repair: bool,
+             progress: Callable[[ScopeResult], None] | None = None) -> SyncReport:
+        """``reread``: make every detail call (no reuse of known documents); ``repair``: rewrite
+        unchanged documents into the collection too."""
+        started = time.perf_counter()
+        report = SyncReport(errors=list(errors))
+        self._tag_books = {}  # tags are read fresh by every run
+
+        def done_with(result: ScopeResult) -> None:
+            report.scopes.append(result)
+            if not result.ok:
+                report.errors.append({"scope": result.scope, "account": result.account_name, "region": result.region,
+                                      "service": result.service, "error": result.error})
+            if progress:
+                progress(result)
+
+        # Three stages overlap: listing (a thread pool, I/O-bound), embedding (from this thread; numpy
+        # and BLAS release the GIL), and writing Qdrant + SQLite (one writer thread, so writes stay ordered
+        # and only one thread ever touches the embedded collection).
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer") as writer:
+            # Incremental (the default): collectors reuse what they already know and make detail calls
+            # only for new resources. Full: every detail is read again.
+            pending: dict[Future, Scope] = {
+                pool.submit(self._collect, s, None if reread else self.store.known(s.key)): s for s in scopes}
+            waiting: list[_Listed] = []  # listed scopes whose new documents wait for one batched embedding
+            writes: list[Future] = []
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    listed = self._listed(pending.pop(future), future)
+                    if isinstance(listed, ScopeResult):
+                        done_with(listed)
+                    else:
+                        waiting.append(listed)
+                # Embed across scopes in full batches: most scopes hold a handful of resources, and
+                # the model is several times faster on 64 texts at once than on 64 calls of one.
+                if sum(len(w.to_embed) for w in waiting) >= EMBED_FLUSH or not pending:
+                    self._embed(waiting)
+                    writes += [writer.submit(self._store, item, repair) for item in waiting]
+                    waiting = []
+                for write in [w for w in writes if w.done()]:
+                    writes.remove(write)
+                    done_with(write.result())
+            for write in writes:
+                done_with(write.result())
+        report.scopes.sort(key=lambda r: r.scope)
+        report.duration_s = time.perf_counter() - started
+        return report
+
+    def _listed(self, scope: Scope, future: Future) -> "_Listed | ScopeResult":
+        """A listed scope ready to store, or the failure result of a scope whose listing failed."""
+        now = datetime.now(timezone.utc)
+        try:
+            docs, retries, duration = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded per scope
+            result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=False,
+                                 error=describe_error(exc), retries=getattr(exc, "cloudops_retries", 0))
+            previous = self.status.get(scope.key)
+            self.status.record(ScopeStatus(
+                scope=scope.key, account_id=scope.account_id, account_name=scope.account.name, region=scope.region,
+                service=scope.service, last_attempt=now, last_error=result.error, last_error_at=now,
+                retries=result.retries, count=previous.count if previous else 0))
+            return result
+        to_embed, vectors = self.store.changes(scope.key, docs)
+        return _Listed(scope, docs, to_embed, vectors, retries, duration)
+
+    def _embed(self, listed: list["_Listed"]) -> None:
+        # One call for everything waiting: the embedder sorts the texts by length and batches them
+        # itself, which wastes far less padding than batches cut in arrival order.
+        pairs = [(item, doc) for item in listed for doc in item.to_embed]
+        if pairs:
+            for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
+                item.vectors[doc.id] = vector
+
+    def _store(self, item: "_Listed", repair: bool) -> ScopeResult:
+        scope = item.scope
+        now = datetime.now(timezone.utc)
+        change = self.store.apply_scope(scope.key, item.docs, item.vectors, repair=repair)
+        result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=True,
+                             added=change.added, updated=change.updated, removed=change.removed,
+                             unchanged=change.unchanged, embedded=len(item.to_embed), count=len(item.docs),
+                             retries=item.retries, duration_s=item.duration)
+        self.status.record(ScopeStatus(
+            scope=scope.key, account_id=scope.account_id, account_name=scope.account.name, region=scope.region,
+            service=scope.service, last_attempt=now, last_success=now, last_error=None, retries=result.retries,
+            added=result.added, updated=result.updated, removed=result.removed, unchanged=result.unchanged,
+            count=result.count, duration_s=round(result.duration_s, 3)))
+        return result
+
+
+@dataclass
+class _Listed:
+    scope: Scope
+    docs: list[ResourceDocument]
+    to_embed: list[ResourceDocument]
+    vectors: dict[str, np.ndarray]
+    retries: int
+    duration: float
+
+
+class _CountingAccount:
+    """An AccountSession as one sync run sees it: every client it hands out reports its retries, and
+    it carries the run's tag books of the account."""
+
+    def __init__(self, account: AccountSession, counter: _RetryCounter, tag_books: TagBooks | None = None):
+        self._account = account
+        self._counter = counter
+        self.tag_books = tag_books  # the run's tag books of this account (app.estate.tagbook)
+        self.name = account.name
+        self.regions = account.regions
+
+    def client(self, service: str, region: str):
+        client = self._account.client(service, region)
+        self._counter.attach(client)
+        return client
+
+    def __getattr__(self, item):
+        return getattr(self._account, item)

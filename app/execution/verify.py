@@ -1,0 +1,328 @@
+"""The client is the final authority: every plan is checked here before anyone sees it, whoever wrote it
+(the agent server, the bundled stack, a token holder of the local endpoint).
+
+What a step may do is only (service, operation, parameters, account, region). Everything else a plan
+carries is a claim, and each claim is re-derived here and compared:
+
+* the operation must exist in botocore's model of a service this client runs, and every parameter must be
+  a member of its input shape that botocore's validation accepts;
+* every parameter value that names a resource of a type the estate tracks (an identifier member, an ARN,
+  an instance id, a queue URL) must name a resource the lookup identified for this request, in the step's
+  own account and region; the step's ``targets`` must be exactly those resources; an ARN of any other
+  account than the configured ones is refused;
+* the account must be a configured one and the profile the one configured for it;
+* ``argv`` and ``command`` must be what this client renders from the call: the operator approves what runs;
+* ``mutating`` and the need for approval come from the access-level table shipped with the client, never
+  from the plan; a plan that calls a write "read-only" is refused;
+* risk is assessed locally (the reviewed playbook's rules, or the access level) and the stricter of local
+  and remote wins; the user's deny rules apply to every plan; approval of critical plans and of changes to
+  production needs the target's name typed; data that failed its last sync or is older than the full-sync
+  interval needs an acknowledgement.
+
+A plan that fails a check raises PlanRefused with one sentence saying why; the service then answers with
+the local stack's plan and audits the refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent import aws_models
+from agent.access_levels import SERVICES, access
+from agent.facts import resource_facts
+from agent.playbook import Playbook
+from agent.policy import rule_matches
+from agent.protocol import (
+    RISK_ORDER, AwsAccount, Confirmation, DenyRule, IdentifiedResource, PlanResponse, RiskAssessment, Step, plan_hash,
+)
+from agent.resource_refs import Reference, references
+from agent.risk import assess, assess_operation, stricter
+
+GLOBAL_REGIONS = {None, "", "global"}
+
+
+class PlanRefused(ValueError):
+    """The plan claims something the client cannot confirm: it is not shown and never runs."""
+
+
+@dataclass
+class TrustContext:
+    """What the client itself knows about one request."""
+
+    resources: list[IdentifiedResource]
+    accounts: list[AwsAccount]
+    deny_rules: list[DenyRule] = field(default_factory=list)
+    playbooks: dict[str, Playbook] = field(default_factory=dict)
+    # A resource -> why its data may be out of date (failed last sync, older than the full-sync interval).
+    freshness: Callable[[IdentifiedResource], str | None] | None = None
+
+
+def _handles(r: IdentifiedResource) -> set[str]:
+    out = {r.resource_id, r.arn or "", r.name or ""}
+    for key in ("queue_url", "cluster_arn", "service_arn"):
+        value = r.attributes.get(key)
+        if isinstance(value, str):
+            out.add(value)
+    return out - {""}
+
+
+class _Resources:
+    """The request's identified resources by every handle a call may name them with."""
+
+    def __init__(self, resources: list[IdentifiedResource]):
+        self.by_handle: dict[str, list[IdentifiedResource]] = {}
+        for r in resources:
+            for handle in _handles(r):
+                self.by_handle.setdefault(handle, []).append(r)
+
+    def find(self, value: str, rtype: str | None = None) -> list[IdentifiedResource]:
+        found = self.by_handle.get(value, [])
+        if not found and value.startswith("arn:") and rtype == "lambda_function":
+            found = self.by_handle.get(value.split(":")[-1], [])
+        return [r for r in found if rtype is None or r.resource_type == rtype]
+
+
+def _fits(resource: IdentifiedResource, account: AwsAccount, region: str) -> bool:
+    if resource.account_id and account.account_id and resource.account_id != account.account_id:
+        return False
+    if not resource.account_id and resource.account_name and resource.account_name != account.name:
+        return False
+    return resource.region in GLOBAL_REGIONS or resource.resource_type == "iam_role" or resource.region == region
+
+
+def _account_of(step: Step, accounts: list[AwsAccount]) -> AwsAccount:
+    """The configured account the step runs in (by id, else by name); refused when it is not configured."""
+    for account in accounts:
+        if step.account_id and account.account_id == step.account_id:
+            return account
+    for account in accounts:
+        if not step.account_id and step.account_name and account.name == step.account_name:
+            return account
+        if step.account_id and not account.account_id and step.account_name and account.name == step.account_name:
+            return account
+    if not step.account_id and not step.account_name and len(accounts) == 1:
+        return accounts[0]
+    where = step.account_id or step.account_name or "no account"
+    raise PlanRefused(f"{step.step_id} runs in {where}, which is not a configured account")
+
+
+def _check_references(step: Step, refs: list[Reference], known: _Resources, account: AwsAccount,
+                      configured_ids: set[str]) -> list[IdentifiedResource]:
+    """The identified resources the call names; refuses any name the lookup did not identify here."""
+    named: list[IdentifiedResource] = []
+    for ref in refs:
+        if ref.arn is not None and ref.arn.account not in ("", "aws") and configured_ids \
+                and ref.arn.account not in configured_ids:
+            raise PlanRefused(f"{step.step_id} names {ref.value!r} in account {ref.arn.account}, "
+                              "which is not a configured account")
+        if ref.resource_type is None or ref.creates:
+            continue
+        candidates = known.find(ref.value, ref.resource_type)
+        if not candidates:
+            raise PlanRefused(f"{step.step_id} names {ref.value!r} ({ref.path}), which the lookup did not "
+                              "identify for this request")
+        fitting = [r for r in candidates if _fits(r, account, step.region)]
+        if not fitting:
+            where = ", ".join(sorted({f"{r.account_name or r.account_id} / {r.region}" for r in candidates}))
+            raise PlanRefused(f"{step.step_id} runs in {account.name} / {step.region}, but {ref.value!r} is in {where}")
+        for r in fitting[:1]:
+            if r not in named:
+                named.append(r)
+    return named
+
+
+def _claimed_targets(step: Step, known: _Resources, account: AwsAccount) -> list[IdentifiedResource]:
+    out: list[IdentifiedResource] = []
+    for target in step.targets:
+        fitting = [r for r in known.find(target) if _fits(r, account, step.region)]
+        if not fitting:
+            raise PlanRefused(f"{step.step_id} says it acts on {target!r}, which the lookup did not identify "
+                              f"in {account.name} / {step.region}")
+        if fitting[0] not in out:
+            out.append(fitting[0])
+    return out
+
+
+def verify_step(step: Step, trust: TrustContext, known: _Resources) -> tuple[Step, list[IdentifiedResource]]:
+    """The step as this client will run it, and the resources it acts on; PlanRefused when a claim fails."""
+    if step.service not in SERVICES:
+        raise PlanRefused(f"{step.step_id} calls the {step.service!r} service, which this client does not run")
+    try:
+        members = aws_models.input_members(step.service, step.operation)
+    except aws_models.UnknownOperation as exc:
+        raise PlanRefused(f"{step.step_id}: {exc}") from None
+    unknown = sorted(set(step.parameters) - set(members))
+    if unknown:
+        raise PlanRefused(f"{step.step_id}: {step.operation} has no parameter {unknown[0]!r}")
+    problems = aws_models.validate_parameters(step.service, step.operation, step.parameters)
+    if problems:
+        raise PlanRefused(f"{step.step_id}: {step.operation} parameters are not valid: {problems[0]}")
+    account = _account_of(step, trust.accounts)
+    if step.profile != account.profile:
+        raise PlanRefused(f"{step.step_id} uses profile {step.profile!r}, but account {account.name} is configured "
+                          f"with {account.profile!r}")
+    configured_ids = {a.account_id for a in trust.accounts if a.account_id}
+    named = _check_references(step, references(step.service, step.operation, step.parameters), known, account,
+                              configured_ids)
+    claimed = _claimed_targets(step, known, account)
+    if {r.resource_id for r in claimed} != {r.resource_id for r in named}:
+        says = ", ".join(r.display_name for r in claimed) or "nothing"
+        calls = ", ".join(r.display_name for r in named) or "nothing"
+        raise PlanRefused(f"{step.step_id} says it acts on {says}, but its call names {calls}")
+    if step.waiter and step.waiter not in aws_models.waiter_names(step.service):
+        raise PlanRefused(f"{step.step_id} waits with {step.waiter!r}, which {step.service} does not have")
+    acc = access(step.service, step.operation)
+    if acc.mutating and not step.mutating:
+        raise PlanRefused(f"{step.step_id} calls {step.operation} read-only, but it changes resources ({acc.level})")
+    argv = aws_models.render_cli(step.service, step.operation, step.parameters, step.region, account.profile)
+    if step.argv != argv or step.command != aws_models.command_line(argv):
+        raise PlanRefused(f"{step.step_id}: the command shown is not the call it stands for "
+                          f"(expected {aws_models.command_line(argv)!r})")
+    checked = step.model_copy(deep=True, update={
+        "mutating": acc.mutating, "access": acc.encode(), "account_id": account.account_id or step.account_id,
+        "account_name": account.name, "targets": [r.resource_id for r in named]})
+    return checked, named
+
+
+def _curated(plan: PlanResponse, steps: list[Step], playbooks: dict[str, Playbook]) -> Playbook | None:
+    """The reviewed playbook the plan says it follows, when every step is one of that playbook's calls."""
+    playbook = playbooks.get(plan.classification.playbook or "")
+    if playbook is None:
+        return None
+    calls = {(playbook.step_service(s), s.operation) for s in playbook.steps}
+    return playbook if all((s.service, s.operation) in calls for s in steps) else None
+
+
+def _local_risk(plan: PlanResponse, steps: list[Step], targets: list[IdentifiedResource],
+                trust: TrustContext) -> tuple[RiskAssessment, Playbook | None]:
+    accounts = len({t.account_id or t.account_name for t in targets}) or 1
+    facts = [resource_facts(t, target_count=len(targets), cross_account=accounts > 1) for t in targets]
+    playbook = _curated(plan, steps, trust.playbooks)
+    if playbook is not None:
+        return assess(playbook, facts, accounts=accounts), playbook
+    local = RiskAssessment(level="low", reasons=[])
+    for step in steps:
+        step_targets = [f for t, f in zip(targets, facts) if t.resource_id in step.targets]
+        one = assess_operation(step.service, step.operation, step_targets, accounts=accounts)
+        local.level = stricter(local.level, one.level)
+        local.reasons += [r for r in one.reasons if r not in local.reasons]
+    return local, None
+
+
+def _apply_deny_rules(steps: list[Step], targets: list[IdentifiedResource], playbook_id: str, level: str,
+                      rules: list[DenyRule]) -> list[str]:
+    by_id = {t.resource_id: t for t in targets}
+    reasons: list[str] = []
+    for step in steps:
+        for target in [by_id[t] for t in step.targets if t in by_id] or [None]:
+            production = bool(target is not None and resource_facts(target)["production"])
+            for rule in rules:
+                if rule_matches(rule, playbook_id, step, target, production, level) and rule.reason not in step.denied_by:
+                    step.denied_by.append(rule.reason)
+        reasons += [r for r in step.denied_by if r not in reasons]
+    return reasons
+
+
+def _confirmation(steps: list[Step], targets: list[IdentifiedResource], level: str,
+                  trust: TrustContext) -> Confirmation | None:
+    changing = [s for s in steps if access(s.service, s.operation).needs_approval]
+    if not changing:
+        return None
+    changed = [t for t in targets if any(t.resource_id in s.targets for s in changing)]
+    reasons = []
+    if level == "critical":
+        reasons.append("critical risk")
+    production = [t for t in changed if resource_facts(t)["production"]]
+    if production:
+        reasons.append("changes production: " + ", ".join(t.display_name for t in production))
+    stale = [why for t in targets if trust.freshness and (why := trust.freshness(t))]
+    if not reasons and not stale:
+        return None
+    phrase = None
+    if reasons:
+        if len(changed) == 1:
+            phrase = changed[0].display_name
+        else:
+            names = sorted({s.account_name or s.account_id or "" for s in changing} - {""})
+            phrase = ", ".join(names) or changing[0].operation
+    return Confirmation(phrase=phrase, reasons=reasons, stale="; ".join(dict.fromkeys(stale)) or None)
+
+
+def _summary(steps: list[Step], risk: RiskAssessment, approval: bool, by_id: dict[str, IdentifiedResource]) -> str:
+    lines = ["Checked by this client (what will run):"]
+    for n, step in enumerate(steps, 1):
+        names = ", ".join(by_id[t].display_name if t in by_id else t for t in step.targets) or "no existing resource"
+        lines.append(f"Step {n}: {step.service} {step.operation} on {names} in "
+                     f"{step.account_name or step.account_id} / {step.region} ({step.access}).")
+    lines.append(f"Risk {risk.level}" + (f" (this client: {risk.local_level}; server: {risk.remote_level})"
+                                         if risk.remote_level else "") + ".")
+    if risk.denied:
+        lines.append("DENIED by policy: " + "; ".join(risk.denied_reasons) + ". It cannot be approved.")
+    elif approval:
+        lines.append("Approval is required before anything runs.")
+    return "\n".join(lines)
+
+
+def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
+    """The plan as this client will show and run it, re-derived from its calls; PlanRefused if it lies."""
+    known = _Resources(trust.resources)
+    if plan.clarification is not None and plan.script.steps:
+        raise PlanRefused("the plan asks a question and still carries steps")
+    steps: list[Step] = []
+    targets: list[IdentifiedResource] = []
+    seen_ids: set[str] = set()
+    for step in plan.script.steps:
+        if step.step_id in seen_ids:
+            raise PlanRefused(f"two steps are called {step.step_id}")
+        seen_ids.add(step.step_id)
+        checked, named = verify_step(step, trust, known)
+        steps.append(checked)
+        targets += [r for r in named if r not in targets]
+    if not steps:
+        return plan.model_copy(update={"identified_resources": trust.resources, "approval_required": False,
+                                       "plan_hash": None, "checked_by": "client", "confirmation": None,
+                                       "data_as_of": _oldest(trust.resources)})
+    local, playbook = _local_risk(plan, steps, targets, trust)
+    # The plan's own assessment (the server's, or the local stack's with the prompt's values) counts too:
+    # the stricter of the two wins and every reason is shown.
+    remote = plan.risk_assessment
+    from_server = plan.served_by == "server"
+    level = stricter(local.level, remote.level)
+    reasons = list(local.reasons) + [r for r in remote.reasons if r not in local.reasons]
+    risk = RiskAssessment(level=level, reasons=reasons, impact=(local.impact or remote.impact),
+                          rollback=(local.rollback if playbook is not None else remote.rollback),
+                          local_level=local.level, remote_level=remote.level if from_server else None)
+    # A denial the plan already carries stands (steps keep their denied_by); local rules add to it.
+    risk.denied_reasons = _apply_deny_rules(steps, targets, plan.classification.playbook or "", level,
+                                            trust.deny_rules)
+    risk.denied_reasons += [r for r in remote.denied_reasons if r not in risk.denied_reasons]
+    risk.denied = bool(risk.denied_reasons) or remote.denied
+    approval = any(access(s.service, s.operation).needs_approval for s in steps) or plan.approval_required
+    by_id = {t.resource_id: t for t in trust.resources}
+    explain = _summary(steps, risk, approval, by_id)
+    explain = (explain + "\n\nThe agent server's explanation:\n" + plan.explain_plan) if from_server else \
+        (plan.explain_plan + "\n\n" + explain)
+    warnings = list(plan.warnings)
+    confirmation = _confirmation(steps, targets, level, trust)
+    if confirmation and confirmation.stale:
+        warnings.append("the data may be out of date: " + confirmation.stale)
+    return plan.model_copy(update={
+        "identified_resources": trust.resources, "script": plan.script.model_copy(update={"steps": steps}),
+        "risk_assessment": risk, "approval_required": approval, "plan_hash": plan_hash(steps),
+        "explain_plan": explain, "warnings": warnings, "confirmation": confirmation, "checked_by": "client",
+        "data_as_of": _oldest(targets or trust.resources)})
+
+
+def _oldest(resources: list[IdentifiedResource]):
+    times = [r.synced_at for r in resources if r.synced_at is not None]
+    return min(times) if times else None
+
+
+def needs_approval(step: Step) -> bool:
+    """What the executor asks of every step it is handed, whatever the plan says of it."""
+    return access(step.service, step.operation).needs_approval
+
+
+def risk_rank(level: str) -> int:
+    return RISK_ORDER[level]

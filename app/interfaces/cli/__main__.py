@@ -1,0 +1,3 @@
+from app.interfaces.cli import main
+
+main()

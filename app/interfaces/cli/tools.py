@@ -1,0 +1,89 @@
+"""``cloudops audit``, ``playbooks``, ``schema``, ``eval`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from app.interfaces.cli.base import die, local_stack, main
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def audit(as_json: bool, limit: int) -> None:
+    """The local audit trail, newest first."""
+    from app.execution.audit import AuditTrail
+    from app.home import cloudops_home
+
+    trail = AuditTrail(cloudops_home() / "audit.db")
+    events = [e.model_dump(mode="json") for e in trail.events(limit)]
+    trail.close()
+    if as_json:
+        click.echo(json.dumps(events, indent=2))
+        return
+    for e in events:
+        click.echo(f"{e['at']}  {e['kind']:<8} {e['operation'] or '':<22} {e['outcome'] or ''} "
+                   f"{e['prompt'] or ''} {e['detail'] or ''}".rstrip())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--dir", "playbook_dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+def playbooks(as_json: bool, playbook_dir: Path | None) -> None:
+    """Validate and list the playbooks (exit 2 naming the file and field of the first bad one)."""
+    from agent.playbook import PlaybookError, default_playbook_dir, load_playbooks
+
+    try:
+        loaded = load_playbooks(playbook_dir or default_playbook_dir())
+    except PlaybookError as exc:
+        die(str(exc))
+    rows = [{"id": lp.playbook.id, "service": lp.playbook.service, "operation": lp.playbook.main_operation,
+             "read_only": lp.playbook.read_only, "title": lp.playbook.title} for lp in loaded]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']:<44} {row['operation']:<28} {'read-only' if row['read_only'] else 'mutating'}")
+    click.echo(f"{len(rows)} playbooks valid")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("docs/protocol"), show_default=True)
+def schema(out: Path) -> None:
+    """Write the protocol's JSON Schemas."""
+    from agent.protocol import json_schemas
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, body in json_schemas().items():
+        (out / name).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        click.echo(f"wrote {out / name}")
+
+
+@main.command(name="eval")
+@click.option("--cases", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of the set (default: tests/eval, or tests/eval_e2e with --e2e).")
+@click.option("--e2e", is_flag=True, help="End to end: sync the demo estate from moto, then look up and plan "
+              "every prompt of the set's cases.yaml.")
+def evaluate(cases: Path | None, e2e: bool) -> None:
+    """Run an evaluation set and print accuracy and calibration."""
+    if e2e:
+        from app.demo.e2e_eval import run_e2e
+
+        report = run_e2e((cases or Path("tests/eval_e2e")) / "cases.yaml", local_stack)
+    else:
+        from agent.evaluation import run
+
+        report = run(local_stack().planner("local"), cases or Path("tests/eval"))
+    click.echo(report.summary())
+
+
+@main.command()
+def demo() -> None:
+    """Start moto on loopback, create a three-account demo estate, sync it, search it and plan requests."""
+    from app.demo.demo import run_demo
+
+    sys.exit(run_demo(local_stack))

@@ -1,0 +1,565 @@
+"""The local endpoint: Starlette on 127.0.0.1, speaking the agent protocol plus the client's own routes
+(search, sync, status, approve, execute, audit). It owns the estate index while it runs.
+
+Security, in the order a request meets it: only a loopback Host header (DNS rebinding), no foreign
+Origin, then ``Authorization: Bearer <token>`` with a token made new at every launch and written with
+the URL to ``$CLOUDOPS_HOME/endpoint.json`` (mode 0600). Plans are kept in memory only until executed,
+so an approval always refers to a plan this process produced.
+
+The UI's static files (``/`` and ``/ui/...``, see app.interfaces.webui) are the one exception to the token: the page
+must load before it can obtain the token, and they hold no secret. Every answer carries a strict
+Content-Security-Policy. The routes the UI adds (autocomplete, explorer, resource, plans, deny, dry run,
+settings) are small and typed: query strings and bodies are pydantic models, and a bad one is a 422
+naming the field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import os
+import secrets
+import socket
+import threading
+from collections import OrderedDict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent import __version__
+from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
+from agent.server import error, parse_body, read_json
+from app.config import Schedules
+from app.interfaces.ratelimit import RateLimit, TokenBuckets, rate_limit_from_env
+from app.interfaces.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
+MAX_PLANS = 256
+STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+APPROVAL_TTL_ENV = "CLOUDOPS_APPROVAL_TTL_S"  # seconds; the default is the approval book's 10 minutes
+_SECURITY_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+
+class GuardMiddleware:
+    """Host, Origin and token checks for every request, before any route runs; then, for state-changing
+    methods, ``Content-Type: application/json`` (CSRF: a cross-site HTML form can only send form or
+    text/plain bodies and can never add an Authorization header), then the per-token rate limit."""
+
+    def __init__(self, app: ASGIApp, token: str, rate_limit: RateLimit | None = None):
+        self.app, self.token = app, token
+        self.buckets = TokenBuckets(rate_limit) if rate_limit else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if _hostname(headers.get("host", "")) not in LOOPBACK_HOSTS:
+            return await error(403, "only loopback Host headers are served")(scope, receive, send)
+        origin = headers.get("origin")
+        if origin is not None and not _loopback_origin(origin):
+            return await error(403, "foreign Origin refused")(scope, receive, send)
+        auth = headers.get("authorization", "")
+        send = _with_security_headers(send)
+        if is_public_path(scope["path"]):
+            return await self.app(scope, receive, send)
+        if not hmac.compare_digest(auth, f"Bearer {self.token}"):
+            return await error(401, "missing or wrong bearer token")(scope, receive, send)
+        if scope["method"] in STATE_CHANGING_METHODS and \
+                headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return await error(415, "Content-Type must be application/json", [
+                {"field": "Content-Type", "message": "state-changing requests take a JSON body"}])(scope, receive, send)
+        if self.buckets is not None:
+            wait = self.buckets.take(auth)
+            if wait > 0:
+                reply = error(429, "too many requests for this token; slow down", [
+                    {"field": "Authorization", "message": f"retry after {math.ceil(wait)} s"}])
+                reply.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return await reply(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _with_security_headers(send: Send) -> Send:
+    """``send`` that adds the CSP and friends to every response that does not set them itself."""
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            present = {k.lower() for k, _ in message.get("headers", [])}
+            message = {**message, "headers": [*message.get("headers", []),
+                                              *[(k, v) for k, v in _SECURITY_HEADERS if k not in present]]}
+        await send(message)
+
+    return wrapped
+
+
+class SyncBusy(RuntimeError):
+    """A sync was asked for while another one runs."""
+
+
+def _hostname(netloc: str) -> str:
+    """The host of ``host[:port]``: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:80' -> '[::1]'."""
+    return netloc.split("]")[0] + "]" if netloc.startswith("[") else netloc.split(":")[0]
+
+
+def _loopback_origin(origin: str) -> bool:
+    scheme, _, rest = origin.partition("://")
+    return scheme in ("http", "https") and _hostname(rest.split("/")[0]) in LOOPBACK_HOSTS
+
+
+class SettingsUpdate(BaseModel):
+    """What the UI may change in config.yaml. Accounts are not here: they are edited with
+    ``cloudops accounts`` (keys go to the keyring, which a web form should not handle)."""
+
+    model_config = ConfigDict(extra="forbid")
+    server_url: str | None = Field(default=None, max_length=2048, pattern=r"^(https?://[^\s/?#]+(/[^\s]*)?)?$",
+                                   description="The agent server; an empty string removes it.")
+    offline: StrictBool | None = None
+    schedules: Schedules | None = None
+
+
+class AutocompleteQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(max_length=256)
+    limit: int = Field(default=8, ge=1, le=50)
+
+
+class ExplorerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str | None = Field(default=None, max_length=128)
+    region: str | None = Field(default=None, max_length=64)
+    service: str | None = Field(default=None, max_length=64)
+    type: str | None = Field(default=None, max_length=64)
+    state: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class ResourceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=2048)
+
+
+def _approval_ttl() -> timedelta | None:
+    """The approval lifetime from ``CLOUDOPS_APPROVAL_TTL_S`` (tests shorten it), else the default."""
+    raw = os.environ.get(APPROVAL_TTL_ENV)
+    if not raw:
+        return None
+    seconds = float(raw)
+    if not 1 <= seconds <= 24 * 3600:
+        raise ValueError(f"{APPROVAL_TTL_ENV} must be between 1 and 86400 seconds")
+    return timedelta(seconds=seconds)
+
+
+class LocalService:
+    """The estate, the local agent stack, approvals, executor and audit, shared by the routes."""
+
+    def __init__(self, local_stack_factory, server_url: str | None = None):
+        from app.execution.approvals import ApprovalBook
+        from app.execution.audit import AuditTrail
+        from app.estate.estate import Estate
+        from app.execution.executor import Executor
+        from app.home import cloudops_home
+
+        self.estate = Estate()
+        self.server_url = server_url or self.estate.config.server_url
+        self.local_stack_factory = local_stack_factory
+        self._stack = None
+        ttl = _approval_ttl()
+        self.approvals = ApprovalBook(cloudops_home() / "state.db", **({"ttl": ttl} if ttl else {}))
+        self.audit = AuditTrail(cloudops_home() / "audit.db")
+        self.executor = Executor(self.approvals, self.audit)
+        self.plans: OrderedDict[str, PlanResponse] = OrderedDict()
+        self.lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._index = None
+        self._names: dict[str, list[int]] = {}
+        self._config_stamp: int | None = None
+        self.current_config()
+
+    def stack(self):
+        if self._stack is None:
+            self._stack = self.local_stack_factory()
+        return self._stack
+
+    def index(self):
+        index = self._index
+        if index is None:
+            index = self.estate.lookup()
+            names: dict[str, list[int]] = {}
+            for row, low in enumerate(index.names_low):
+                names.setdefault(low, []).append(row)
+            self._names, self._index = names, index
+        return index
+
+    def plan(self, request: PlanRequest, offline: bool = False, server_url: str | None = None) -> PlanResponse:
+        """Plan with the app's index; ``offline`` forces the local stack, ``server_url`` overrides config's."""
+        from app.estate.context import build_request
+        from app.execution.remote import plan_with_fallback
+
+        if not request.identified_resources:
+            looked_up = build_request(request.prompt, self.index(), self.estate.store, self.estate.config)
+            request = request.model_copy(update={"identified_resources": looked_up.identified_resources,
+                                                 "user_context": request.user_context if request.user_context.aws_accounts
+                                                 else looked_up.user_context})
+        server_url = None if offline or self.current_config().offline else (server_url or self.server_url)
+        response = plan_with_fallback(request, server_url, self.stack)
+        self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,
+                          detail=response.classification.playbook)
+        with self.lock:
+            self.plans[response.request_id] = response
+            while len(self.plans) > MAX_PLANS:
+                self.plans.popitem(last=False)
+        return response
+
+    def current_config(self):
+        """config.yaml as it is now: the tray and the CLI write it too (offline mode, accounts), so it is
+        re-read whenever its modification time changes; a broken file keeps the last good config."""
+        from app.config import ConfigError, config_path, load_config
+
+        try:
+            stamp = config_path().stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._config_stamp:
+            try:
+                self.estate.config = load_config()
+            except ConfigError:
+                pass
+            self._config_stamp = stamp
+        return self.estate.config
+
+    def sync(self, full: bool = False, account: str | None = None, region: str | None = None,
+             service: str | None = None) -> dict:
+        """One sync at a time: a second request while one runs is told so (409), not queued."""
+        if not self._sync_lock.acquire(blocking=False):
+            raise SyncBusy("a sync is already running in the app; try again when it ends")
+        try:
+            report = self.estate.engine().run(full=full, account=account, region=region, service=service)
+        finally:
+            self._sync_lock.release()
+        self._index = None  # reload on the next search
+        return report.as_json()
+
+    def execute(self, plan: PlanResponse, approval_id: str | None) -> dict[str, Any]:
+        """Run the approved plan, then re-read the scopes it touched so the index (and the next plan)
+        sees what the run left."""
+        report = self.executor.run(plan, approval_id)
+        result: dict[str, Any] = {"ok": report.ok, "state_left": report.state_left,
+                                  "steps": [s.__dict__ for s in report.steps]}
+        if any(s.status != "not_run" for s in report.steps):
+            with self._sync_lock:
+                note = self.estate.refresh_after_run(plan)
+            self._index = None
+            if note:
+                result["index_note"] = note
+        return result
+
+    def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
+        index = self.index()
+        names = self._names
+        out = []
+        for low in index.autocomplete(prefix, limit=limit):
+            rows = names.get(low, [])
+            if not rows:
+                continue
+            first = rows[0]
+            out.append({"name": index.names[first], "count": len(rows),
+                        "resource_type": str(index.types[first]),
+                        "places": sorted({f"{index.account_names[r]} {index.regions[r]}" for r in rows})})
+        return out
+
+    def deny(self, request_id: str, reason: str | None) -> bool:
+        """The operator said no: the denial is audited and the plan forgotten, so it cannot be approved later."""
+        with self.lock:
+            plan = self.plans.pop(request_id, None)
+        if plan is None:
+            return False
+        self.audit.record("denial", request_id=plan.request_id, prompt=None, plan_hash=plan.plan_hash,
+                          detail="denied by the operator" + (f": {reason}" if reason else ""))
+        return True
+
+    def settings(self) -> dict[str, Any]:
+        from app.config import config_path
+
+        config = self.current_config()
+        return {"server_url": config.server_url, "offline": config.offline,
+                "schedules": config.schedules.model_dump(), "embed_via_server": config.embed_via_server,
+                "accounts": [a.model_dump() for a in config.effective_accounts()],
+                "accounts_configured": bool(config.accounts), "config_path": str(config_path()),
+                "approval_ttl_s": int(self.approvals.ttl.total_seconds())}
+
+    def update_settings(self, update: SettingsUpdate) -> dict[str, Any]:
+        """Read config.yaml afresh (the CLI may have changed accounts), apply the fields sent, write it back."""
+        from app.config import Config, load_config, save_config
+
+        with self.lock:
+            config = load_config()
+            changes: dict[str, Any] = {}
+            if "server_url" in update.model_fields_set:
+                changes["server_url"] = update.server_url or None
+            if "offline" in update.model_fields_set and update.offline is not None:
+                changes["offline"] = update.offline
+            if "schedules" in update.model_fields_set and update.schedules is not None:
+                changes["schedules"] = update.schedules
+            config = Config.model_validate({**config.model_dump(), **{k: v.model_dump() if isinstance(v, BaseModel)
+                                                                       else v for k, v in changes.items()}})
+            save_config(config)
+            self.estate.config = config
+            self._config_stamp = None  # re-read (and stamp) on the next use
+            if "server_url" in changes:
+                self.server_url = config.server_url
+        return self.settings()
+
+
+def production_targets(plan: PlanResponse) -> list[str]:
+    """The plan's targets that are production by account name or env tag: what the UI's banner names."""
+    from agent.facts import PRODUCTION_VALUES, is_production
+
+    targets = {t for step in plan.script.steps for t in step.targets}
+    out = [r.display_name + (f" ({r.account_name})" if r.account_name else "") for r in plan.identified_resources
+           if (r.resource_id in targets or r.arn in targets) and is_production(r)]
+    for step in plan.script.steps:  # a target the lookup did not send still runs in its step's account
+        name = (step.account_name or "").lower()
+        if any(w in PRODUCTION_VALUES for w in name.replace("_", "-").split("-")) and \
+                not any(f"({step.account_name})" in o for o in out):
+            out.append(f"account {step.account_name}")
+    return out
+
+
+def _query(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+    """The query string validated as ``model``, or a 422 naming the field."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        return error(422, f"invalid {model.__name__}", validation_details(exc))
+
+
+def create_endpoint(service: LocalService, token: str, ui_root: Path | None = None,
+                    rate_limit: RateLimit | None | str = "env") -> Starlette:
+    """The app; ``rate_limit`` is the per-token limit ("env": from CLOUDOPS_RATE_LIMIT; None: no limit)."""
+    if rate_limit == "env":
+        rate_limit = rate_limit_from_env()
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "protocol": PROTOCOL_VERSION, "role": "local"})
+
+    async def plan(request: Request) -> JSONResponse:
+        body = await parse_body(request, PlanRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        # The CLI's --offline and --server reach the app's stack through the query string (the body is the
+        # protocol's PlanRequest, which has no place for them).
+        offline = request.query_params.get("offline") in ("1", "true")
+        server = request.query_params.get("server")
+        if server is not None and not server.startswith(("http://", "https://")):
+            return error(422, "invalid server", [{"field": "server", "message": "an http(s) URL is required"}])
+        response = await run_in_threadpool(service.plan, body, offline, server)
+        return JSONResponse(response.model_dump(mode="json"))
+
+    async def search(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        if not isinstance(data, dict) or not isinstance(data.get("query"), str) or not data["query"].strip():
+            return error(422, "invalid search", [{"field": "query", "message": "a non-empty string is required"}])
+        limit = data.get("limit", 10)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return error(422, "invalid search", [{"field": "limit", "message": "an integer from 1 to 1000"}])
+
+        def work():
+            from app.estate.lookup import QueryError
+
+            index = service.index()
+            try:
+                hits = index.search(data["query"], limit=limit, account=data.get("account") or None,
+                                    resource_type=data.get("type") or None)
+            except QueryError as exc:
+                return error(422, str(exc), [{"field": "query", "message": str(exc)}])
+            docs = service.estate.store.documents([h.id for h in hits])
+            return JSONResponse([{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score,
+                                  "why": h.why} for h in hits if h.id in docs])
+
+        return await run_in_threadpool(work)
+
+    async def status(request: Request) -> JSONResponse:
+        from app.estate.sync_status import StatusBook
+
+        rows = [s.model_dump(mode="json") for s in StatusBook(service.estate.store.engine).all()]
+        return JSONResponse({"documents": service.estate.store.count(), "scopes": rows})
+
+    async def sync(request: Request) -> JSONResponse:
+        data = (await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}) or {}
+        if not isinstance(data, dict):
+            return error(422, "invalid sync", [{"field": "body", "message": "a JSON object is expected"}])
+        for name in ("account", "region", "service"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                return error(422, "invalid sync", [{"field": name, "message": "a string is expected"}])
+        try:
+            report = await run_in_threadpool(service.sync, bool(data.get("full")), data.get("account"),
+                                             data.get("region"), data.get("service"))
+        except SyncBusy as exc:
+            return error(409, str(exc))
+        return JSONResponse(report)
+
+    def _plan_from(data) -> PlanResponse:
+        if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
+            raise HTTPException(422, "request_id is required")
+        plan = service.plans.get(data["request_id"])
+        if plan is None:
+            raise HTTPException(404, "no such plan in this session")
+        return plan
+
+    async def approve(request: Request) -> JSONResponse:
+        from app.execution.approvals import ApprovalError
+
+        plan = _plan_from(await read_json(request))
+        try:
+            approval = service.approvals.approve(plan)
+        except ApprovalError as exc:
+            service.audit.record("denial", request_id=plan.request_id, plan_hash=plan.plan_hash, detail=str(exc))
+            return error(409, str(exc))
+        service.audit.record("approval", request_id=plan.request_id, plan_hash=plan.plan_hash)
+        return JSONResponse({"approval_id": approval.approval_id, "expires_at": approval.expires_at.isoformat(),
+                             "plan_hash": approval.plan_hash})
+
+    async def execute(request: Request) -> JSONResponse:
+        from app.execution.approvals import ApprovalError
+
+        data = await read_json(request)
+        plan = _plan_from(data)
+        try:
+            result = await run_in_threadpool(service.execute, plan, data.get("approval_id"))
+        except ApprovalError as exc:
+            return error(403, str(exc))
+        return JSONResponse(result)
+
+    async def audit(request: Request) -> JSONResponse:
+        limit = int(request.query_params.get("limit", "50")) if request.query_params.get("limit", "50").isdigit() else 50
+        return JSONResponse([e.model_dump(mode="json") for e in service.audit.events(min(limit, 10000))])
+
+    async def autocomplete(request: Request) -> JSONResponse:
+        query = _query(request, AutocompleteQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        if not query.q.strip():
+            return JSONResponse({"q": query.q, "suggestions": []})
+        suggestions = await run_in_threadpool(service.autocomplete, query.q, query.limit)
+        return JSONResponse({"q": query.q, "suggestions": suggestions})
+
+    async def explorer(request: Request) -> JSONResponse:
+        from app.estate.explorer import ExplorerFilter, explore
+
+        query = _query(request, ExplorerQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        flt = ExplorerFilter(account=query.account, region=query.region, service=query.service,
+                             resource_type=query.type, state=query.state)
+        return JSONResponse(await run_in_threadpool(explore, service.estate.store, flt, query.limit))
+
+    async def resource(request: Request) -> JSONResponse:
+        query = _query(request, ResourceQuery)
+        if isinstance(query, JSONResponse):
+            return query
+        doc = await run_in_threadpool(service.estate.store.document, query.id)
+        if doc is None:
+            return error(404, "no such resource in the index")
+        return JSONResponse(doc.model_dump(mode="json"))
+
+    async def plan_by_id(request: Request) -> JSONResponse:
+        plan = service.plans.get(request.path_params["request_id"])
+        if plan is None:
+            return error(404, "no such plan in this session (denied, or made by an earlier launch)")
+        return JSONResponse({"plan": plan.model_dump(mode="json"), "production": production_targets(plan),
+                             "approval_ttl_s": int(service.approvals.ttl.total_seconds())})
+
+    async def deny(request: Request) -> JSONResponse:
+        data = await read_json(request)
+        plan = _plan_from(data)
+        reason = data.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            return error(422, "invalid deny", [{"field": "reason", "message": "a string of at most 500 characters"}])
+        await run_in_threadpool(service.deny, plan.request_id, reason)
+        return JSONResponse({"denied": True, "request_id": plan.request_id})
+
+    async def dry_run(request: Request) -> JSONResponse:
+        plan = _plan_from(await read_json(request))
+        if plan.risk_assessment.denied or not plan.script.steps:
+            return JSONResponse({"results": {}})
+
+        def work() -> dict[str, str]:
+            try:
+                return service.executor.dry_run(plan)
+            except Exception as exc:  # noqa: BLE001 - a dry run is advice: say why it could not run
+                return {s.step_id: f"dry run not possible: {type(exc).__name__}" for s in plan.script.steps}
+
+        return JSONResponse({"results": await run_in_threadpool(work)})
+
+    async def settings(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse(service.settings())
+        body = await parse_body(request, SettingsUpdate)
+        if isinstance(body, JSONResponse):
+            return body
+        return JSONResponse(await run_in_threadpool(service.update_settings, body))
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, "internal error")
+
+    routes = [Route("/v1/health", health), Route("/v1/plan", plan, methods=["POST"]),
+              Route("/v1/search", search, methods=["POST"]), Route("/v1/status", status),
+              Route("/v1/sync", sync, methods=["POST"]), Route("/v1/approve", approve, methods=["POST"]),
+              Route("/v1/execute", execute, methods=["POST"]), Route("/v1/audit", audit),
+              Route("/v1/autocomplete", autocomplete), Route("/v1/explorer", explorer),
+              Route("/v1/resource", resource), Route("/v1/plans/{request_id}", plan_by_id),
+              Route("/v1/deny", deny, methods=["POST"]), Route("/v1/dryrun", dry_run, methods=["POST"]),
+              Route("/v1/settings", settings, methods=["GET", "PUT"])]
+    index_page, asset = static_routes_handlers(ui_root)
+    routes += [Route("/", index_page), Route("/ui/{path:path}", asset)]
+    return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, token=token, rate_limit=rate_limit)],
+                     exception_handlers={HTTPException: http_error, Exception: crash})
+
+
+def write_endpoint_file(home: Path, url: str, token: str) -> Path:
+    """``endpoint.json`` with mode 0600 from the first byte (created with O_EXCL semantics via os.open)."""
+    path = home / "endpoint.json"
+    tmp = home / f".endpoint.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url, "token": token, "pid": os.getpid()}, handle)
+    os.replace(tmp, path)
+    return path
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def loopback_socket(port: int = 0) -> tuple[socket.socket, str]:
+    """The endpoint's listening socket on 127.0.0.1 (never another interface) and its URL.
+
+    TCP_NODELAY is set here because accepted connections inherit it: without it, a keep-alive client
+    waits out Nagle + delayed ACK (~40 ms) on every response that leaves in two writes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def endpoint_server(service: LocalService, token: str):
+    """The uvicorn server of the endpoint, quiet (no access log: requests carry prompts)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
