@@ -22,6 +22,7 @@ from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
 from agent.lexicon import types_in
+from agent.llm import MODEL_FAILED
 from agent.mentions import Mention, find_hints, find_mentions, masked_prompt, without_hints
 from agent.operations import StepBuildError, build_steps
 from agent.playbook import LoadedPlaybook, ParamSpec, Playbook, default_playbook_dir, load_playbooks
@@ -119,7 +120,7 @@ class Planner:
         if result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
             candidates = self._playbook_candidates(result, 3)
             question = "Which operation do you mean?"
-            suggested = self._llm_rank(request.prompt, candidates)
+            suggested = self._llm_rank(request.prompt, candidates, warnings)
             if suggested is not None:
                 candidates = [suggested] + [c for c in candidates if c is not suggested]
                 question += f" (the offline model suggests {suggested.playbook}; nothing runs until you say)"
@@ -240,6 +241,7 @@ class Planner:
         try:
             value = filler.fill_slot(prompt, spec.description, options)
         except Exception:  # noqa: BLE001 - a model failure only means: ask the operator, as without a model
+            _note_model_failure(warnings)
             return None
         if value is not None:
             self._llm_used = True
@@ -247,7 +249,7 @@ class Planner:
                             "before approving")
         return value
 
-    def _llm_rank(self, prompt: str, candidates: list[Candidate]) -> Candidate | None:
+    def _llm_rank(self, prompt: str, candidates: list[Candidate], warnings: list[str]) -> Candidate | None:
         filler = self.stack.gap_filler
         if filler is None:
             return None
@@ -255,6 +257,7 @@ class Planner:
         try:
             pick = filler.rank_choices(prompt, choices)
         except Exception:  # noqa: BLE001 - no suggestion is the answer without a model too
+            _note_model_failure(warnings)
             return None
         if pick is None:
             return None
@@ -324,6 +327,13 @@ class Planner:
         elif steps:
             lines.append("Read-only: no approval needed.")
         return "\n".join(lines)
+
+
+def _note_model_failure(warnings: list[str]) -> None:
+    """The offline model crashed, hung or answered garbage (agent.llm.ModelFailed): the plan is what the
+    rules alone give, and says so once."""
+    if MODEL_FAILED not in warnings:
+        warnings.append(MODEL_FAILED)
 
 
 def _value_text(prompt: str, mentions: list[Mention], target: IdentifiedResource) -> str:

@@ -1,13 +1,21 @@
 """The offline model as a gap filler: the real GGUF under llama.cpp, answering only among the values the
-prompt itself holds (a JSON-schema enum grammar), and never trusted beyond that."""
+prompt itself holds (a JSON-schema enum grammar), and never trusted beyond that; in a worker process whose
+crash, hang or failure to load leaves the plan to the rules, with a warning that says so."""
 
 from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from agent import slots
-from agent.llm import GapFiller, gguf_path
+from agent.llm import MAX_FAILURES, MODEL_FAILED, GapFiller, ModelFailed, gguf_path, load_model
 from agent.playbook import ParamSpec
+from agent.protocol import PlanRequest
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +41,100 @@ def test_the_packaged_model_chooses_only_among_the_options():
                                                             "aws_rds_reboot_instance": "Reboot"})
     assert pick in ("aws_rds_modify_instance_class", "aws_rds_reboot_instance", None)
     assert filler.calls == 4
+    filler.close()
 
 
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("CLOUDOPS_LLM", "off")
     assert GapFiller.available() is None
+
+
+# -- the worker process: a crash, a hang or a model that cannot load is a warning, never a dead app --------
+TIE = "make pg-instance-main1 faster"  # an operation tie: the planner asks the model to order its question
+
+
+@pytest.fixture
+def model_planner(stack):
+    """The session's real stack with the packaged model as its gap filler (taken off again after)."""
+    filler = GapFiller.available()
+    assert filler is not None
+    stack.gap_filler = filler
+    try:
+        yield stack.planner("local"), filler
+    finally:
+        stack.gap_filler = None
+        filler.close()
+
+
+def _signal_mid_call(filler: GapFiller, signum: int) -> threading.Thread:
+    """Send ``signum`` to the worker as soon as a request is in flight (sent, answer awaited)."""
+    def watch():
+        deadline = time.monotonic() + 120
+        while not filler.in_flight and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        pid = filler.worker_pid
+        if pid is not None:
+            os.kill(pid, signum)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_model_killed_mid_call_still_gives_the_plan(model_planner, seed_resource):
+    planner, filler = model_planner
+    request = PlanRequest(prompt=TIE, identified_resources=[seed_resource])
+    warm = planner.plan(request)  # starts and loads the worker, so the kill lands in an answer
+    assert warm.classification.method == "rules+retrieval+llm" and MODEL_FAILED not in warm.warnings
+    first_worker = filler.worker_pid
+
+    killer = _signal_mid_call(filler, signal.SIGKILL)
+    killed = planner.plan(request)
+    killer.join(timeout=5)
+    assert MODEL_FAILED in killed.warnings
+    assert killed.clarification is not None and len(killed.clarification.candidates) >= 2  # the rules' question
+    assert "offline model suggests" not in killed.clarification.question
+    assert killed.classification.method == "rules+retrieval"
+    assert filler.failures == 1 and filler.worker_pid is None
+
+    again = planner.plan(request)  # a new worker on the next call
+    assert again.classification.method == "rules+retrieval+llm" and MODEL_FAILED not in again.warnings
+    assert filler.worker_pid not in (None, first_worker) and filler.failures == 0
+
+
+def test_a_hung_model_times_out_and_is_killed(model_planner, seed_resource):
+    planner, filler = model_planner
+    request = PlanRequest(prompt=TIE, identified_resources=[seed_resource])
+    planner.plan(request)  # loaded and warm
+    hung = filler.worker_pid
+    filler.call_timeout = 2.0
+    stopper = _signal_mid_call(filler, signal.SIGSTOP)  # alive, silent: a hang
+    started = time.monotonic()
+    plan = planner.plan(request)
+    stopper.join(timeout=5)
+    assert MODEL_FAILED in plan.warnings and plan.clarification is not None
+    assert time.monotonic() - started < 2.0 + 10  # the timeout, the kill and the rules: no long wait
+    with pytest.raises(ProcessLookupError):  # killed (a stopped process still takes SIGKILL) and reaped
+        os.kill(hung, 0)
+
+
+def test_a_model_that_cannot_load_is_tried_again_then_left_off(tmp_path):
+    broken = tmp_path / "not-a-model.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    filler = GapFiller(broken)
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(ModelFailed, match="could not load the model"):
+            filler.rank_choices("make the orders db faster", {"a": "Change the class", "b": "Reboot"})
+    started = time.monotonic()
+    with pytest.raises(ModelFailed, match="off after"):  # no third load: each one costs a process and a load
+        filler.rank_choices("make the orders db faster", {"a": "Change the class", "b": "Reboot"})
+    assert time.monotonic() - started < 0.5 and filler.worker_pid is None and filler.calls == MAX_FAILURES
+
+
+def test_the_model_loads_without_extra_buffer_types():
+    """ggml's AMX kernels (the segfault of issue 15 on a native build) live in an extra buffer type; the
+    model must be loaded with those off whatever build pip had cached."""
+    llama = load_model(Path(gguf_path()), threads=1)
+    try:
+        assert llama.model_params.use_extra_bufts is False
+    finally:
+        llama.close()
