@@ -28,6 +28,7 @@ from agent.protocol import (
 )
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64  # no request of the protocol nests deeper than ~8; a deeper one is an attack on the parser
 log = logging.getLogger("cloudops.server")
 
 
@@ -50,9 +51,30 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         if len(body) > limit:
             raise HTTPException(413, f"body larger than {limit} bytes")
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, f"body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise HTTPException(400, f"body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def json_depth(data: Any) -> int:
+    """How deeply ``data`` nests (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class StackHolder:

@@ -20,6 +20,8 @@ _RDS_CLASS = re.compile(r"(?<![\w.])(db\.[a-z0-9]+\.[a-z0-9]+)(?!\w|\.\w)")
 _EC2_TYPE = re.compile(r"(?<![\w.])([a-z][a-z0-9-]*\d[a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|\d+xlarge|metal[a-z0-9-]*))(?!\w|\.\w)")
 _QUOTED = re.compile(r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]")
 _IDENT = r"([A-Za-z][A-Za-z0-9_.:-]{0,254})"
+# Words that introduce a thing without naming it: never taken as an identifier's value.
+_DETERMINERS = frozenset({"a", "an", "the", "any", "another", "some", "one", "its", "their", "my", "our", "new"})
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
           "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
           "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
@@ -123,7 +125,7 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     if kind == "identifier":
         cues = [*spec.cues, *_NAMING_CUES] if "name" in spec.name else spec.cues
         match = _after_cue(masked, cues, _IDENT)
-        if match:
+        if match and match.group(1).lower() not in _DETERMINERS:  # "fail over to a reader": no name given
             return match.group(1).rstrip(".:")
         quoted = _QUOTED.search(masked)
         return quoted.group(1).strip() if quoted else None

@@ -103,6 +103,8 @@ def load_config(path: Path | None = None) -> Config:
 def save_config(config: Config, path: Path | None = None) -> Path:
     path = path or config_path()
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(config.model_dump(exclude_defaults=True), sort_keys=False), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private from the first byte
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump(config.model_dump(exclude_defaults=True), sort_keys=False))
     os.replace(tmp, path)  # atomic: a crash never leaves half a config
     return path

@@ -57,13 +57,16 @@ def test_sync_plan_run_audit(demo):
     asked = cli(demo, "run", "delete orders-db", "--approve", "--json")  # same name in two accounts
     assert asked.returncode == 3 and json.loads(asked.stdout)["plan"]["clarification"]
 
-    done = cli(demo, "run", "Stop pg-instance-main1", "--approve", "--json")
+    untyped = cli(demo, "run", "Stop pg-instance-main1", "--approve", "--json")  # production: the name must be typed
+    assert untyped.returncode == 3 and "pg-instance-main1" in json.loads(untyped.stdout)["why_not_run"]
+    assert pg_status() == "available"
+    done = cli(demo, "run", "Stop pg-instance-main1", "--approve", "--confirm", "pg-instance-main1", "--json")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["ok"] and result["steps"][0]["status"] == "succeeded"
     assert pg_status() == "stopped"
 
-    rebooted = cli(demo, "run", "reboot web-server-2 in production", "--approve", "--json")
+    rebooted = cli(demo, "run", "reboot web-server-2 in production", "--approve", "--confirm", "web-server-2", "--json")
     assert rebooted.returncode == 0, rebooted.stderr[-2000:]
     assert json.loads(rebooted.stdout)["dry_run"] == {"step-1": "would succeed"}  # EC2 has DryRun: asked first
 
@@ -108,7 +111,7 @@ def test_cli_goes_through_the_running_app(demo):
         found = json.loads(cli(demo, "search", "through-the-app", "--json", "--limit", "1").stdout)
         assert found[0]["name"] == "through-the-app" and found[0]["account_name"] == "dev"
 
-        started = cli(demo, "run", "Start pg-instance-main1", "--approve", "--json")
+        started = cli(demo, "run", "Start pg-instance-main1", "--approve", "--confirm", "pg-instance-main1", "--json")
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         result = json.loads(started.stdout)
         assert result.get("ok"), json.dumps(result)[-3000:]
@@ -151,7 +154,8 @@ def test_endpoint_workflow_failure_in_the_middle_and_expiry(demo):
             assert [s["operation"] for s in plan["script"]["steps"]] == ["CreateDBSnapshot", "StopDBInstance"]
             boto3.Session(profile_name="prod").client("rds", region_name="us-west-2").stop_db_instance(
                 DBInstanceIdentifier="pg-instance-main1")  # the world changed after the plan was made
-            approval = client.post("/v1/approve", json={"request_id": plan["request_id"]}).json()
+            approval = client.post("/v1/approve", json={"request_id": plan["request_id"],
+                                                       "confirm": plan["confirmation"]["phrase"]}).json()
             report = client.post("/v1/execute", json={"request_id": plan["request_id"],
                                                       "approval_id": approval["approval_id"]}).json()
             assert [s["status"] for s in report["steps"]] == ["succeeded", "failed"], report
@@ -159,7 +163,8 @@ def test_endpoint_workflow_failure_in_the_middle_and_expiry(demo):
             assert "failed" in report["state_left"]
 
             plan = client.post("/v1/plan", json={"prompt": "start pg-instance-main1"}).json()
-            approval = client.post("/v1/approve", json={"request_id": plan["request_id"]}).json()
+            approval = client.post("/v1/approve", json={"request_id": plan["request_id"],
+                                                       "confirm": plan["confirmation"]["phrase"]}).json()
             time.sleep(3)
             late = client.post("/v1/execute", json={"request_id": plan["request_id"],
                                                     "approval_id": approval["approval_id"]})
@@ -181,8 +186,10 @@ def test_no_key_in_any_output_or_log_of_a_full_run(demo):
 
     outputs = [cli(demo, *args) for args in (["sync", "--json", "--full"], ["search", "pg-main", "--json"],
                                              ["plan", "reboot web-server-2 in production", "--json"],
-                                             ["run", "reboot web-server-2 in production", "--approve", "--json"],
-                                             ["run", "stop pg-instance-main1", "--approve", "--json"],
+                                             ["run", "reboot web-server-2 in production", "--approve", "--confirm",
+                                              "web-server-2", "--json"],
+                                             ["run", "stop pg-instance-main1", "--approve", "--confirm",
+                                              "pg-instance-main1", "--json"],
                                              ["status", "--json"], ["audit", "--json", "--limit", "500"])]
     text = "\n".join(o.stdout + o.stderr for o in outputs)
     assert all(o.returncode in (0, 1, 2, 3) for o in outputs) and "Traceback" not in text

@@ -62,7 +62,11 @@ def test_approve_and_execute_are_pinned(client):
     plan = client.post("/v1/plan", json={"prompt": "Stop pg-instance-main1"}).json()
     assert client.post("/v1/execute", json={"request_id": plan["request_id"]}).status_code == 403  # not approved
     assert client.post("/v1/approve", json={"request_id": "nope"}).status_code == 404
-    approval = client.post("/v1/approve", json={"request_id": plan["request_id"]}).json()
+    # A change to a production database: approval takes its name typed.
+    assert plan["confirmation"]["phrase"] == "pg-instance-main1"
+    untyped = client.post("/v1/approve", json={"request_id": plan["request_id"]})
+    assert untyped.status_code == 409 and "pg-instance-main1" in untyped.json()["error"]
+    approval = client.post("/v1/approve", json={"request_id": plan["request_id"], "confirm": "pg-instance-main1"}).json()
     assert approval["plan_hash"] == plan["plan_hash"]
     other = client.post("/v1/plan", json={"prompt": "reboot pg-instance-main1"}).json()
     mismatch = client.post("/v1/execute", json={"request_id": other["request_id"], "approval_id": approval["approval_id"]})
@@ -222,9 +226,10 @@ def test_plan_by_id_deny_and_dry_run(client):
     assert list(dry["results"].values()) == ["no dry run for this API"]
     assert client.post("/v1/deny", json={"request_id": plan["request_id"], "reason": 7}).status_code == 422
     assert client.post("/v1/deny", json={"request_id": plan["request_id"], "reason": "not today"}).json()["denied"]
-    assert client.get(f"/v1/plans/{plan['request_id']}").status_code == 404
-    assert client.post("/v1/approve", json={"request_id": plan["request_id"]}).status_code == 404
-    assert client.post("/v1/deny", json={"request_id": plan["request_id"]}).status_code == 404
+    assert client.get(f"/v1/plans/{plan['request_id']}").json()["status"] == "denied"  # every view shows it
+    refused = client.post("/v1/approve", json={"request_id": plan["request_id"], "confirm": "pg-instance-main1"})
+    assert refused.status_code == 409 and "denied" in refused.json()["error"]
+    assert client.post("/v1/deny", json={"request_id": "no-such-plan"}).status_code == 404
     denial = next(e for e in client.get("/v1/audit").json() if e["kind"] == "denial")
     assert denial["request_id"] == plan["request_id"] and "operator: not today" in denial["detail"]
 
@@ -259,7 +264,8 @@ def test_settings_validate_write_and_offline(client):
 def test_approval_ttl_from_the_environment(monkeypatch):
     from datetime import timedelta
 
-    from app.interfaces.endpoint import APPROVAL_TTL_ENV, _approval_ttl
+    from app.execution.service import APPROVAL_TTL_ENV
+    from app.execution.service import approval_ttl as _approval_ttl
 
     monkeypatch.delenv(APPROVAL_TTL_ENV, raising=False)
     assert _approval_ttl() is None  # the approval book's 10 minutes

@@ -18,6 +18,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from agent.protocol import PlanResponse, plan_hash
 from app.estate.resource_store import sqlite_engine
+from app.home import private_file
 
 DEFAULT_TTL = timedelta(minutes=10)
 
@@ -52,7 +53,7 @@ def _utc(value: datetime) -> datetime:
 class ApprovalBook:
     def __init__(self, path: Path, ttl: timedelta = DEFAULT_TTL):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sqlite_engine(path)
+        self.engine = sqlite_engine(private_file(path))  # 0600 before SQLite opens it: -wal/-shm follow
         SQLModel.metadata.create_all(self.engine, tables=[Approval.__table__, Run.__table__])
         self.ttl = ttl
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.estate.resource_store import sqlite_engine
+from app.home import private_file
 
 
 class AuditEvent(SQLModel, table=True):
@@ -33,6 +34,14 @@ class AuditEvent(SQLModel, table=True):
     outcome: str | None = None
     aws_request_id: str | None = None
     detail: str | None = None
+    resource: str | None = None  # the names of what the event is about
+    account_name: str | None = None
+    actor: str | None = None  # who approved or denied (OS user and the way in: cli, app)
+
+
+# Columns added after the first release: an older audit.db gains them (ALTER TABLE ADD COLUMN keeps every
+# row; the append-only triggers guard UPDATE and DELETE, not the schema).
+_ADDED_COLUMNS = ("resource", "account_name", "actor")
 
 
 _TRIGGERS = [
@@ -44,9 +53,13 @@ _TRIGGERS = [
 class AuditTrail:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sqlite_engine(path)
+        self.engine = sqlite_engine(private_file(path))  # 0600 before SQLite opens it: -wal/-shm follow
         SQLModel.metadata.create_all(self.engine, tables=[AuditEvent.__table__])
         with self.engine.begin() as conn:
+            present = {row[1] for row in conn.execute(text("PRAGMA table_info(audit)"))}
+            for column in _ADDED_COLUMNS:
+                if column not in present:
+                    conn.execute(text(f"ALTER TABLE audit ADD COLUMN {column} VARCHAR"))
             for statement in _TRIGGERS:
                 conn.execute(text(statement))
 

@@ -59,6 +59,11 @@ class Executor:
             except ApprovalError as exc:
                 self.audit.record("refusal", request_id=plan.request_id, plan_hash=plan.plan_hash, detail=str(exc))
                 raise
+        try:
+            self.approvals.claim_run(plan)  # at most once, whichever way the second call arrives
+        except ApprovalError as exc:
+            self.audit.record("refusal", request_id=plan.request_id, plan_hash=plan.plan_hash, detail=str(exc))
+            raise
         report = ExecutionReport(request_id=plan.request_id, plan_hash=plan.plan_hash)
         failed = False
         for step in plan.script.steps:
@@ -69,7 +74,8 @@ class Executor:
             report.steps.append(outcome)
             self.audit.record("step", request_id=plan.request_id, plan_hash=plan.plan_hash, account_id=step.account_id,
                               region=step.region, operation=step.operation, parameters=step.parameters,
-                              outcome=outcome.status, aws_request_id=outcome.aws_request_id, detail=outcome.error)
+                              outcome=outcome.status, aws_request_id=outcome.aws_request_id, detail=outcome.error,
+                              resource=", ".join(_names(plan, step)) or None, account_name=step.account_name)
             failed = outcome.status == "failed"
         return report
 
@@ -150,3 +156,8 @@ def _call_problems(step: Step) -> str | None:
         return f"{step.operation} has no parameter {unknown[0]!r}"
     problems = aws_models.validate_parameters(step.service, step.operation, step.parameters)
     return problems[0] if problems else None
+
+
+def _names(plan: PlanResponse, step: Step) -> list[str]:
+    names = {r.resource_id: r.display_name for r in plan.identified_resources}
+    return [names.get(t, t) for t in step.targets]

@@ -1,24 +1,20 @@
-"""Asking an agent server for a plan, and falling back to the local stack when it cannot answer.
+"""Asking an agent server for a plan.
 
 The request carries only the prompt, the identified resources and the user context: the protocol
-has no field for credentials. A server that is down, slow, answers 5xx or answers something that is
-not a valid PlanResponse, or a plan that steps outside what the client identified (app.execution.plan_check), is
-treated alike: the local stack answers, and ``served_by`` says so.
+has no field for credentials. A server that is down, slow, answers 5xx or 4xx or something that is not
+a valid PlanResponse raises ServerUnavailable; the service (app.execution.service) then plans with the
+local stack and says so. A well-formed answer is still only a claim: the service checks it
+(app.execution.verify) before anyone sees it.
 """
 
 from __future__ import annotations
-
-import logging
-from collections.abc import Callable
 
 import httpx
 from pydantic import ValidationError
 
 from agent.protocol import PlanRequest, PlanResponse
 from app.config import env_seconds
-from app.execution.plan_check import ForeignPlan, check_plan_against_request
 
-log = logging.getLogger("cloudops.remote")
 TIMEOUT_S = 10.0  # CLOUDOPS_SERVER_TIMEOUT_S overrides it: past it, the local stack answers
 
 
@@ -44,22 +40,4 @@ def plan_remote(request: PlanRequest, server_url: str, timeout: float | None = N
         raise ServerUnavailable(f"{server_url} answered something that is not a PlanResponse") from None
     if response.served_by != "server":
         raise ServerUnavailable(f"{server_url} answered served_by={response.served_by!r}")
-    try:
-        check_plan_against_request(request, response)
-    except ForeignPlan as exc:
-        raise ServerUnavailable(f"{server_url} answered a plan outside the request: {exc}") from None
-    return response
-
-
-def plan_with_fallback(request: PlanRequest, server_url: str | None, local_stack: Callable[[], object]) -> PlanResponse:
-    warning = None
-    if server_url:
-        try:
-            return plan_remote(request, server_url)
-        except ServerUnavailable as exc:
-            warning = f"agent server not used ({exc}); planned locally"
-            log.warning(warning)
-    response = local_stack().planner("local").plan(request)
-    if warning:
-        response.warnings.insert(0, warning)
     return response

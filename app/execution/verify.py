@@ -25,6 +25,7 @@ the local stack's plan and audits the refusal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -60,7 +61,7 @@ class TrustContext:
 
 def _handles(r: IdentifiedResource) -> set[str]:
     out = {r.resource_id, r.arn or "", r.name or ""}
-    for key in ("queue_url", "cluster_arn", "service_arn"):
+    for key in ("queue_url",):
         value = r.attributes.get(key)
         if isinstance(value, str):
             out.add(value)
@@ -75,6 +76,11 @@ class _Resources:
         for r in resources:
             for handle in _handles(r):
                 self.by_handle.setdefault(handle, []).append(r)
+
+    def related(self, value: str, account: AwsAccount, region: str) -> bool:
+        """Whether ``value`` is listed in the relations (members, replicas, ...) of an identified resource
+        of that account and region."""
+        return any(value in _linked(r) and _fits(r, account, region) for rs in self.by_handle.values() for r in rs)
 
     def find(self, value: str, rtype: str | None = None) -> list[IdentifiedResource]:
         found = self.by_handle.get(value, [])
@@ -91,6 +97,18 @@ def _fits(resource: IdentifiedResource, account: AwsAccount, region: str) -> boo
     return resource.region in GLOBAL_REGIONS or resource.resource_type == "iam_role" or resource.region == region
 
 
+def _linked(resource: IdentifiedResource) -> set[str]:
+    """What a resource points at: its relations (members, replicas, cluster) and ARN-valued attributes
+    (an ECS service's cluster_arn)."""
+    out = {v for values in resource.relations.values() for v in values}
+    out |= {v for k, v in resource.attributes.items() if isinstance(v, str) and k.endswith(("_arn", "_url", "_id"))}
+    return out
+
+
+def _related(target: IdentifiedResource, other: IdentifiedResource) -> bool:
+    return bool(_handles(other) & _linked(target)) or bool(_handles(target) & _linked(other))
+
+
 def _account_of(step: Step, accounts: list[AwsAccount]) -> AwsAccount:
     """The configured account the step runs in (by id, else by name); refused when it is not configured."""
     for account in accounts:
@@ -101,7 +119,9 @@ def _account_of(step: Step, accounts: list[AwsAccount]) -> AwsAccount:
             return account
         if step.account_id and not account.account_id and step.account_name and account.name == step.account_name:
             return account
-    if not step.account_id and not step.account_name and len(accounts) == 1:
+    if len(accounts) == 1 and (not (step.account_id or step.account_name) or not accounts[0].account_id):
+        # One account whose id this client does not know (the default credentials): every call runs in
+        # whatever account those credentials belong to, so the plan cannot point it anywhere else.
         return accounts[0]
     where = step.account_id or step.account_name or "no account"
     raise PlanRefused(f"{step.step_id} runs in {where}, which is not a configured account")
@@ -119,6 +139,8 @@ def _check_references(step: Step, refs: list[Reference], known: _Resources, acco
         if ref.resource_type is None or ref.creates:
             continue
         candidates = known.find(ref.value, ref.resource_type)
+        if not candidates and known.related(ref.value, account, step.region):
+            continue  # a member of an identified resource (the reader a cluster fails over to)
         if not candidates:
             raise PlanRefused(f"{step.step_id} names {ref.value!r} ({ref.path}), which the lookup did not "
                               "identify for this request")
@@ -166,10 +188,18 @@ def verify_step(step: Step, trust: TrustContext, known: _Resources) -> tuple[Ste
     named = _check_references(step, references(step.service, step.operation, step.parameters), known, account,
                               configured_ids)
     claimed = _claimed_targets(step, known, account)
-    if {r.resource_id for r in claimed} != {r.resource_id for r in named}:
+    claimed_ids = {r.resource_id for r in claimed}
+    if not claimed_ids <= {r.resource_id for r in named}:
         says = ", ".join(r.display_name for r in claimed) or "nothing"
         calls = ", ".join(r.display_name for r in named) or "nothing"
         raise PlanRefused(f"{step.step_id} says it acts on {says}, but its call names {calls}")
+    for other in (r for r in named if r.resource_id not in claimed_ids):
+        # Beyond its targets a call may name only their own members (the reader a failover promotes).
+        if not any(_related(target, other) for target in claimed):
+            says = ", ".join(r.display_name for r in claimed) or "nothing"
+            raise PlanRefused(f"{step.step_id} says it acts on {says}, but its call names {other.display_name}")
+    if not claimed and not named:
+        _refuse_untargeted_names(step)
     if step.waiter and step.waiter not in aws_models.waiter_names(step.service):
         raise PlanRefused(f"{step.step_id} waits with {step.waiter!r}, which {step.service} does not have")
     acc = access(step.service, step.operation)
@@ -181,8 +211,26 @@ def verify_step(step: Step, trust: TrustContext, known: _Resources) -> tuple[Ste
                           f"(expected {aws_models.command_line(argv)!r})")
     checked = step.model_copy(deep=True, update={
         "mutating": acc.mutating, "access": acc.encode(), "account_id": account.account_id or step.account_id,
-        "account_name": account.name, "targets": [r.resource_id for r in named]})
+        "account_name": account.name, "targets": [r.resource_id for r in claimed] or [r.resource_id for r in named]})
     return checked, named
+
+
+_NAMING_MEMBER = re.compile(r"(Name|Names|Id|Ids|Identifier|Identifiers|Arn|Arns|ARN|ARNs|Url|Urls|^name|^cluster"
+                            r"|^service|^clusters|^services)$")
+# Operations that make something new: a name among their parameters is the new thing's, not a reference.
+_MAKING_VERBS = ("Create", "Run", "Put", "Register", "Import", "Copy", "Restore", "Allocate", "Request", "Purchase",
+                 "Publish", "Send", "Start")
+
+
+def _refuse_untargeted_names(step: Step) -> None:
+    """A step that acts on no identified resource may not name one either (``DeleteUser UserName=x`` with
+    no target is refused); only an operation that makes something may carry the new thing's name."""
+    if step.operation.startswith(_MAKING_VERBS):
+        return
+    members = aws_models.input_members(step.service, step.operation)
+    for name, value in step.parameters.items():
+        if _NAMING_MEMBER.search(name) and members.get(name) is not None and value not in (None, "", []):
+            raise PlanRefused(f"{step.step_id} acts on no identified resource but names {value!r} ({name})")
 
 
 def _curated(plan: PlanResponse, steps: list[Step], playbooks: dict[str, Playbook]) -> Playbook | None:

@@ -22,8 +22,6 @@ import os
 import secrets
 import socket
 import threading
-from collections import OrderedDict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +40,12 @@ from agent import __version__
 from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
 from agent.server import error, parse_body, read_json
 from app.config import Schedules
+from app.execution.service import NotRun, OperationsService, PlanNotFound, UnknownResources
 from app.interfaces.ratelimit import RateLimit, TokenBuckets, rate_limit_from_env
 from app.interfaces.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
-MAX_PLANS = 256
 STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-APPROVAL_TTL_ENV = "CLOUDOPS_APPROVAL_TTL_S"  # seconds; the default is the approval book's 10 minutes
 _SECURITY_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
@@ -149,42 +146,67 @@ class ResourceQuery(BaseModel):
     id: str = Field(min_length=1, max_length=2048)
 
 
-def _approval_ttl() -> timedelta | None:
-    """The approval lifetime from ``CLOUDOPS_APPROVAL_TTL_S`` (tests shorten it), else the default."""
-    raw = os.environ.get(APPROVAL_TTL_ENV)
-    if not raw:
-        return None
-    seconds = float(raw)
-    if not 1 <= seconds <= 24 * 3600:
-        raise ValueError(f"{APPROVAL_TTL_ENV} must be between 1 and 86400 seconds")
-    return timedelta(seconds=seconds)
+_REQUEST_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class PlanRef(BaseModel):
+    """A body that names one plan of this session (dry run)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = _REQUEST_ID
+
+
+class ApproveBody(PlanRef):
+    confirm: str | None = Field(default=None, max_length=512, description="The typed name a critical or "
+                                "production plan asks for (its confirmation.phrase).")
+    stale_ok: StrictBool = Field(default=False, description="Approve although the data may be out of date.")
+
+
+class ExecuteBody(PlanRef):
+    approval_id: str | None = Field(default=None, max_length=128)
+
+
+class DenyBody(PlanRef):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+    limit: int = Field(default=10, ge=1, le=1000)
+    account: str | None = Field(default=None, max_length=128)
+    type: str | None = Field(default=None, max_length=64)
+
+
+class SyncBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full: StrictBool = False
+    account: str | None = Field(default=None, max_length=128)
+    region: str | None = Field(default=None, max_length=64)
+    service: str | None = Field(default=None, max_length=64)
 
 
 class LocalService:
-    """The estate, the local agent stack, approvals, executor and audit, shared by the routes."""
+    """The app's side of the endpoint: the estate (its index, sync, explorer, settings) and the one
+    OperationsService (plan, approve, execute, audit) shared by every route."""
 
     def __init__(self, local_stack_factory, server_url: str | None = None):
-        from app.execution.approvals import ApprovalBook
-        from app.execution.audit import AuditTrail
         from app.estate.estate import Estate
-        from app.execution.executor import Executor
         from app.home import cloudops_home
 
         self.estate = Estate()
-        self.server_url = server_url or self.estate.config.server_url
         self.local_stack_factory = local_stack_factory
         self._stack = None
-        ttl = _approval_ttl()
-        self.approvals = ApprovalBook(cloudops_home() / "state.db", **({"ttl": ttl} if ttl else {}))
-        self.audit = AuditTrail(cloudops_home() / "audit.db")
-        self.executor = Executor(self.approvals, self.audit)
-        self.plans: OrderedDict[str, PlanResponse] = OrderedDict()
         self.lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._index = None
         self._names: dict[str, list[int]] = {}
         self._config_stamp: int | None = None
         self.current_config()
+        self.operations = OperationsService(self.estate, self.stack, cloudops_home(), lookup=self.index,
+                                            server_url=server_url, config=self.current_config,
+                                            after_run=self._refresh_after_run)
+        self.approvals, self.audit = self.operations.approvals, self.operations.audit
 
     def stack(self):
         if self._stack is None:
@@ -202,24 +224,15 @@ class LocalService:
         return index
 
     def plan(self, request: PlanRequest, offline: bool = False, server_url: str | None = None) -> PlanResponse:
-        """Plan with the app's index; ``offline`` forces the local stack, ``server_url`` overrides config's."""
-        from app.estate.context import build_request
-        from app.execution.remote import plan_with_fallback
+        """Plan with the app's index; resources named in the body are re-read from the index by ARN, and
+        accounts and profiles come from config.yaml only (UnknownResources when the index lacks one)."""
+        return self.operations.plan(request, request.prompt, offline=offline, server_url=server_url, from_index=True)
 
-        if not request.identified_resources:
-            looked_up = build_request(request.prompt, self.index(), self.estate.store, self.estate.config)
-            request = request.model_copy(update={"identified_resources": looked_up.identified_resources,
-                                                 "user_context": request.user_context if request.user_context.aws_accounts
-                                                 else looked_up.user_context})
-        server_url = None if offline or self.current_config().offline else (server_url or self.server_url)
-        response = plan_with_fallback(request, server_url, self.stack)
-        self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,
-                          detail=response.classification.playbook)
-        with self.lock:
-            self.plans[response.request_id] = response
-            while len(self.plans) > MAX_PLANS:
-                self.plans.popitem(last=False)
-        return response
+    def _refresh_after_run(self, plan: PlanResponse) -> str | None:
+        with self._sync_lock:
+            note = self.estate.refresh_after_run(plan)
+        self._index = None
+        return note
 
     def current_config(self):
         """config.yaml as it is now: the tray and the CLI write it too (offline mode, accounts), so it is
@@ -250,20 +263,6 @@ class LocalService:
         self._index = None  # reload on the next search
         return report.as_json()
 
-    def execute(self, plan: PlanResponse, approval_id: str | None) -> dict[str, Any]:
-        """Run the approved plan, then re-read the scopes it touched so the index (and the next plan)
-        sees what the run left."""
-        report = self.executor.run(plan, approval_id)
-        result: dict[str, Any] = {"ok": report.ok, "state_left": report.state_left,
-                                  "steps": [s.__dict__ for s in report.steps]}
-        if any(s.status != "not_run" for s in report.steps):
-            with self._sync_lock:
-                note = self.estate.refresh_after_run(plan)
-            self._index = None
-            if note:
-                result["index_note"] = note
-        return result
-
     def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
         """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
         index = self.index()
@@ -279,16 +278,6 @@ class LocalService:
                         "places": sorted({f"{index.account_names[r]} {index.regions[r]}" for r in rows})})
         return out
 
-    def deny(self, request_id: str, reason: str | None) -> bool:
-        """The operator said no: the denial is audited and the plan forgotten, so it cannot be approved later."""
-        with self.lock:
-            plan = self.plans.pop(request_id, None)
-        if plan is None:
-            return False
-        self.audit.record("denial", request_id=plan.request_id, prompt=None, plan_hash=plan.plan_hash,
-                          detail="denied by the operator" + (f": {reason}" if reason else ""))
-        return True
-
     def settings(self) -> dict[str, Any]:
         from app.config import config_path
 
@@ -297,7 +286,7 @@ class LocalService:
                 "schedules": config.schedules.model_dump(), "embed_via_server": config.embed_via_server,
                 "accounts": [a.model_dump() for a in config.effective_accounts()],
                 "accounts_configured": bool(config.accounts), "config_path": str(config_path()),
-                "approval_ttl_s": int(self.approvals.ttl.total_seconds())}
+                "approval_ttl_s": int(self.operations.approvals.ttl.total_seconds())}
 
     def update_settings(self, update: SettingsUpdate) -> dict[str, Any]:
         """Read config.yaml afresh (the CLI may have changed accounts), apply the fields sent, write it back."""
@@ -318,7 +307,7 @@ class LocalService:
             self.estate.config = config
             self._config_stamp = None  # re-read (and stamp) on the next use
             if "server_url" in changes:
-                self.server_url = config.server_url
+                self.operations.server_url = config.server_url
         return self.settings()
 
 
@@ -364,29 +353,31 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         server = request.query_params.get("server")
         if server is not None and not server.startswith(("http://", "https://")):
             return error(422, "invalid server", [{"field": "server", "message": "an http(s) URL is required"}])
-        response = await run_in_threadpool(service.plan, body, offline, server)
+        try:
+            response = await run_in_threadpool(service.plan, body, offline, server)
+        except UnknownResources as exc:
+            return error(422, "identified_resources names resources the local index does not hold",
+                         [{"field": "identified_resources", "message": f"not in the local index: {name}"}
+                          for name in exc.names])
         return JSONResponse(response.model_dump(mode="json"))
 
     async def search(request: Request) -> JSONResponse:
-        data = await read_json(request)
-        if not isinstance(data, dict) or not isinstance(data.get("query"), str) or not data["query"].strip():
-            return error(422, "invalid search", [{"field": "query", "message": "a non-empty string is required"}])
-        limit = data.get("limit", 10)
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
-            return error(422, "invalid search", [{"field": "limit", "message": "an integer from 1 to 1000"}])
+        body = await parse_body(request, SearchBody)
+        if isinstance(body, JSONResponse):
+            return body
 
         def work():
             from app.estate.lookup import QueryError
 
             index = service.index()
             try:
-                hits = index.search(data["query"], limit=limit, account=data.get("account") or None,
-                                    resource_type=data.get("type") or None)
+                hits = index.search(body.query, limit=body.limit, account=body.account or None,
+                                    resource_type=body.type or None)
             except QueryError as exc:
                 return error(422, str(exc), [{"field": "query", "message": str(exc)}])
             docs = service.estate.store.documents([h.id for h in hits])
-            return JSONResponse([{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score,
-                                  "why": h.why} for h in hits if h.id in docs])
+            return JSONResponse([{**docs[h.id].model_dump(mode="json", exclude={"text", "content_hash"}),
+                                  "score": h.score, "why": h.why} for h in hits if h.id in docs])
 
         return await run_in_threadpool(work)
 
@@ -397,54 +388,52 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         return JSONResponse({"documents": service.estate.store.count(), "scopes": rows})
 
     async def sync(request: Request) -> JSONResponse:
-        data = (await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}) or {}
-        if not isinstance(data, dict):
-            return error(422, "invalid sync", [{"field": "body", "message": "a JSON object is expected"}])
-        for name in ("account", "region", "service"):
-            if data.get(name) is not None and not isinstance(data[name], str):
-                return error(422, "invalid sync", [{"field": name, "message": "a string is expected"}])
+        has_body = request.headers.get("content-length") not in (None, "0")
+        body = await parse_body(request, SyncBody) if has_body else SyncBody()
+        if isinstance(body, JSONResponse):
+            return body
         try:
-            report = await run_in_threadpool(service.sync, bool(data.get("full")), data.get("account"),
-                                             data.get("region"), data.get("service"))
+            report = await run_in_threadpool(service.sync, body.full, body.account, body.region, body.service)
         except SyncBusy as exc:
             return error(409, str(exc))
         return JSONResponse(report)
 
-    def _plan_from(data) -> PlanResponse:
-        if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
-            raise HTTPException(422, "request_id is required")
-        plan = service.plans.get(data["request_id"])
-        if plan is None:
-            raise HTTPException(404, "no such plan in this session")
-        return plan
+    def _record(request_id: str):
+        try:
+            return service.operations.record(request_id)
+        except PlanNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
 
     async def approve(request: Request) -> JSONResponse:
-        from app.execution.approvals import ApprovalError
-
-        plan = _plan_from(await read_json(request))
+        body = await parse_body(request, ApproveBody)
+        if isinstance(body, JSONResponse):
+            return body
+        _record(body.request_id)
         try:
-            approval = service.approvals.approve(plan)
-        except ApprovalError as exc:
-            service.audit.record("denial", request_id=plan.request_id, plan_hash=plan.plan_hash, detail=str(exc))
+            approval = await run_in_threadpool(
+                lambda: service.operations.approve(body.request_id, confirm=body.confirm, stale_ok=body.stale_ok,
+                                                   via="app"))
+        except NotRun as exc:
             return error(409, str(exc))
-        service.audit.record("approval", request_id=plan.request_id, plan_hash=plan.plan_hash)
         return JSONResponse({"approval_id": approval.approval_id, "expires_at": approval.expires_at.isoformat(),
                              "plan_hash": approval.plan_hash})
 
     async def execute(request: Request) -> JSONResponse:
-        from app.execution.approvals import ApprovalError
-
-        data = await read_json(request)
-        plan = _plan_from(data)
+        body = await parse_body(request, ExecuteBody)
+        if isinstance(body, JSONResponse):
+            return body
+        _record(body.request_id)
         try:
-            result = await run_in_threadpool(service.execute, plan, data.get("approval_id"))
-        except ApprovalError as exc:
-            return error(403, str(exc))
-        return JSONResponse(result)
+            report = await run_in_threadpool(service.operations.execute, body.request_id, body.approval_id)
+        except NotRun as exc:
+            return error(409 if "already ran" in str(exc) else 403, str(exc))
+        return JSONResponse(report.as_json())
 
     async def audit(request: Request) -> JSONResponse:
-        limit = int(request.query_params.get("limit", "50")) if request.query_params.get("limit", "50").isdigit() else 50
-        return JSONResponse([e.model_dump(mode="json") for e in service.audit.events(min(limit, 10000))])
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            return error(422, "invalid audit query", [{"field": "limit", "message": "an integer from 1 to 10000"}])
+        return JSONResponse([e.model_dump(mode="json") for e in service.operations.audit.events(int(raw))])
 
     async def autocomplete(request: Request) -> JSONResponse:
         query = _query(request, AutocompleteQuery)
@@ -475,33 +464,33 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         return JSONResponse(doc.model_dump(mode="json"))
 
     async def plan_by_id(request: Request) -> JSONResponse:
-        plan = service.plans.get(request.path_params["request_id"])
-        if plan is None:
-            return error(404, "no such plan in this session (denied, or made by an earlier launch)")
+        try:
+            record = service.operations.record(request.path_params["request_id"])
+        except PlanNotFound as exc:
+            return error(404, str(exc))
+        plan = record.plan
         return JSONResponse({"plan": plan.model_dump(mode="json"), "production": production_targets(plan),
-                             "approval_ttl_s": int(service.approvals.ttl.total_seconds())})
+                             "approval_ttl_s": int(service.operations.approvals.ttl.total_seconds()),
+                             "status": record.status, "approved_by": record.approved_by,
+                             "report": record.report.as_json() if record.report else None})
 
     async def deny(request: Request) -> JSONResponse:
-        data = await read_json(request)
-        plan = _plan_from(data)
-        reason = data.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            return error(422, "invalid deny", [{"field": "reason", "message": "a string of at most 500 characters"}])
-        await run_in_threadpool(service.deny, plan.request_id, reason)
-        return JSONResponse({"denied": True, "request_id": plan.request_id})
+        body = await parse_body(request, DenyBody)
+        if isinstance(body, JSONResponse):
+            return body
+        _record(body.request_id)
+        try:
+            await run_in_threadpool(service.operations.deny, body.request_id, body.reason)
+        except NotRun as exc:
+            return error(409, str(exc))
+        return JSONResponse({"denied": True, "request_id": body.request_id})
 
     async def dry_run(request: Request) -> JSONResponse:
-        plan = _plan_from(await read_json(request))
-        if plan.risk_assessment.denied or not plan.script.steps:
-            return JSONResponse({"results": {}})
-
-        def work() -> dict[str, str]:
-            try:
-                return service.executor.dry_run(plan)
-            except Exception as exc:  # noqa: BLE001 - a dry run is advice: say why it could not run
-                return {s.step_id: f"dry run not possible: {type(exc).__name__}" for s in plan.script.steps}
-
-        return JSONResponse({"results": await run_in_threadpool(work)})
+        body = await parse_body(request, PlanRef)
+        if isinstance(body, JSONResponse):
+            return body
+        _record(body.request_id)
+        return JSONResponse({"results": await run_in_threadpool(service.operations.dry_run, body.request_id)})
 
     async def settings(request: Request) -> JSONResponse:
         if request.method == "GET":

@@ -28,6 +28,11 @@ def render_plan(plan: PlanResponse) -> str:
         out.append("Risk: " + click.style(risk.level.upper(), fg=RISK_COLOURS[risk.level], bold=True))
         if plan.approval_required and not risk.denied:
             out.append(click.style("Approval required.", bold=True))
+            if plan.confirmation and plan.confirmation.phrase:
+                out.append(click.style(f"To approve, type {plan.confirmation.phrase!r} "
+                                       f"({'; '.join(plan.confirmation.reasons)}).", fg="red", bold=True))
+            if plan.confirmation and plan.confirmation.stale:
+                out.append(click.style(f"Data may be out of date: {plan.confirmation.stale}.", fg="yellow", bold=True))
     for warning in plan.warnings:
         out.append(click.style("warning: " + warning, fg="yellow"))
     return "\n".join(out)

