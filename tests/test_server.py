@@ -36,6 +36,33 @@ def test_plan_round_trip(client, seed_resource):
     assert body["risk_assessment"]["level"] == "medium" and body["approval_required"] is True
 
 
+DESIGN_BODY = {  # the design document's request, exactly as it writes it
+    "prompt": "Stop pg-instance-main1",
+    "identified_resources": [{
+        "resource_type": "rds_instance", "db_instance_identifier": "pg-instance-main1", "account_id": "123456789012",
+        "region": "us-west-2", "current_state": "available", "engine": "postgres", "engine_version": "14.7",
+        "multi_az": True, "tags": {"environment": "production"},
+        "available_permissions": ["rds:StopDBInstance", "rds:CreateDBSnapshot"],
+        "constraints": {"can_stop": True, "has_read_replicas": False, "automated_backups_enabled": True}}],
+    "user_context": {"user_id": "user-123", "default_region": "us-west-2", "aws_accounts": ["123456789012"]},
+}
+
+
+def test_the_design_documents_own_request_is_served_as_the_design_answers(client):
+    reply = client.post("/v1/plan", json=DESIGN_BODY)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    step = body["script"]["steps"][0]
+    assert step["operation"] == "StopDBInstance" and step["parameters"] == {"DBInstanceIdentifier": "pg-instance-main1"}
+    assert step["region"] == "us-west-2" and step["account_id"] == "123456789012"
+    risk = body["risk_assessment"]
+    assert risk["level"] == "medium" and body["approval_required"] is True
+    assert "production database" in risk["reasons"] and any("Multi-AZ" in r for r in risk["reasons"])
+    assert "Stop an RDS DB instance" in body["explain_plan"] and "Approval is required" in body["explain_plan"]
+    resource = body["identified_resources"][0]
+    assert resource["resource_id"] == "pg-instance-main1" and resource["attributes"]["engine_version"] == "14.7"
+
+
 def test_malformed_request_is_422_naming_the_field(client):
     reply = client.post("/v1/plan", json={"prompt": "stop", "identified_resources": [{"resource_type": "ec2_instance"}]})
     assert reply.status_code == 422
