@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from app.interfaces.endpoint import Endpoint, remove_endpoint_file, start_endpoint  # noqa: F401 - re-exported
+
 log = logging.getLogger("cloudops.desktop")
 
 READY_LINE = "cloudops app: ready"  # the benchmark and the Xvfb test wait for this line on stderr
@@ -211,68 +213,6 @@ class Bridge:
         """Show the window for ``route`` (``ask``, ``explorer``, ``audit``, ``settings``, ``plan/<id>``):
         lets the Quick ask page open an approval window for the plan it just showed."""
         return self._opener(str(route))
-
-
-@dataclass
-class Endpoint:
-    """The local endpoint running in a thread, and what Quit must undo."""
-
-    url: str
-    token: str
-    path: Path
-    service: Any
-    server: Any
-    thread: threading.Thread
-
-    def wait_started(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server.started:
-                return True
-            if not self.thread.is_alive():
-                return False
-            time.sleep(0.01)
-        return False
-
-    def stop(self) -> None:
-        """uvicorn's graceful path (finish requests in flight), then the estate, then endpoint.json."""
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout=5)
-        for closable in (self.service.estate, getattr(self.service, "approvals", None),
-                         getattr(self.service, "audit", None)):
-            try:
-                if closable is not None:
-                    closable.close()
-            except Exception:
-                log.warning("closing %r failed", closable, exc_info=True)
-        remove_endpoint_file(self.path, self.token)
-
-
-def remove_endpoint_file(path: Path, token: str) -> None:
-    """Remove endpoint.json only if it is still ours (a later launch may have replaced it)."""
-    try:
-        if json.loads(path.read_text(encoding="utf-8")).get("token") == token:
-            path.unlink(missing_ok=True)
-    except (OSError, ValueError):
-        pass
-
-
-def start_endpoint(local_stack_factory: Callable[[], Any], port: int = 0) -> Endpoint:
-    """The same endpoint as ``cloudops app --headless``, served by uvicorn in a thread."""
-    from app.interfaces.endpoint import LocalService, endpoint_server, loopback_socket, new_token, write_endpoint_file
-    from app.home import cloudops_home
-
-    sock, url = loopback_socket(port)
-    token = new_token()
-    service = LocalService(local_stack_factory)
-    server = endpoint_server(service, token)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="endpoint", daemon=True)
-    thread.start()
-    path = write_endpoint_file(cloudops_home(), url, token)
-    return Endpoint(url, token, path, service, server, thread)
 
 
 @dataclass

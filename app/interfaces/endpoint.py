@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
 import os
 import secrets
 import socket
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ from app.execution.service import NotRun, OperationsService, PlanNotFound, Unkno
 from app.interfaces.ratelimit import RateLimit, TokenBuckets, rate_limit_from_env
 from app.interfaces.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
 
+log = logging.getLogger("cloudops.endpoint")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 STATE_CHANGING_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _SECURITY_HEADERS = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
@@ -552,3 +557,65 @@ def endpoint_server(service: LocalService, token: str):
     import uvicorn
 
     return uvicorn.Server(uvicorn.Config(create_endpoint(service, token), log_level="warning", access_log=False))
+
+
+@dataclass
+class Endpoint:
+    """The local endpoint running in a thread, and what Quit must undo."""
+
+    url: str
+    token: str
+    path: Path
+    service: Any
+    server: Any
+    thread: threading.Thread
+
+    def wait_started(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.server.started:
+                return True
+            if not self.thread.is_alive():
+                return False
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        """uvicorn's graceful path (finish requests in flight), then the estate, then endpoint.json."""
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(timeout=5)
+        for closable in (self.service.estate, getattr(self.service, "approvals", None),
+                         getattr(self.service, "audit", None)):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception:
+                log.warning("closing %r failed", closable, exc_info=True)
+        remove_endpoint_file(self.path, self.token)
+
+
+def remove_endpoint_file(path: Path, token: str) -> None:
+    """Remove endpoint.json only if it is still ours (a later launch may have replaced it)."""
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("token") == token:
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass
+
+
+def start_endpoint(local_stack_factory: Callable[[], Any], port: int = 0) -> Endpoint:
+    """The local endpoint, served by uvicorn in a thread: one start for ``cloudops app --headless`` and the
+    desktop app alike, and one ``Endpoint.stop`` that undoes all of it (endpoint.json included)."""
+    from app.home import cloudops_home
+
+    sock, url = loopback_socket(port)
+    token = new_token()
+    service = LocalService(local_stack_factory)
+    server = endpoint_server(service, token)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="endpoint", daemon=True)
+    thread.start()
+    path = write_endpoint_file(cloudops_home(), url, token)
+    return Endpoint(url, token, path, service, server, thread)

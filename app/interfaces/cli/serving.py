@@ -47,7 +47,6 @@ def server(host: str, port: int, playbook_dir: Path | None, policy: Path | None,
 def app(headless: bool, port: int) -> None:
     """The desktop app: tray icon, Quick ask and main windows, and the local endpoint on 127.0.0.1.
     With --headless (or with no display), only the endpoint."""
-    from app.interfaces.endpoint import LocalService, endpoint_server, loopback_socket, new_token, write_endpoint_file
     from app.interfaces.endpoint_client import AppEndpoint
     from app.home import cloudops_home
 
@@ -61,22 +60,23 @@ def app(headless: bool, port: int) -> None:
             sys.exit(run_desktop(local_stack, port, echo=lambda line: click.echo(line, err=True)))
         except DesktopUnavailable as exc:
             click.echo(f"no desktop: {exc}; starting the headless endpoint", err=True)
-    sock, url = loopback_socket(port)
-    token = new_token()
-    service = LocalService(local_stack)
-    path = write_endpoint_file(cloudops_home(), url, token)
-    click.echo(f"CloudOps endpoint on {url} (token in {path})", err=True)
-    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler that was there
-    # before; make that handler an exit that unwinds through ``finally`` (the default one kills the process
-    # on the spot, leaving endpoint.json and the index lock behind).
     import signal
+    import threading
 
-    def _exit(signum, frame):  # noqa: ARG001
-        raise SystemExit(128 + signum)
+    from app.interfaces.endpoint import start_endpoint
 
-    signal.signal(signal.SIGTERM, _exit)
+    endpoint = start_endpoint(local_stack, port)
+    if not endpoint.wait_started():
+        endpoint.stop()
+        die("the local endpoint did not start", code=1)
+    click.echo(f"CloudOps endpoint on {endpoint.url} (token in {endpoint.path})", err=True)
+    # SIGTERM and SIGINT end the wait; the one Endpoint.stop then undoes everything start_endpoint did
+    # (uvicorn's graceful exit, the estate, endpoint.json), as the desktop app's Quit does.
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
-        endpoint_server(service, token).run(sockets=[sock])
+        while not stopping.wait(0.5) and endpoint.thread.is_alive():
+            pass
     finally:
-        path.unlink(missing_ok=True)
-        service.estate.close()
+        endpoint.stop()
