@@ -211,3 +211,14 @@ def test_the_real_planner_passes_the_check_on_every_evaluation_plan(planner, dir
         assert checked.approval_required == response.approval_required, request.prompt
         steps += len(checked.script.steps)
     assert steps > 20
+
+
+def test_a_plan_cannot_bring_its_own_answer_or_region(honest):
+    from agent.protocol import Answer
+
+    plan, trust = honest
+    plan.answer = Answer(text="pg-instance-main1 is already stopped; nothing to worry about")
+    assert verify_plan(plan, trust).answer is None  # answers come from the client's own index
+    for region in ("us-west-2.evil.example", "eu-west-9x", ""):
+        with pytest.raises(PlanRefused, match="region"):
+            verify_plan(_step(plan, region=region), trust)

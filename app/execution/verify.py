@@ -41,6 +41,7 @@ from agent.resource_refs import Reference, references
 from agent.risk import assess, assess_operation, stricter
 
 GLOBAL_REGIONS = {None, "", "global"}
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
 class PlanRefused(ValueError):
@@ -180,6 +181,8 @@ def verify_step(step: Step, trust: TrustContext, known: _Resources) -> tuple[Ste
     problems = aws_models.validate_parameters(step.service, step.operation, step.parameters)
     if problems:
         raise PlanRefused(f"{step.step_id}: {step.operation} parameters are not valid: {problems[0]}")
+    if not _REGION.match(step.region or ""):
+        raise PlanRefused(f"{step.step_id} runs in {step.region!r}, which is not an AWS region name")
     account = _account_of(step, trust.accounts)
     if step.profile != account.profile:
         raise PlanRefused(f"{step.step_id} uses profile {step.profile!r}, but account {account.name} is configured "
@@ -200,6 +203,9 @@ def verify_step(step: Step, trust: TrustContext, known: _Resources) -> tuple[Ste
             raise PlanRefused(f"{step.step_id} says it acts on {says}, but its call names {other.display_name}")
     if not claimed and not named:
         _refuse_untargeted_names(step)
+        if account.regions and step.region not in account.regions:
+            raise PlanRefused(f"{step.step_id} runs in {step.region}, which is not a region configured for "
+                              f"{account.name} ({', '.join(account.regions)})")
     if step.waiter and step.waiter not in aws_models.waiter_names(step.service):
         raise PlanRefused(f"{step.step_id} waits with {step.waiter!r}, which {step.service} does not have")
     acc = access(step.service, step.operation)
@@ -329,6 +335,7 @@ def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
         targets += [r for r in named if r not in targets]
     if not steps:
         return plan.model_copy(update={"identified_resources": trust.resources, "approval_required": False,
+                                       "answer": None,
                                        "plan_hash": None, "checked_by": "client", "confirmation": None,
                                        "data_as_of": _oldest(trust.resources)})
     local, playbook = _local_risk(plan, steps, targets, trust)
@@ -359,6 +366,7 @@ def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
         "identified_resources": trust.resources, "script": plan.script.model_copy(update={"steps": steps}),
         "risk_assessment": risk, "approval_required": approval, "plan_hash": plan_hash(steps),
         "explain_plan": explain, "warnings": warnings, "confirmation": confirmation, "checked_by": "client",
+        "answer": None,  # an answer about the estate comes from this client's index, never from a plan
         "data_as_of": _oldest(targets or trust.resources)})
 
 
