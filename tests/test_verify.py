@@ -206,7 +206,7 @@ def test_the_real_planner_passes_the_check_on_every_evaluation_plan(planner, dir
     steps = 0
     for request, response in _all_eval_plans(planner, directory, cases_file):
         trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
-                             playbooks=PLAYBOOKS)
+                             playbooks=PLAYBOOKS, prompt=request.prompt)
         checked = verify_plan(response, trust)  # raises PlanRefused on a false positive
         assert checked.approval_required == response.approval_required, request.prompt
         steps += len(checked.script.steps)
@@ -222,3 +222,18 @@ def test_a_plan_cannot_bring_its_own_answer_or_region(honest):
     for region in ("us-west-2.evil.example", "eu-west-9x", ""):
         with pytest.raises(PlanRefused, match="region"):
             verify_plan(_step(plan, region=region), trust)
+
+
+def test_a_change_acts_only_on_what_the_prompt_names(planner):
+    """The lookup sends near neighbours; a consistent plan on one of them is still not what was asked."""
+    request = PlanRequest(prompt="Stop pg-instance-main1", user_context={"aws_accounts": ACCOUNTS},
+                          identified_resources=[resource("pg-instance-main1"), resource("pg-instance-main2")])
+    plan = planner.plan(request)
+    plan.served_by = "server"
+    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                         playbooks=PLAYBOOKS, prompt=request.prompt)
+    assert verify_plan(plan, trust).script.steps[0].targets == ["pg-instance-main1"]
+    swapped = _step(plan, targets=["pg-instance-main2"],
+                    **_rendered("rds", "StopDBInstance", {"DBInstanceIdentifier": "pg-instance-main2"}))
+    with pytest.raises(PlanRefused, match="names pg-instance-main1, but step-1 changes pg-instance-main2"):
+        verify_plan(swapped, trust)

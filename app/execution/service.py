@@ -184,7 +184,7 @@ class OperationsService:
         request = request.model_copy(update={"identified_resources": freshness.stamp(request.identified_resources)})
         trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
                              deny_rules=request.user_context.deny_rules, playbooks=self.playbooks,
-                             freshness=freshness.why_stale)
+                             freshness=freshness.why_stale, prompt=request.prompt)
         config = self.config()
         server = None if offline or config.offline else (server_url or self.server_url or config.server_url)
         warnings: list[str] = []

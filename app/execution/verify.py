@@ -58,6 +58,8 @@ class TrustContext:
     playbooks: dict[str, Playbook] = field(default_factory=dict)
     # A resource -> why its data may be out of date (failed last sync, older than the full-sync interval).
     freshness: Callable[[IdentifiedResource], str | None] | None = None
+    # The operator's words: a change may act only on the resources they name (or those resources' members).
+    prompt: str | None = None
 
 
 def _handles(r: IdentifiedResource) -> set[str]:
@@ -239,6 +241,27 @@ def _refuse_untargeted_names(step: Step) -> None:
             raise PlanRefused(f"{step.step_id} acts on no identified resource but names {value!r} ({name})")
 
 
+def _check_named_targets(steps: list[Step], targets: list[IdentifiedResource], trust: TrustContext) -> None:
+    """When the prompt names resources, a change acts only on them or their own members: the lookup also
+    sends near neighbours (pg-instance-main2 beside pg-instance-main1), and a plan that picks one of those
+    is consistent with itself yet not what was asked."""
+    if not trust.prompt:
+        return
+    from agent.mentions import find_mentions
+
+    named = [m.resource for m in find_mentions(trust.prompt, trust.resources)]
+    if not named:
+        return
+    by_id = {t.resource_id: t for t in targets}
+    for step in steps:
+        if not access(step.service, step.operation).needs_approval:
+            continue
+        for target in (by_id[t] for t in step.targets if t in by_id):
+            if target not in named and not any(_related(n, target) for n in named):
+                raise PlanRefused(f"the request names {', '.join(n.display_name for n in named)}, but "
+                                  f"{step.step_id} changes {target.display_name}")
+
+
 def _curated(plan: PlanResponse, steps: list[Step], playbooks: dict[str, Playbook]) -> Playbook | None:
     """The reviewed playbook the plan says it follows, when every step is one of that playbook's calls."""
     playbook = playbooks.get(plan.classification.playbook or "")
@@ -338,6 +361,7 @@ def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
                                        "answer": None,
                                        "plan_hash": None, "checked_by": "client", "confirmation": None,
                                        "data_as_of": _oldest(trust.resources)})
+    _check_named_targets(steps, targets, trust)
     local, playbook = _local_risk(plan, steps, targets, trust)
     # The plan's own assessment (the server's, or the local stack's with the prompt's values) counts too:
     # the stricter of the two wins and every reason is shown.
