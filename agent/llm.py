@@ -14,8 +14,8 @@ retrieval have nothing:
   operator is asked; the plan still asks.
 
 Why a worker process: llama.cpp is native code. A native build of llama-cpp-python on a CPU with AMX
-segfaulted in ``ggml_backend_amx_mul_mat`` and took the CLI, or the whole desktop app with its endpoint,
-down with it (issue 15). So the model lives in a child process started afresh (``python -c``, or a
+crashed in ``ggml_backend_amx_mul_mat`` (SIGSEGV where issue 15 was filed, SIGILL on the machine that
+fixed it) and took the CLI, or the whole desktop app with its endpoint, down with it. So the model lives in a child process started afresh (``python -c``, or a
 bundle's own executable: never a fork of a threaded app, never a re-import of the caller's ``__main__``),
 loaded once and kept warm; the parent sends it one JSON line per request on its stdin and waits for the
 answer line with a timeout. A crash, a hang past the timeout, or an answer the grammar does not allow raises
@@ -205,7 +205,10 @@ class _Worker:
 
     def __init__(self, model_path: Path, threads: int):
         env = {**os.environ, WORKER_ENV: json.dumps({"model": str(model_path), "threads": threads})}
-        self.process = subprocess.Popen(_worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        try:
+            self.process = subprocess.Popen(_worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError as exc:
+            raise ModelFailed(f"the model worker could not start: {exc}") from None
         self._replies: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._read, name="cloudops-offline-model-reader", daemon=True).start()
 
