@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from agent import slots
 from agent.llm import MAX_FAILURES, MODEL_FAILED, GapFiller, ModelFailed, gguf_path, load_model
 from agent.playbook import ParamSpec
 from agent.protocol import PlanRequest
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +53,42 @@ def test_switched_off_by_environment(monkeypatch):
 
 
 # -- the worker process: a crash, a hang or a model that cannot load is a warning, never a dead app --------
-TIE = "make pg-instance-main1 faster"  # an operation tie: the planner asks the model to order its question
+RANK = ("make the orders db faster", {"aws_rds_modify_instance_class": "Change the class",
+                                      "aws_rds_reboot_instance": "Reboot"})
+
+
+def _asg(name="web-asg"):
+    return {"resource_type": "autoscaling_group", "resource_id": name, "name": name, "account_id": "111111111111",
+            "region": "us-west-2", "current_state": "active", "tags": {"env": "staging"}}
+
+
+def _model_prompts(seed_resource) -> list[PlanRequest]:
+    """Requests for which the planner has consulted the model (an operation tie, a value the cue patterns
+    miss). Which of them still does is the planner's business: the tests take the first that does."""
+    return [PlanRequest(prompt=prompt, identified_resources=[resource]) for prompt, resource in [
+        ("make pg-instance-main1 faster", seed_resource), ("bump web-asg so 6 boxes run", _asg()),
+        ("scale web-asg from 2 up to 6 boxes", _asg())]]
 
 
 @pytest.fixture
-def model_planner(stack):
-    """The session's real stack with the packaged model as its gap filler (taken off again after)."""
+def model_planner(stack, seed_resource):
+    """The session's real stack with the packaged model as its gap filler (taken off again after), and a
+    request whose plan consults the model, planned once so the worker is loaded and warm."""
     filler = GapFiller.available()
     assert filler is not None
     stack.gap_filler = filler
+    planner = stack.planner("local")
     try:
-        yield stack.planner("local"), filler
+        for request in _model_prompts(seed_resource):
+            before = filler.calls
+            warm = planner.plan(request)
+            if filler.calls > before:
+                assert warm.classification.method == "rules+retrieval+llm" and MODEL_FAILED not in warm.warnings
+                break
+        else:
+            pytest.fail("the planner consults the offline model for none of _model_prompts(): give this test a "
+                        "request that reaches agent.llm (a tie, or a value only the model can place)")
+        yield planner, filler, request
     finally:
         stack.gap_filler = None
         filler.close()
@@ -80,20 +108,14 @@ def _signal_mid_call(filler: GapFiller, signum: int) -> threading.Thread:
     return thread
 
 
-def test_the_model_killed_mid_call_still_gives_the_plan(model_planner, seed_resource):
-    planner, filler = model_planner
-    request = PlanRequest(prompt=TIE, identified_resources=[seed_resource])
-    warm = planner.plan(request)  # starts and loads the worker, so the kill lands in an answer
-    assert warm.classification.method == "rules+retrieval+llm" and MODEL_FAILED not in warm.warnings
+def test_the_model_killed_mid_call_still_gives_the_plan(model_planner):
+    planner, filler, request = model_planner
     first_worker = filler.worker_pid
-
     killer = _signal_mid_call(filler, signal.SIGKILL)
     killed = planner.plan(request)
     killer.join(timeout=5)
     assert MODEL_FAILED in killed.warnings
-    assert killed.clarification is not None and len(killed.clarification.candidates) >= 2  # the rules' question
-    assert "offline model suggests" not in killed.clarification.question
-    assert killed.classification.method == "rules+retrieval"
+    assert killed.classification.method == "rules+retrieval"  # the rules' plan or question, nothing of the model's
     assert filler.failures == 1 and filler.worker_pid is None
 
     again = planner.plan(request)  # a new worker on the next call
@@ -101,20 +123,66 @@ def test_the_model_killed_mid_call_still_gives_the_plan(model_planner, seed_reso
     assert filler.worker_pid not in (None, first_worker) and filler.failures == 0
 
 
-def test_a_hung_model_times_out_and_is_killed(model_planner, seed_resource):
-    planner, filler = model_planner
-    request = PlanRequest(prompt=TIE, identified_resources=[seed_resource])
-    planner.plan(request)  # loaded and warm
+def test_a_hung_model_times_out_and_is_killed(model_planner):
+    planner, filler, request = model_planner
     hung = filler.worker_pid
     filler.call_timeout = 2.0
     stopper = _signal_mid_call(filler, signal.SIGSTOP)  # alive, silent: a hang
     started = time.monotonic()
     plan = planner.plan(request)
     stopper.join(timeout=5)
-    assert MODEL_FAILED in plan.warnings and plan.clarification is not None
+    assert MODEL_FAILED in plan.warnings
     assert time.monotonic() - started < 2.0 + 10  # the timeout, the kill and the rules: no long wait
     with pytest.raises(ProcessLookupError):  # killed (a stopped process still takes SIGKILL) and reaped
         os.kill(hung, 0)
+
+
+def test_a_worker_killed_mid_answer_is_replaced_on_the_next_call():
+    """The same, below the planner: the call in flight fails as ModelFailed, naming the signal."""
+    filler = GapFiller.available()
+    assert filler is not None
+    try:
+        assert filler.rank_choices(*RANK) in RANK[1]  # loaded and warm
+        first = filler.worker_pid
+        killer = _signal_mid_call(filler, signal.SIGKILL)
+        with pytest.raises(ModelFailed, match="SIGKILL"):
+            filler.rank_choices(*RANK)
+        killer.join(timeout=5)
+        assert filler.rank_choices(*RANK) in RANK[1]
+        assert filler.worker_pid not in (None, first) and filler.failures == 0
+    finally:
+        filler.close()
+
+
+def test_the_worker_does_not_outlive_its_parent(tmp_path):
+    """A parent killed outright (SIGKILL: no atexit, no close) takes its model worker with it: the worker
+    reads EOF on its stdin and exits, instead of holding ~100 MB for ever."""
+    script = ("import sys, time\nfrom agent.llm import GapFiller\nfiller = GapFiller.available()\n"
+              f"filler.rank_choices(*{RANK!r})\nprint(filler.worker_pid, flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(worker), "the model worker outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan waits for init to reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return not Path("/proc").is_dir()
 
 
 def test_a_model_that_cannot_load_is_tried_again_then_left_off(tmp_path):

@@ -1,7 +1,7 @@
 """The offline model cannot take the CLI or the app down (issue 15, item 4), through the real CLI and the
 real headless app on the demo estate in moto: the two prompts that segfaulted a native llama.cpp build
-on an AMX CPU plan, with the model consulted and no failure; a killed app leaves an endpoint.json that
-the next CLI call ignores and the next app start replaces, and its model worker does not outlive it."""
+on an AMX CPU plan with no model failure; a killed app leaves an endpoint.json that the next CLI call
+ignores and the next app start replaces."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -47,44 +45,29 @@ def cli(demo, *args, timeout=300, **env):
                           env={**demo["env"], **env}, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
-def test_the_prompts_that_crashed_on_amx_plan_with_the_model(demo):
-    """Each prompt consults the model (an operation tie: ``method`` says llm) and the model answers: no
-    segfault (exit 139 before), and no failure covered up by the worker either."""
+def test_the_prompts_that_crashed_on_amx_plan(demo):
+    """Both prompts plan (they exited 139 before) without a model failure covered up by the worker; and the
+    model itself answers them on this build, whether or not the planner still consults it for these
+    prompts (with a native build on an AMX CPU, before the fix, it crashed in ggml_backend_amx_mul_mat)."""
     for prompt, *flags in AMX_CRASH_PROMPTS:
         out = cli(demo, "plan", prompt, *flags, "--json", CLOUDOPS_NO_APP="1")
         assert out.returncode == 0, f"{prompt!r} exited {out.returncode}: {out.stderr[-2000:]}"
         plan = json.loads(out.stdout)
         assert MODEL_FAILED not in plan["warnings"], (prompt, out.stderr[-2000:])
-        assert plan["classification"]["method"] == "rules+retrieval+llm", (prompt, plan["classification"])
         assert plan["served_by"] == "local"
-
-
-def _children(pid: int) -> set[int]:
-    """Direct children of ``pid`` (Linux /proc)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
-
-
-def _alive(pid: int) -> bool:
+    filler = GapFiller.available()
+    choices = {"aws_rds_modify_instance_class": "Change the class", "aws_rds_reboot_instance": "Reboot"}
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped by its new parent) is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        for prompt, *_ in AMX_CRASH_PROMPTS:
+            assert filler.rank_choices(prompt, choices) in choices  # ModelFailed if the worker crashed
+    finally:
+        filler.close()
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads process children from Linux /proc")
 def test_a_killed_app_leaves_nothing_that_matters(demo):
     """SIGKILL is the crash no handler sees: endpoint.json stays behind. The next CLI call must not send
-    its request there (pid gone: the CLI plans by itself), the next app start must replace the file, and
-    the model worker the dead app had started must exit instead of holding 100 MB forever."""
-    import httpx
-
+    its request there (pid gone: the CLI plans by itself) and the next app start must replace the file.
+    (That a killed parent takes its model worker with it: tests/test_llm.py.)"""
     home = demo["home"]
     endpoint_file = home / "endpoint.json"
     endpoint_file.unlink(missing_ok=True)
@@ -92,24 +75,13 @@ def test_a_killed_app_leaves_nothing_that_matters(demo):
                            stdout=subprocess.DEVNULL, stderr=open(home / "app.log", "w"))
     try:
         info = wait_for_endpoint(home, app, timeout=120)
-        headers = {"Authorization": f"Bearer {info['token']}"}
-        reply = httpx.post(f"{info['url']}/v1/plan", json={"prompt": AMX_CRASH_PROMPTS[1][0]}, headers=headers,
-                           timeout=300)
-        assert reply.status_code == 200 and reply.json()["classification"]["method"] == "rules+retrieval+llm"
-        workers = _children(app.pid)
-        assert workers, "the app's plan started the model worker"
         os.kill(app.pid, signal.SIGKILL)
         app.wait(timeout=30)
     finally:
         if app.poll() is None:
             app.kill()
             app.wait(timeout=30)
-
     assert json.loads(endpoint_file.read_text())["pid"] == app.pid  # the crash left it: nothing ran to remove it
-    deadline = time.monotonic() + 30
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "the model worker outlived the app"
 
     planned = cli(demo, "plan", "Stop pg-instance-main1", "--json")
     assert planned.returncode == 0, planned.stderr[-2000:]
