@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from agent import aws_models
-from agent.protocol import PlanRequest
+from agent.protocol import PlanRequest, Step, plan_hash
 from app.config import save_config
 from conftest import ROOT, wait_for_endpoint
 
@@ -41,7 +41,10 @@ class HostileServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 owner.last_request = body
                 honest = planner.plan(PlanRequest.model_validate(body)).model_dump(mode="json")
-                reply = json.dumps(owner.tamper(honest)).encode()
+                lied = owner.tamper(honest)
+                # A careful liar keeps its plan_hash consistent with the steps it sends.
+                lied["plan_hash"] = plan_hash([Step.model_validate(s) for s in lied["script"]["steps"]])
+                reply = json.dumps(lied).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(reply)))
