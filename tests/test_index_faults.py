@@ -1,12 +1,13 @@
 """The estate index under faults, with real parts only: moto on loopback with the demo estate (grown
 with extra_per_scope so a sync takes seconds), `cloudops` as real subprocesses, SIGKILL, garbage written
-over real files, a real lock held on the Qdrant folder, throttling injected with botocore events.
+over real files, a real lock held on the shard folder, throttling injected with botocore events.
 
-What each test proves is in its name; together: a killed sync leaves an index that the next writer makes
-consistent (SQLite and Qdrant hold the same ids and contents, no half-written document) and the next sync
-completes; a corrupt or locked index is one sentence naming the file and `cloudops index rebuild`, never a
-traceback; the rebuild restores every document and never touches audit.db or state.db; throttling on a
-third of AWS calls loses and duplicates nothing and shows its retries in `cloudops status --json`.
+What each test proves is in its name; together: a killed sync leaves a shard that opens, whose every
+point is a whole document with its own content hash, and the next sync completes it (every resource,
+every meaning vector); a corrupt or locked index is one sentence naming the file and `cloudops index
+rebuild`, never a traceback; the rebuild restores every document and never touches audit.db or state.db;
+throttling on a third of AWS calls loses and duplicates nothing and shows its retries in `cloudops status
+--json`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from app.demo.demo_estate import demo_config, simulated_estate
+from app.estate.documents import ResourceDocument
 from conftest import ROOT
 
 CLI = [sys.executable, "-m", "app.interfaces.cli"]
@@ -48,52 +50,55 @@ def cli(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL)
 
 
-def sqlite_rows(index: Path) -> dict[str, tuple[str, str]]:
-    """id -> (content_hash, document JSON) read straight from resources.db, read-only."""
-    with sqlite3.connect(f"file:{index / 'resources.db'}?mode=ro", uri=True) as conn:
-        return {rid: (h, doc) for rid, h, doc in conn.execute("SELECT id, content_hash, document FROM resource")}
-
-
-def assert_consistent(home: Path) -> int:
-    """Open the store as a writer (which reconciles after a crash), then: no duplicate ids, every SQLite
-    document parses and has its Qdrant point with the same content hash, and no Qdrant point lacks its row."""
-    from app.estate.documents import ResourceDocument
-    from app.estate.resource_store import COLLECTION, ResourceStore, point_id
+def stored(home: Path) -> dict[str, str]:
+    """id -> content hash of every document in the shard under ``home`` (opened, then closed)."""
+    from app.estate.resource_store import ResourceStore
 
     store = ResourceStore(home / "index")
     try:
-        store.qdrant  # noqa: B018 - the restart: the next writer to open the index
-        assert not (home / "index" / ".writing").exists()
-        rows = sqlite_rows(home / "index")
-        for rid, (content_hash, document) in rows.items():
-            doc = ResourceDocument.model_validate_json(document)  # no half-written document
-            assert doc.id == rid and doc.content_hash == content_hash
-        expected = {point_id(rid): h for rid, (h, _) in rows.items()}
-        points, payloads, offset = [], {}, None
-        while True:
-            batch, offset = store.qdrant.scroll(COLLECTION, limit=1024, offset=offset, with_payload=["content_hash"])
-            points += [str(p.id) for p in batch]
-            payloads.update({str(p.id): p.payload["content_hash"] for p in batch})
-            if offset is None:
-                break
-        assert len(points) == len(set(points)), "duplicate Qdrant points"
-        assert set(points) == set(expected), (len(set(points) - set(expected)), len(set(expected) - set(points)))
-        assert payloads == expected
-        return len(rows)
+        return {rid: h for rid, (_, h) in store.all_hashes().items()}
     finally:
         store.close()
 
 
+def assert_consistent(home: Path, *, complete: bool = True) -> int:
+    """Open the shard as the next process would, then: every point is a whole document whose id is its
+    ARN's point id and whose payload hash is its content's hash, and no id is there twice. ``complete``:
+    every point also has its meaning vector, and the sync status counts exactly the documents."""
+    from app.estate.resource_store import ResourceStore, point_id
+
+    store = ResourceStore(home / "index")
+    try:
+        pids, count = [], 0
+        for pid, payload in store._scroll(None, ["document", "content_hash", "id"]):
+            doc = ResourceDocument.model_validate_json(payload["document"])  # no half-written document
+            assert doc.id == payload["id"] and pid == point_id(doc.id), (pid, doc.id)
+            assert doc.content_hash == payload["content_hash"] == doc.model_copy().finalise().content_hash
+            pids.append(pid)
+            count += 1
+        assert len(pids) == len(set(pids)) == store.count(), "duplicate points"
+        if complete:
+            assert store.semantic_pending() == 0
+            assert store.synced_count() == count
+        return count
+    finally:
+        store.close()
+
+
+def wal_bytes(home: Path) -> int:
+    return sum(f.stat().st_size for f in (home / "index" / "edge").rglob("wal/*") if f.is_file())
+
+
 def test_sigkill_mid_sync_then_restart_leaves_a_consistent_index_and_the_next_sync_completes(estate):
     home, env = estate["home"], estate["env"]
-    marker = home / "index" / ".writing"
     proc = subprocess.Popen(CLI + ["sync", "--json"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killed_in_write = False
     deadline = time.monotonic() + 300
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if marker.exists():  # Qdrant is being written, SQLite not yet committed: the worst moment
+            # Points are being written (the shard's write-ahead log grows) and the sync is not done.
+            if (home / "index" / "edge" / "CURRENT").exists() and wal_bytes(home) > 64 * 1024:
                 proc.send_signal(signal.SIGKILL)
                 killed_in_write = True
                 break
@@ -102,16 +107,14 @@ def test_sigkill_mid_sync_then_restart_leaves_a_consistent_index_and_the_next_sy
         if proc.poll() is None and not killed_in_write:
             proc.kill()
         proc.wait(timeout=30)
-    assert killed_in_write, "the sync ended before a scope write could be interrupted (grow EXTRA_PER_SCOPE)"
+    assert killed_in_write, "the sync ended before its writes could be interrupted (grow EXTRA_PER_SCOPE)"
     assert proc.returncode == -signal.SIGKILL
-    assert marker.exists()  # the crash left its mark: the next writer must reconcile
-    partial = len(sqlite_rows(home / "index"))
 
-    assert_consistent(home)
+    partial = assert_consistent(home, complete=False)
     out = cli(env, "sync", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
-    assert report["errors"] == []
+    assert report["errors"] == [] and report["semantic_pending"] == 0
     total = assert_consistent(home)
     assert total > partial and total >= 6 * EXTRA_PER_SCOPE
     estate["documents"] = total  # the rebuild test checks a from-scratch sync finds exactly as many
@@ -149,7 +152,7 @@ def assert_one_sentence(out: subprocess.CompletedProcess, names: str) -> None:
 def test_corrupt_resources_db_is_one_sentence_for_every_command_and_rebuild_restores_it(estate):
     home, env = estate["home"], estate["env"]
     before = estate.get("documents") or assert_consistent(home)
-    ids_before = set(sqlite_rows(home / "index"))
+    ids_before = set(stored(home))
     _seed_approvals_and_audit(home)
     db = home / "index" / "resources.db"
     for suffix in ("-wal", "-shm"):
@@ -165,26 +168,36 @@ def test_corrupt_resources_db_is_one_sentence_for_every_command_and_rebuild_rest
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
     assert str(db) in report["removed_files"] and report["errors"] == [] and report["added"] == before
-    assert set(sqlite_rows(home / "index")) == ids_before
+    assert set(stored(home)) == ids_before
     assert _protected(home) == protected  # audit.db, state.db, config.yaml byte for byte
     assert assert_consistent(home) == before
     status = json.loads(cli(env, "status", "--json").stdout)
     assert status["documents"] == before
 
 
-def test_corrupt_qdrant_file_is_one_sentence_naming_it_and_rebuild_restores_it(estate):
+def test_corrupt_shard_files_are_one_sentence_naming_them_and_rebuild_restores_them(estate):
     home, env = estate["home"], estate["env"]
-    before = len(sqlite_rows(home / "index"))
-    storage = next((home / "index" / "qdrant").rglob("storage.sqlite"))
-    storage.write_bytes(os.urandom(64 * 1024))
+    before = len(stored(home))
+    edge = home / "index" / "edge"
+    shard = edge / (edge / "CURRENT").read_text().strip()
 
+    config = shard / "edge_config.json"  # every command checks it, even those that read SQLite only
+    saved = config.read_bytes()
+    config.write_text("{garbage")
     for args in (["status", "--json"], ["search", "pg-instance-main1"], ["sync", "--json"]):
-        assert_one_sentence(cli(env, *args), str(storage))
-    meta = home / "index" / "qdrant" / "meta.json"
-    saved_meta = meta.read_bytes()
-    meta.write_text("{garbage")
-    assert_one_sentence(cli(env, "status"), str(meta))
-    meta.write_bytes(saved_meta)
+        assert_one_sentence(cli(env, *args), str(config))
+    config.write_bytes(saved)
+
+    pointer = edge / "CURRENT"
+    pointer.write_text("../../etc")
+    assert_one_sentence(cli(env, "status"), str(pointer))
+    pointer.write_text(shard.name + "\n")
+
+    # A segment's payload pages: Edge finds it when the shard opens; the sentence names the shard.
+    pages = next(shard.rglob("payload_storage/page_0.dat"))
+    pages.write_bytes(os.urandom(pages.stat().st_size or 4096))
+    for args in (["search", "pg-instance-main1"], ["sync", "--json"]):
+        assert_one_sentence(cli(env, *args), str(shard))
 
     protected = _protected(home)
     out = cli(env, "index", "rebuild", "--json")
@@ -194,16 +207,19 @@ def test_corrupt_qdrant_file_is_one_sentence_naming_it_and_rebuild_restores_it(e
     assert _protected(home) == protected
 
 
-def test_qdrant_folder_locked_by_another_process_is_one_sentence_and_rebuild_refuses(estate):
-    from qdrant_client import QdrantClient
+def test_shard_held_by_another_process_is_one_sentence_and_rebuild_refuses(estate):
+    from app.estate.resource_store import ResourceStore
 
     home, env = estate["home"], estate["env"]
-    holder = QdrantClient(path=str(home / "index" / "qdrant"))  # this process holds the folder's lock
+    holder = ResourceStore(home / "index").open()  # this process owns the shard
     try:
-        assert_one_sentence(cli(env, "sync", "--json"), str(home / "index" / "qdrant"))
+        for args in (["sync", "--json"], ["search", "pg-instance-main1"]):
+            assert_one_sentence(cli(env, *args), str(home / "index" / "edge"))
         refused = cli(env, "index", "rebuild")
         assert refused.returncode == 2 and "Traceback" not in refused.stderr and "another CloudOps process" in refused.stderr
-        assert (home / "index" / "resources.db").exists()  # nothing was dropped
+        assert (home / "index" / "resources.db").exists() and (home / "index" / "edge").exists()  # nothing dropped
+        status = cli(env, "status", "--json")  # SQLite only: works beside the owner
+        assert status.returncode == 0 and json.loads(status.stdout)["documents"] > 0
     finally:
         holder.close()
 
@@ -214,7 +230,7 @@ def test_resources_db_locked_by_another_writer_is_one_sentence_naming_it(estate)
     home, env = estate["home"], {**estate["env"], "CLOUDOPS_SQLITE_TIMEOUT_S": "1"}
     if not (home / "index" / "resources.db").exists():
         assert cli(estate["env"], "sync").returncode == 0
-    before = sqlite_rows(home / "index")
+    before = stored(home)
     holder = sqlite3.connect(home / "index" / "resources.db", timeout=1)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -224,7 +240,7 @@ def test_resources_db_locked_by_another_writer_is_one_sentence_naming_it(estate)
     finally:
         holder.rollback()
         holder.close()
-    assert sqlite_rows(home / "index") == before
+    assert stored(home) == before
 
 
 def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_shows_retries(estate, tmp_path,
@@ -236,7 +252,7 @@ def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_
     from app.estate.estate import Estate
     from test_sync import _Raw
 
-    reference = {rid: h for rid, (h, _) in sqlite_rows(estate["home"] / "index").items()}
+    reference = stored(estate["home"])
     calls = {"n": 0, "throttled": 0}
 
     def throttle(request, **kwargs):
@@ -259,9 +275,9 @@ def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_
         est.close()
     assert report.ok, report.errors
     assert calls["throttled"] >= calls["n"] // 3 > 0
-    synced = {rid: h for rid, (h, _) in sqlite_rows(home / "index").items()}
+    synced = stored(home)
     assert set(synced) == set(reference), ("missing", set(reference) - set(synced), "extra", set(synced) - set(reference))
-    assert assert_consistent(home) == len(reference)  # nothing duplicated in SQLite or Qdrant
+    assert assert_consistent(home) == len(reference)  # nothing lost or duplicated
 
     status = json.loads(cli({**estate["env"], "CLOUDOPS_HOME": str(home)}, "status", "--json").stdout)
     assert status["documents"] == len(reference)
@@ -270,7 +286,7 @@ def test_throttling_on_a_third_of_calls_loses_and_duplicates_nothing_and_status_
 
 
 def test_no_access_key_or_secret_in_any_file_under_cloudops_home_after_syncs_crash_and_rebuilds(estate):
-    """Every byte under CLOUDOPS_HOME (index, Qdrant storage, status, audit, approvals, config) after a
+    """Every byte under CLOUDOPS_HOME (index, shard files, status, audit, approvals, config) after a
     killed sync, two rebuilds and the throttled sync: neither the source profile's keys nor any access
     key id (AKIA/ASIA, e.g. the STS keys of the assumed roles) was ever written."""
     import re

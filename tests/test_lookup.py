@@ -39,7 +39,9 @@ def test_fuzzy_names_and_typos(built):
 def test_a_name_typed_with_spaces_for_its_dashes_is_exact(built):
     index, names = built
     hits = index.search("how many messages are sitting in the orders queue?")
-    assert names[hits[0].id] == "sqs-orders" and hits[0].components["exact"] == 1.0
+    # orders-queue lives in production and in staging: both are named exactly, the -dlq is not
+    assert {names[h.id] for h in hits[:2]} == {"sqs-orders", "sqs-orders-stg"}
+    assert all(h.components["exact"] == 1.0 for h in hits[:2])
     assert all(h.components["exact"] < 1.0 for h in hits if names[h.id] == "sqs-orders-dlq")
     assert top(built, "purge the orders queue dlq")[0] == "sqs-orders-dlq"  # the longer name wins
     assert top(built, "orders queue in staging")[0] == "sqs-orders-stg"  # hints still narrow it
@@ -56,14 +58,51 @@ def test_tag_expressions(built):
     assert all(index.tags[h.row].get("env") != "production" for h in none_prod)
     neq = index.search("env!=prod", limit=200)
     assert {h.id for h in neq} == {h.id for h in none_prod}
-    either = {h.id for h in index.search("(env=dev OR env=staging) AND app=orders", limit=200)}
-    assert all(index.tags[index.ids.index(i)].get("app") == "orders" for i in either)
+    either = index.search("(env=dev OR env=staging) AND app=orders", limit=200)
+    assert either and all(index.tags[h.row].get("app") == "orders" for h in either)
 
 
 def test_bad_tag_expression_is_a_clear_error(built):
     index, _ = built
     with pytest.raises(QueryError):
         index.search("(env=prod AND")
+
+
+def test_an_empty_search_is_a_clear_error(built):
+    index, _ = built
+    for query in ("", "   "):
+        with pytest.raises(QueryError, match="empty"):
+            index.search(query)
+
+
+def test_a_query_that_matches_nothing_has_no_hits(built):
+    """Scores below the floor are not hits: nonsense gets nothing (it used to get 10 hits with empty reasons)."""
+    index, _ = built
+    for query in ("zzzzqqq-nothing", "qwertyuiop", "purple elephant dancing", "lorem ipsum dolor sit amet"):
+        assert index.search(query) == [], query
+
+
+def test_a_place_where_no_region_is_synced_has_no_hits_and_says_so(built):
+    """The eval estate is in us-east-1 and us-west-2 only: "databases in europe" must not answer with us-*
+    databases, and the note says no European region is synced."""
+    index, _ = built
+    result = index.search_result("databases in europe")
+    assert result.hits == [] and any("European" in note for note in result.notes), result.notes
+    assert index.search_result("queues in asia").hits == []
+    assert index.search("databases in us-east-1")  # a synced region still answers
+
+
+def test_tag_hits_say_honestly_why(built):
+    """`env=prod AND NOT app=main`: no hit is labelled app=main; each says what its own tags are."""
+    index, _ = built
+    hits = index.search("env=prod AND NOT app=main", limit=50)
+    assert hits
+    for hit in hits:
+        reasons = next(w for w in hit.why if w.startswith("tags "))[len("tags "):].split(", ")
+        assert "app=main" not in reasons, reasons
+        tags = index.tags[hit.row]
+        assert f"env={tags['env']}" in reasons
+        assert (f"app={tags['app']}" if "app" in tags else "no app tag") in reasons
 
 
 def test_account_region_and_type_hints(built):

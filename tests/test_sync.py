@@ -1,6 +1,7 @@
 """The sync engine against moto (mock_aws): three accounts x two regions through assumed-role
 profiles, deletion, tag change, AccessDenied on one service, throttling injected with botocore
-events. Uses the real embedding model; nothing of ours is mocked."""
+events, progressive writes (searchable before any embedding), re-embedding only what changed. Uses the
+real embedding model and the real Qdrant Edge store; nothing of ours is mocked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from moto import mock_aws
 
 from app import awsclient
 from app.config import AccountConfig
-from app.estate.resource_store import COLLECTION, ResourceStore, point_id
+from app.estate.resource_store import DENSE, ResourceStore, point_id, tag_pairs
 from app.estate.sync import SyncEngine
 
 ACCOUNTS = {"production": "111111111111", "staging": "222222222222", "dev": "333333333333"}
@@ -73,12 +74,15 @@ def embedder():
 
 # per account: 2 regions x (2 queues + 1 table + 1 instance + 1 volume of its root disk) + 1 bucket (+ IAM roles moto seeds)
 def count_type(store, resource_type):
-    from sqlmodel import Session, select
+    from qdrant_edge import FieldCondition, Filter, MatchValue
 
-    from app.estate.resource_store import ResourceRow
+    return store.count(Filter(must=[FieldCondition(key="resource_type", match=MatchValue(resource_type))]))
 
-    with Session(store.engine) as session:
-        return len(session.exec(select(ResourceRow.id).where(ResourceRow.resource_type == resource_type)).all())
+
+def point(store, arn):
+    """The stored point of ``arn`` (payload and dense vector), or None."""
+    records = store.shard.retrieve([point_id(arn)], with_payload=True, with_vector=[DENSE])
+    return records[0] if records else None
 
 
 def test_incremental_sync_makes_detail_calls_only_for_new_resources(store, embedder, monkeypatch):
@@ -111,9 +115,8 @@ def test_full_then_unchanged_resync(store, embedder):
     # the seed's normalisation: account, region, tags, hash
     doc = store.document(next(iter(store.all_hashes())))
     assert doc.account_id in ACCOUNTS.values() and doc.content_hash
-    # Qdrant holds the same points with the document as payload
-    points = store.qdrant.count(COLLECTION).count
-    assert points == store.count()
+    # every point has its meaning vector once the run returns
+    assert data["semantic_pending"] == 0 and store.semantic_pending() == 0
     again = engine(store, embedder).run()
     assert again.ok and again.as_json()["embedded"] == 0 and again.as_json()["added"] == 0
     assert again.as_json()["unchanged"] == store.count()
@@ -137,10 +140,12 @@ def test_deletion_and_tag_change(store, embedder):
     report = engine(store, embedder).run(full=True).as_json()
     assert report["removed"] == 0 and report["updated"] == 1 and report["embedded"] == 1
     assert store.document(arn) is None
-    assert store.qdrant.retrieve(COLLECTION, ids=[point_id(arn)]) == []
+    assert point(store, arn) is None
     assert store.document(table_arn).tags["env"] == "production"
-    payload = store.qdrant.retrieve(COLLECTION, ids=[point_id(table_arn)])[0].payload
-    assert payload["tags"]["env"] == "production"
+    stored = point(store, table_arn)
+    assert stored.payload["tags"]["env"] == "production"
+    assert stored.payload["tag_pairs"] == tag_pairs({"env": "production"})  # indexed canonically: prod = production
+    assert DENSE in stored.vector  # re-embedded: its tags are in the dense text
 
 
 def test_access_denied_on_one_service_keeps_its_documents(store, embedder, monkeypatch):
@@ -199,32 +204,103 @@ class _Raw:
         return body
 
 
-def test_the_embedded_collection_commits_in_wal_mode(store, embedder):
-    """qdrant-client commits each point alone; WAL + synchronous=NORMAL makes that an append instead of
-    two fsyncs. This fails if qdrant-client moves its SQLite connection (app.estate.resource_store)."""
-    from app.estate.resource_store import local_qdrant_storage
-
-    assert engine(store, embedder).run().ok
-    storage = local_qdrant_storage(store.qdrant)
-    assert storage is not None
-    assert storage.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert storage.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+def test_every_point_is_there_on_reopening(store, embedder):
+    """Edge writes behind its own write-ahead log: closing and reopening the store finds every point, with
+    its vector, and the same ids as the sync reported."""
+    report = engine(store, embedder).run()
+    assert report.ok
+    ids = store.qdrant_ids()
     store.close()
-    reopened = ResourceStore(store.directory)  # the points written that way are all there on reopening
-    assert reopened.qdrant.count(COLLECTION).count == reopened.count() > 0
-    reopened.close()
+    reopened = ResourceStore(store.directory)
+    try:
+        assert reopened.qdrant_ids() == ids and len(ids) == report.as_json()["added"]
+        assert reopened.semantic_pending() == 0
+    finally:
+        reopened.close()
 
 
-def test_full_sync_repairs_a_collection_that_lost_points(store, embedder):
+def test_a_point_lost_from_the_shard_comes_back_at_the_next_sync(store, embedder):
     engine(store, embedder).run()
+    before = store.count()
     victim = next(iter(store.all_hashes()))
-    from qdrant_client import models
+    from qdrant_edge import UpdateOperation
 
-    store.qdrant.delete(COLLECTION, points_selector=models.PointIdsList(points=[point_id(victim)]))
-    assert store.qdrant.count(COLLECTION).count == store.count() - 1
-    report = engine(store, embedder).run(full=True)
-    assert report.ok and report.as_json()["embedded"] == 0
-    assert store.qdrant.count(COLLECTION).count == store.count()
+    store.shard.update(UpdateOperation.delete_points([point_id(victim)]))
+    assert store.count() == before - 1
+    report = engine(store, embedder).run()
+    assert report.ok and report.as_json()["added"] == 1 and report.as_json()["embedded"] == 1
+    assert store.count() == before and store.document(victim) is not None
+
+
+def test_a_listing_is_searchable_before_any_embedding(store, embedder):
+    """Progressive sync: when the embedder is first called, every listed resource is already written and
+    found by name and by tags, and searches say their semantic results are partial."""
+    from app.estate.lookup import LookupIndex
+
+    seen = {}
+
+    def watching(texts):
+        if not seen:
+            index = LookupIndex(store, embedder.encode_query)
+            seen["count"], seen["pending"] = store.count(), store.semantic_pending()
+            seen["by_name"] = [h.id for h in index.search("web-staging")]
+            seen["by_tag"] = len(index.search("env=dev", limit=100))
+            seen["result"] = index.search_result("orders table in staging")
+        return embedder.encode(texts)
+
+    report = SyncEngine(store, watching, [AccountConfig(name=n, profile=n, regions=REGIONS) for n in ACCOUNTS],
+                        max_workers=4).run()
+    assert report.ok
+    total = report.as_json()["added"]
+    assert seen["count"] == total and seen["pending"] == total  # all written, none embedded yet
+    staging_web = [d.id for d in store.all_documents() if d.name == "web-staging"]
+    assert staging_web and set(seen["by_name"][:2]) == set(staging_web)
+    assert seen["by_tag"] == 2 * (2 + 1 + 1)  # dev: two queues, a table and an instance per region
+    assert seen["result"].hits and seen["result"].semantic_partial and seen["result"].notes
+    assert report.searchable_s <= report.duration_s and report.semantic_pending == 0
+    after = LookupIndex(store, embedder.encode_query).search_result("orders table in staging")
+    assert not after.semantic_partial and not after.notes
+
+
+def test_only_what_changed_is_embedded_again(store, embedder):
+    """A stopped instance changes its document (state) but not its dense text: written again, not embedded
+    again, its vector kept. An unchanged re-sync writes and embeds nothing."""
+    engine(store, embedder).run()
+    ec2 = boto3.Session(profile_name="dev").client("ec2", region_name="us-west-2")
+    instance = ec2.describe_instances()["Reservations"][0]["Instances"][0]
+    ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
+    report = engine(store, embedder).run().as_json()
+    assert report["updated"] >= 1 and report["embedded"] == 0 and report["semantic_pending"] == 0
+    arn = next(d.id for d in store.all_documents() if d.resource_id == instance["InstanceId"])
+    assert store.document(arn).state == "stopped" and DENSE in point(store, arn).vector
+    again = engine(store, embedder).run().as_json()
+    assert again["embedded"] == 0 and again["updated"] == 0 and again["added"] == 0
+
+
+def test_a_sync_that_died_before_embedding_is_finished_by_the_next(store, embedder):
+    """The embedder fails after every listing was written (a killed sync, a crashed model): the resources
+    stay searchable by name and the next sync, with nothing changed in AWS, embeds exactly them."""
+    def broken(texts):
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError):
+        SyncEngine(store, broken, [AccountConfig(name=n, profile=n, regions=REGIONS) for n in ACCOUNTS]).run()
+    total = store.count()
+    assert total > 0 and store.semantic_pending() == total
+    report = engine(store, embedder).run().as_json()
+    assert report["added"] == 0 and report["embedded"] == total and store.semantic_pending() == 0
+
+
+def test_documents_carry_when_their_scope_last_synced(store, embedder):
+    from app.estate.sync_status import StatusBook
+
+    engine(store, embedder).run()
+    doc = next(store.all_documents())
+    scope = f"{doc.account_id}/{'global' if doc.service in ('s3', 'iam') else doc.region}/{doc.service}"
+    last = StatusBook(store.engine).get(scope).last_success
+    stored = store.document(doc.id)
+    assert stored.synced_at is not None and stored.synced_at.replace(tzinfo=None) == last.replace(tzinfo=None)
+    assert stored.to_identified().synced_at == stored.synced_at
 
 
 def test_resource_change_events_sync_only_the_named_scopes(store, embedder):

@@ -58,16 +58,8 @@ def sync(store, embed=None):
 
 
 def stored_tags(store) -> dict[str, dict[str, str]]:
-    from sqlmodel import Session, select
-
-    from app.estate.resource_store import ResourceRow
-
-    with Session(store.engine) as session:
-        rows = session.exec(select(ResourceRow.document).where(
-            ResourceRow.resource_type.in_(["sqs_queue", "sns_topic", "dynamodb_table"]))).all()
-    from app.estate.documents import ResourceDocument
-
-    return {d.name: d.tags for d in (ResourceDocument.model_validate_json(r) for r in rows)}
+    return {d.name: d.tags for d in store.all_documents()
+            if d.resource_type in ("sqs_queue", "sns_topic", "dynamodb_table")}
 
 
 def count_calls(monkeypatch, also=None) -> list[str]:

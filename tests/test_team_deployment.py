@@ -1,7 +1,7 @@
 """What of a team deployment runs on one machine: `cloudops server --workers 2` (real uvicorn worker
 processes) sharing one playbook metadata DB given by a SQLModel URL (CLOUDOPS_METADATA_DB_URL; here a
 sqlite:/// URL in another folder, where a team would give postgresql+psycopg://...), and the estate
-store writing its Qdrant collection to a location it is given (a folder here, a Qdrant server URL in a
+store mirroring its collection to a Qdrant location it is given (a folder here, a Qdrant server URL in a
 team). A Qdrant server itself is not run here (no binary on this machine); docs/DEPLOYMENT.md says how.
 """
 
@@ -93,22 +93,41 @@ def test_two_server_workers_share_a_metadata_db_given_by_url_in_another_folder(t
         assert conn.execute("SELECT id, content_hash FROM playbook ORDER BY id").fetchall() == before
 
 
-def test_the_estate_store_writes_qdrant_where_it_is_told(tmp_path):
-    """ResourceStore(qdrant_location=...) puts the collection there (a Qdrant server URL in a team)."""
+def test_the_estate_store_mirrors_the_collection_to_the_qdrant_it_is_told(tmp_path):
+    """ResourceStore(qdrant_location=...) mirrors every write to that Qdrant through qdrant-client (a server
+    URL in a team; a folder here, qdrant-client's local mode, since no server runs on this machine): the same
+    point ids, payload schema and named vectors as the local Edge shard, deletions and meaning vectors too."""
+    from qdrant_client import QdrantClient
+
     from app.estate.documents import ResourceDocument
-    from app.estate.resource_store import COLLECTION, ResourceStore, point_id
+    from app.estate.resource_store import COLLECTION, DENSE, NAMES, WORDS, ResourceStore, point_id
+
+    def queue(name: str) -> ResourceDocument:
+        arn = f"arn:aws:sqs:us-east-1:111111111111:{name}"
+        return ResourceDocument(id=arn, arn=arn, resource_type="sqs_queue", service="sqs", resource_id=name, name=name,
+                                account_id="111111111111", account_name="production", region="us-east-1",
+                                tags={"env": "prod"}).finalise()
 
     elsewhere = tmp_path / "qdrant-elsewhere"
+    scope = "111111111111/us-east-1/sqs"
+    q1, q2 = queue("q1"), queue("q2")
     store = ResourceStore(tmp_path / "index", qdrant_location=str(elsewhere))
     try:
-        arn = "arn:aws:sqs:us-east-1:111111111111:q1"
-        doc = ResourceDocument(id=arn, arn=arn, resource_type="sqs_queue", service="sqs", resource_id="q1", name="q1",
-                               account_id="111111111111", account_name="production", region="us-east-1").finalise()
-        store.apply_scope("111111111111/us-east-1/sqs", [doc], {doc.id: np.ones(384, dtype=np.float32)})
-        assert store.qdrant.retrieve(COLLECTION, [point_id(doc.id)])[0].payload["name"] == "q1"
+        store.apply_scope(scope, [q1, q2], {q1.id: np.ones(384, dtype=np.float32), q2.id: np.ones(384, dtype=np.float32)})
+        store.apply_scope(scope, [q1])  # q2 is gone
+        local = store.shard.retrieve([point_id(q1.id)], with_payload=True, with_vector=False)[0].payload
+        assert store.mirror_error is None
     finally:
         store.close()
-    assert (elsewhere / "meta.json").exists() and not (tmp_path / "index" / "qdrant").exists()
+    assert (elsewhere / "meta.json").exists() and (tmp_path / "index" / "edge").exists()
+    team = QdrantClient(path=str(elsewhere))
+    try:
+        points = team.retrieve(COLLECTION, [point_id(q1.id), point_id(q2.id)], with_payload=True, with_vectors=True)
+        assert [p.id for p in points] == [point_id(q1.id)]
+        assert points[0].payload == local and points[0].payload["name"] == "q1"
+        assert set(points[0].vector) == {DENSE, WORDS, NAMES}
+    finally:
+        team.close()
 
 
 @pytest.fixture

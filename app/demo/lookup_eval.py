@@ -1,8 +1,8 @@
 """The lookup evaluation: blind queries over the evaluation estates, top-1 accuracy per query kind.
 
 The estates (tests/eval*/estate.yaml) are lists of identified resources; they are turned into
-documents, embedded with the real model and stored in a real ResourceStore, so the whole lookup path
-runs exactly as after a sync.
+documents, embedded with the real model (their dense text, as a sync embeds it) and stored in a real
+ResourceStore (a Qdrant Edge shard), so the whole lookup path runs exactly as after a sync.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from app.estate.documents import ResourceDocument, make_document
+from app.estate.documents import ResourceDocument, dense_text, make_document
 from app.estate.lookup import LookupIndex
 from app.estate.resource_store import ResourceStore
 
@@ -45,9 +45,9 @@ def build_index(estate: Path, directory: Path, embedder) -> tuple[LookupIndex, R
     by_scope: dict[str, list[ResourceDocument]] = defaultdict(list)
     for doc in docs:
         by_scope[f"{doc.account_id}/{doc.region}/{doc.service}"].append(doc)
-    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
+    vectors = dict(zip([d.id for d in docs], embedder.encode([dense_text(d) for d in docs])))
     for scope, scoped in by_scope.items():
-        store.apply_scope(scope, scoped, vectors, write_qdrant=False)
+        store.apply_scope(scope, scoped, vectors)
     encode_query = getattr(embedder, "encode_query", None) or (lambda t: embedder.encode([t])[0])
     return LookupIndex.load(store, encode_query), store, keys
 

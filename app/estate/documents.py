@@ -1,15 +1,23 @@
 """One normalised document per AWS resource: what the sync engine stores, the lookup searches and the
 context builder sends (as an ``IdentifiedResource``).
 
-The embedded text and the content hash are derived here and only here, so a change in how a
-resource reads is a change in one place; the hash excludes the sync time so that an unchanged
-resource is never embedded again.
+The texts the index reads and the content hash are derived here and only here, so a change in how a
+resource reads is a change in one place:
+
+* ``text`` (:func:`words_text`): every word an operator may type about the resource (type nouns, name,
+  service, account, region, state, engine, tags); the BM25 words of the index, written with the listing.
+* :func:`dense_text`: a short text (name, type, key attributes, tags) for the meaning vector. Short,
+  because embedding is the slow part of a sync (its cost grows with the tokens), and without the state
+  or message counts, so that a resource that only changed state keeps its vector.
+
+The hash excludes the sync time (``synced_at``), so that an unchanged resource is never written again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -38,11 +46,13 @@ class ResourceDocument(BaseModel):
     constraints: dict[str, Any] = Field(default_factory=dict)
     text: str = ""
     content_hash: str = ""
+    synced_at: datetime | None = Field(default=None, description="When this client last read the resource from "
+                                       "AWS (its scope's last successful sync); not part of the content hash.")
 
     def finalise(self) -> "ResourceDocument":
         """Fill ``text`` and ``content_hash`` from the other fields."""
-        self.text = embed_text(self)
-        body = self.model_dump(exclude={"content_hash"})
+        self.text = words_text(self)
+        body = self.model_dump(exclude={"content_hash", "synced_at"})
         self.content_hash = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         return self
 
@@ -53,7 +63,7 @@ class ResourceDocument(BaseModel):
             current_state=self.state, engine=self.attributes.get("engine"), multi_az=self.attributes.get("multi_az"),
             tags=self.tags, attributes=self.attributes, relations=self.relations,
             available_permissions=list(self.permissions.get("allowed", [])), constraints=self.constraints,
-            match_score=match_score, match_reason=why,
+            match_score=match_score, match_reason=why, synced_at=self.synced_at,
         )
 
 
@@ -81,8 +91,8 @@ _ENGINE_WORDS = {"postgres": "postgresql postgres pg", "aurora-postgresql": "aur
                  "mysql": "mysql", "aurora-mysql": "aurora mysql", "mariadb": "mariadb mysql"}
 
 
-def embed_text(doc: ResourceDocument) -> str:
-    """What the semantic index sees: type words, name, where, state, engine facts and tags.
+def words_text(doc: ResourceDocument) -> str:
+    """What the words index (BM25) sees: type words, name, where, state, engine facts and tags.
 
     Written for the queries operators type ("production postgres database", "the payments queue"),
     so synonyms of the type and engine are spelled out.
@@ -107,3 +117,41 @@ def embed_text(doc: ResourceDocument) -> str:
     if doc.tags:
         parts.append("tags " + " ".join(f"{k}={v}" for k, v in doc.tags.items()))
     return "; ".join(parts)
+
+
+# Attributes that say what a resource is, in the words of its type (not sizes, counts or times).
+_KEY_ATTRIBUTES = ("instance_class", "instance_type", "runtime", "launch_type", "description", "type", "scheme",
+                   "protocol", "volume_type", "platform_version")
+
+
+def dense_text(doc: ResourceDocument) -> str:
+    """The short text of the meaning vector: name, type, key attributes and tags.
+
+    Kept short because embedding time grows with the tokens and is most of a full sync; without state,
+    account, region or counts, which the filters and the words index answer, so that a change of state
+    or of a message count never costs an embedding. A resource is embedded again only when this text
+    changes (:func:`dense_hash`).
+    """
+    noun = TYPE_NOUNS.get(doc.resource_type, doc.resource_type)
+    parts = [f"{noun} {doc.name}"]
+    engine = doc.attributes.get("engine")
+    if engine:
+        parts.append(f"{_ENGINE_WORDS.get(str(engine), engine)}")
+    for key in _KEY_ATTRIBUTES:
+        value = doc.attributes.get(key)
+        if value and isinstance(value, str | int) and not isinstance(value, bool):
+            parts.append(str(value)[:120])
+    if doc.attributes.get("multi_az"):
+        parts.append("multi-az")
+    probe = IdentifiedResource(resource_type=doc.resource_type, resource_id=doc.resource_id, tags=doc.tags,
+                               account_name=doc.account_name)
+    if is_production(probe):
+        parts.append("production")
+    if doc.tags:
+        parts.append(" ".join(f"{k} {v}" for k, v in doc.tags.items()))
+    return "; ".join(parts)
+
+
+def dense_hash(doc: ResourceDocument) -> str:
+    """Which text a stored meaning vector was made from: equal hashes, no new embedding."""
+    return hashlib.sha256(dense_text(doc).encode("utf-8")).hexdigest()[:32]

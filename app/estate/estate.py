@@ -30,10 +30,16 @@ class RemoteEmbedder:
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
 
+TEAM_QDRANT_ENV = "CLOUDOPS_ESTATE_QDRANT_URL"  # the team path: a Qdrant server that mirrors the estate
+
+
 class Estate:
     def __init__(self, config: Config | None = None):
+        import os
+
         self.config = config or load_config()
-        self.store = ResourceStore(cloudops_home() / "index")
+        self.store = ResourceStore(cloudops_home() / "index", qdrant_location=os.environ.get(TEAM_QDRANT_ENV) or None)
+        self._lookup = None
 
     @cached_property
     def sessions(self):
@@ -92,9 +98,13 @@ class Estate:
         return None if report.ok else "some scopes were not refreshed after the run; the next sync will"
 
     def lookup(self):
+        """The lookup over the store's shard (one per estate: it holds only small caches, and sees every
+        write at once)."""
         from app.estate.lookup import LookupIndex
 
-        return LookupIndex.load(self.store, self.embed_query)
+        if self._lookup is None:
+            self._lookup = LookupIndex(self.store, self.embed_query)
+        return self._lookup
 
     def close(self) -> None:
         self.store.close()

@@ -1,15 +1,15 @@
 """The estate explorer's numbers: resource counts by account, region, service and type, and a filtered
-listing, straight from the store's SQLite table. Counted in SQL (GROUP BY), never by loading documents,
-so the explorer stays cheap on a 100k-resource estate and always agrees with what sync wrote."""
+listing, straight from the store's Qdrant Edge shard. Counted by facets over keyword payload indexes
+(one ``group`` field per point: account, region, service, type), never by loading documents, so the
+explorer stays cheap on a large estate and always agrees with what sync wrote."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from app.estate.resource_store import ResourceStore
 
-from app.estate.resource_store import ResourceRow, ResourceStore
+MAX_LISTED_SCAN = 20000  # matches read to sort the listing by name
 
 
 @dataclass(frozen=True)
@@ -22,55 +22,52 @@ class ExplorerFilter:
     resource_type: str | None = None
     state: str | None = None
 
-    def where(self, statement):
+    def edge_filter(self):
+        """The filter as an Edge filter over the shard's payload indexes (None: everything)."""
+        from qdrant_edge import FieldCondition, Filter, MatchValue
+
+        must: list = []
         if self.account:
-            statement = statement.where((ResourceRow.account_id == self.account) |
-                                        (ResourceRow.account_name == self.account))
-        if self.region:
-            statement = statement.where(ResourceRow.region == self.region)
-        if self.service:
-            # The scope is "<account_id>/<region>/<service>": the service is its last segment.
-            statement = statement.where(ResourceRow.scope.like(f"%/{_escape_like(self.service)}", escape="\\"))
-        if self.resource_type:
-            statement = statement.where(ResourceRow.resource_type == self.resource_type)
+            must.append(Filter(should=[FieldCondition(key="account_id", match=MatchValue(self.account)),
+                                       FieldCondition(key="account_name", match=MatchValue(self.account))]))
+        for key, value in (("region", self.region), ("service", self.service),
+                           ("resource_type", self.resource_type)):
+            if value:
+                must.append(FieldCondition(key=key, match=MatchValue(value)))
         if self.state:
-            statement = statement.where(func.lower(ResourceRow.state) == self.state.lower())
-        return statement
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            must.append(FieldCondition(key="state_low", match=MatchValue(self.state.lower())))
+        return Filter(must=must) if must else None
 
 
 def explore(store: ResourceStore, flt: ExplorerFilter, limit: int = 200) -> dict:
     """Counts per (account, region, service, type) for the filter, the facet values of the whole
     estate (what the filter menus offer), and up to ``limit`` matching resources, sorted by name."""
-    with Session(store.engine) as session:
-        grouped = session.exec(flt.where(
-            select(ResourceRow.account_id, ResourceRow.account_name, ResourceRow.region, ResourceRow.scope,
-                   ResourceRow.resource_type, func.count()).group_by(
-                ResourceRow.account_id, ResourceRow.account_name, ResourceRow.region, ResourceRow.scope,
-                ResourceRow.resource_type))).all()
-        states = session.exec(select(func.lower(ResourceRow.state)).where(ResourceRow.state.is_not(None))
-                              .distinct()).all()
-        everything = session.exec(select(ResourceRow.account_id, ResourceRow.account_name, ResourceRow.region,
-                                         ResourceRow.scope, ResourceRow.resource_type).distinct()).all()
-        rows = session.exec(flt.where(
-            select(ResourceRow.id, ResourceRow.name, ResourceRow.resource_id, ResourceRow.resource_type,
-                   ResourceRow.account_id, ResourceRow.account_name, ResourceRow.region, ResourceRow.state,
-                   ResourceRow.scope)).order_by(ResourceRow.name, ResourceRow.id).limit(limit)).all()
-    groups = [{"account_id": a, "account_name": n, "region": r, "service": scope.rsplit("/", 1)[-1],
-               "resource_type": t, "count": int(c)} for a, n, r, scope, t, c in grouped]
+    condition = flt.edge_filter()
+    groups = []
+    for value, count in store.facet("group", condition):
+        account_id, account_name, region, service, resource_type = str(value).split("|")
+        groups.append({"account_id": account_id, "account_name": account_name, "region": region,
+                       "service": service, "resource_type": resource_type, "count": count})
     groups.sort(key=lambda g: (g["account_name"], g["region"], g["service"], g["resource_type"]))
+    everything = [str(value).split("|") for value, _ in store.facet("group")]
     facets = {
-        "accounts": sorted({(a, n) for a, n, _, _, _ in everything}, key=lambda x: x[1]),
-        "regions": sorted({r for _, _, r, _, _ in everything}),
-        "services": sorted({s.rsplit("/", 1)[-1] for _, _, _, s, _ in everything}),
-        "resource_types": sorted({t for _, _, _, _, t in everything}),
-        "states": sorted(s for s in states if s),
+        "accounts": [{"account_id": a, "account_name": n}
+                     for a, n in sorted({(g[0], g[1]) for g in everything}, key=lambda x: x[1])],
+        "regions": sorted({g[2] for g in everything}),
+        "services": sorted({g[3] for g in everything}),
+        "resource_types": sorted({g[4] for g in everything}),
+        "states": sorted(str(value) for value, _ in store.facet("state_low") if value),
     }
-    facets["accounts"] = [{"account_id": a, "account_name": n} for a, n in facets["accounts"]]
-    resources = [{"id": i, "name": name, "resource_id": rid, "resource_type": t, "account_id": a,
-                  "account_name": an, "region": r, "state": st, "service": scope.rsplit("/", 1)[-1]}
-                 for i, name, rid, t, a, an, r, st, scope in rows]
+    fields = ["id", "name", "name_low", "resource_id", "resource_type", "account_id", "account_name", "region",
+              "state", "service"]
+    rows = []
+    for _, payload in store._scroll(condition, fields):
+        rows.append(payload)
+        if len(rows) >= MAX_LISTED_SCAN:
+            break
+    rows.sort(key=lambda p: (p.get("name") or "", p.get("id") or ""))
+    resources = [{"id": p.get("id"), "name": p.get("name"), "resource_id": p.get("resource_id"),
+                  "resource_type": p.get("resource_type"), "account_id": p.get("account_id"),
+                  "account_name": p.get("account_name"), "region": p.get("region"), "state": p.get("state"),
+                  "service": p.get("service")} for p in rows[:limit]]
     return {"total": sum(g["count"] for g in groups), "groups": groups, "facets": facets, "resources": resources}

@@ -1,44 +1,49 @@
-"""Hybrid resource lookup over the local estate: exact id/ARN/name, fuzzy names, lexical words,
-semantic similarity, fused into one ranking, with tag expressions and account/region/type hints as
-filters. Every hit says why it matched.
+"""Hybrid resource lookup over the local estate: exact id/ARN/name, fuzzy names, words, meaning, fused
+into one ranking, with tag expressions and account/region/type/state hints as filters. Every hit says why
+it matched; a query nothing matches well enough gets no hits (and, where it helps, a note saying why).
 
-The index is held in memory as numpy arrays loaded from the store's SQLite table (vectors, names,
-types, accounts, regions, tags) plus a hashed TF-IDF of the documents' text kept as postings (for each
-hashed word, the documents holding it and their weights: a sparse matrix by column, in numpy): a brute-force
-dot product over 100k x 384 float32 takes a few milliseconds, where Qdrant's embedded mode takes
-most of a second. Reloaded when the store changes.
+Everything is asked of the store's Qdrant Edge shard (app.estate.resource_store), so a resource is found
+the moment its listing is written and nothing is loaded into memory first:
+
+* filters (account, region, type, state, tag expressions) are Edge filters on payload indexes;
+* exact ids, ARNs and names are the ``keys`` keyword index; names typed with spaces the ``spaced`` one;
+* words are Edge's BM25 sparse vectors, meaning its dense vectors (HNSW once built, exact scan before);
+* fuzzy names: Edge's ``names`` trigram vectors pick candidates, rapidfuzz scores them (Edge has no edit
+  distance; rapidfuzz over the few candidates costs microseconds, over a name column of a million
+  resources it cost tens of milliseconds and 100+ MB, measured in bench/bench_lookup.py).
+
+Each signal proposes its best candidates inside the filters; every candidate then gets every signal's
+score (Edge answers a query restricted to the candidate ids), and the weighted sum ranks them.
 """
 
 from __future__ import annotations
 
-import json
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from rapidfuzz import fuzz, process
-from sqlmodel import Session, select
 
 from agent.lexicon import head_types
-from agent.text import REGION_IN_TEXT, last_segment, normalise, sparse_counts
-from app.estate.resource_store import ResourceRow, ResourceStore
+from agent.text import REGION_IN_TEXT, normalise
+from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, names_vector,
+                                       spaced_name, words_vector)
 from app.estate.tagexpr import Node, TagExprError, canon, split_query
 
-HASH_DIM = 1 << 20
-_MAX_SPACED_WORDS = 6
-_SEPARATORS = re.compile(r"[-_.]+")
+__all__ = ["Hit", "LookupIndex", "ParsedQuery", "QueryError", "SearchResult", "spaced_name"]
 
-
-def spaced_name(name: str | None) -> str | None:
-    """A name's spelling with spaces for its separators, when it has at least two words and they are
-    plain words: payments-queue -> "payments queue"; None for one-word names and for ids."""
-    if not name:
-        return None
-    words = [w for w in _SEPARATORS.split(normalise(name)) if w]
-    if not 2 <= len(words) <= _MAX_SPACED_WORDS or not all(re.fullmatch(r"[a-z0-9]+", w) for w in words):
-        return None
-    return " ".join(words)
+_MAX_SPACED_WORDS = MAX_SPACED_WORDS
+# How many candidates each signal proposes inside the filters (words, meaning, names).
+CANDIDATES = 40
+NAME_CANDIDATES = 60
+# A hit needs at least this much evidence (the weighted sum below): a lone weak fuzzy or semantic
+# resemblance is not a match ("zzzzqqq-nothing" has none). Calibrated on tests/eval_lookup and nonsense
+# queries (tests/test_lookup.py).
+SCORE_FLOOR = 0.18
+# A pure filter or listing reads at most this many matches to order them by name.
+MAX_LISTED_SCAN = 20000
 _FILLER = frozenset("a an the in on at of for with all my our show find me list get which where what is are any "
                     "resources resource please that those these".split())
 _QUERY_WORD = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
@@ -59,6 +64,7 @@ _QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bas
                    "cert": "certificate", "creds": "credentials secret", "password": "secret credentials"}
 _ENV_WORDS = {"prod": "prod", "production": "prod", "prd": "prod", "live": "prod", "staging": "stg", "stage": "stg",
               "dev": "dev", "development": "dev"}
+
 
 
 class QueryError(ValueError):
@@ -86,114 +92,194 @@ class ParsedQuery:
     state: str | None = None
 
 
-class _Categorical:
-    """A column as integer codes plus the distinct values: fast equality and membership masks."""
+@dataclass
+class SearchResult:
+    """The hits, notes for the operator ("no European region is synced"), and whether meaning vectors
+    are still being made for part of the estate (semantic results partial)."""
 
-    def __init__(self, values):
-        self.values, codes = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-        self.codes = codes.astype(np.int32)
-        self.index = {v: i for i, v in enumerate(self.values)}
+    hits: list[Hit]
+    notes: list[str] = field(default_factory=list)
+    semantic_partial: bool = False
+    pending: int = 0
 
-    def isin(self, wanted) -> np.ndarray:
-        ids = [self.index[w] for w in wanted if w in self.index]
-        if not ids:
-            return np.zeros(len(self.codes), dtype=bool)
-        return np.isin(self.codes, np.asarray(ids, dtype=np.int32))
 
-    def eq(self, value) -> np.ndarray:
-        return self.isin([value])
+@dataclass
+class _Candidate:
+    """What one point contributes to a search, signal by signal."""
+
+    pid: int
+    exact: float = 0.0
+    exact_key: str = ""
+    lexical: float | None = None
+    semantic: float | None = None
+    payload: dict[str, Any] | None = None
+
+
+class _Cached:
+    """A value recomputed when the store has been written since, at most once a second (during a sync
+    every scope write bumps the generation; facets over 100k points cost ~10-30 ms)."""
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.lock = threading.Lock()
+        self.value = None
+        self.generation = -1
+        self.at = 0.0
+
+    def get(self, generation: int):
+        if self.generation != generation and (self.value is None or time.monotonic() - self.at > 1.0):
+            with self.lock:
+                if self.generation != generation:
+                    self.value, self.generation, self.at = self.compute(), generation, time.monotonic()
+        return self.value
+
+
+class _ExactKeys:
+    """The exact-name table as parse() reads it (``key in exact``, ``exact.get(key)``): point ids whose
+    id, ARN, name or API id is ``key``, answered by the shard's ``keys`` index."""
+
+    def __init__(self, index: "LookupIndex"):
+        self.index = index
+
+    def get(self, key: str, default=None) -> list[int] | None:
+        return self.index._exact_rows(key) or default
+
+    def __contains__(self, key: str) -> bool:
+        return bool(self.index._exact_rows(key))
+
+
+class _Regions:
+    """parse()'s ``_codes["region"].values``: the synced regions (a facet of the shard)."""
+
+    def __init__(self, index: "LookupIndex"):
+        self.index = index
+
+    @property
+    def values(self) -> list[str]:
+        return self.index._facets()["regions"]
+
+
+class _Column:
+    """One payload field by row (a hit's ``row`` is its point id): ``index.types[hit.row]``. Values come
+    from the search that returned the hit (cached), else from the shard."""
+
+    def __init__(self, lookup: "LookupIndex", field_name: str):
+        self.lookup = lookup
+        self.field = field_name
+
+    def __getitem__(self, row: int):
+        return self.lookup._row(int(row)).get(self.field)
+
+    def __len__(self) -> int:
+        return len(self.lookup)
+
+    def __iter__(self):
+        """Iterating the account columns yields each account once, aligned between ``account_names`` and
+        ``account_ids`` (``zip`` of the two maps names to ids, as callers use it); other columns page
+        through the shard."""
+        if self.field in ("account_name", "account_id"):
+            pairs = self.lookup._facets()["accounts"]
+            return iter([p[0] if self.field == "account_id" else p[1] for p in pairs])
+        return (payload.get(self.field) for _, payload in self.lookup.store._scroll(None, [self.field]))
+
+
+_ROW_FIELDS = ["id", "name", "name_low", "resource_type", "account_id", "account_name", "region", "state",
+               "state_low", "tags", "scope", "keys", "spaced"]
+_REGION_ADJECTIVES = {"europe": "European", "eu": "European", "asia": "Asian", "canada": "Canadian"}
 
 
 class LookupIndex:
-    """Everything a search needs, in memory. Build with :meth:`load`."""
+    """Searches over a ResourceStore's shard. Cheap to make (nothing is loaded); one per store is enough,
+    and it may be shared by threads."""
 
-    def __init__(self, rows: list[dict[str, Any]], vectors: np.ndarray, embed_query):
-        self.ids = [r["id"] for r in rows]
-        self.names = [r["name"] for r in rows]
-        self.names_low = [normalise(r["name"]) for r in rows]
-        self.types = np.array([r["resource_type"] for r in rows], dtype=object)
-        self.account_ids = np.array([r["account_id"] for r in rows], dtype=object)
-        self.account_names = np.array([r["account_name"] for r in rows], dtype=object)
-        self.regions = np.array([r["region"] for r in rows], dtype=object)
-        self.states = [r["state"] for r in rows]
-        # Categorical codes: comparing small integers is ~50x faster than comparing Python strings.
-        self._codes = {name: _Categorical(values) for name, values in (
-            ("type", self.types), ("account_id", self.account_ids), ("account_name", self.account_names),
-            ("region", self.regions), ("state", np.array([(x or "").lower() for x in self.states], dtype=object)))}
-        self.tags = [json.loads(r["tags"]) for r in rows]
-        self.vectors = vectors
+    def __init__(self, store: ResourceStore, embed_query=None):
+        self.store = store
         self.embed_query = embed_query
-        self.exact: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            for key in {normalise(r["id"]), normalise(r["name"]), normalise(r["resource_id"]),
-                        normalise(last_segment(r["resource_id"]))}:
-                self.exact.setdefault(key, []).append(i)
-        # Names typed with spaces for their separators ("payments queue" for payments-queue).
-        self.spaced: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            spaced = spaced_name(r["name"])
-            if spaced:
-                self.spaced.setdefault(spaced, []).append(i)
-        self._build_lexical([r["text"] for r in rows])
-        self._sorted_names = sorted(set(self.names_low))
-        self._known_accounts = {normalise(str(n)): str(i) for n, i in set(zip(self.account_names, self.account_ids))}
+        self.exact = _ExactKeys(self)
+        self._codes = {"region": _Regions(self)}
+        self._exact_cache: dict[tuple[int, str], list[int]] = {}
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._facet_cache = _Cached(self._compute_facets)
+        self.ids = _Column(self, "id")
+        self.names = _Column(self, "name")
+        self.names_low = _Column(self, "name_low")
+        self.types = _Column(self, "resource_type")
+        self.account_ids = _Column(self, "account_id")
+        self.account_names = _Column(self, "account_name")
+        self.regions = _Column(self, "region")
+        self.states = _Column(self, "state")
+        self.tags = _Column(self, "tags")
 
     @classmethod
     def load(cls, store: ResourceStore, embed_query) -> "LookupIndex":
-        with Session(store.engine) as session:
-            result = session.exec(select(ResourceRow.id, ResourceRow.name, ResourceRow.resource_id,
-                                         ResourceRow.resource_type, ResourceRow.account_id, ResourceRow.account_name,
-                                         ResourceRow.region, ResourceRow.state, ResourceRow.tags, ResourceRow.text,
-                                         ResourceRow.vector)).all()
-        keys = ("id", "name", "resource_id", "resource_type", "account_id", "account_name", "region", "state",
-                "tags", "text")
-        rows = [dict(zip(keys, r[:-1])) for r in result]
-        vectors = (np.frombuffer(b"".join(r[-1] for r in result), dtype=np.float32).reshape(len(result), -1)
-                   if result else np.zeros((0, 384), dtype=np.float32))
-        return cls(rows, vectors, embed_query)
+        """The index over ``store`` (kept for callers of the in-memory version; nothing is loaded now)."""
+        return cls(store, embed_query)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.store.count()
 
-    def _build_lexical(self, texts: list[str]) -> None:
-        """TF-IDF over hashed words, each document's vector L2-normalised, stored by column: for the
-        hashed word ``self._post_cols[j]``, the documents ``self._post_rows[s:e]`` hold it with weights
-        ``self._post_vals[s:e]`` (``s, e = self._post_start[j:j + 2]``; documents in order)."""
-        cols: list[int] = []
-        vals: list[float] = []
-        lengths: list[int] = []
-        for text in texts:
-            counts = sparse_counts(text, HASH_DIM)
-            cols.extend(counts)
-            vals.extend(counts.values())
-            lengths.append(len(counts))
-        row = np.repeat(np.arange(len(texts), dtype=np.int32), np.asarray(lengths, np.int64))
-        col = np.asarray(cols, np.int64)
-        del cols
-        val = np.asarray(vals, np.float32)
-        del vals
-        df = np.bincount(col, minlength=HASH_DIM).astype(np.float32)
-        self._idf = np.log((len(texts) + 1.0) / (df + 1.0)).astype(np.float32) + 1.0
-        val *= self._idf[col]
-        norms = np.sqrt(np.bincount(row, weights=val * val, minlength=len(texts))).astype(np.float32)
-        norms[norms == 0] = 1.0
-        val *= (1.0 / norms)[row]
-        order = np.argsort(col, kind="stable")  # by word; documents stay in order within a word
-        col = col[order]
-        starts = np.flatnonzero(np.diff(col)) + 1 if len(col) else np.zeros(0, np.int64)
-        starts = np.concatenate(([0], starts)) if len(col) else starts
-        self._post_cols = col[starts]
-        self._post_start = np.append(starts, len(col))
-        self._post_rows = row[order]
-        self._post_vals = val[order]
+    # -- what parse() and the columns read ------------------------------------------------------------
+    def _exact_rows(self, key: str) -> list[int]:
+        from qdrant_edge import FieldCondition, Filter, MatchValue, ScrollRequest
 
-    def _posting(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        """The documents holding hashed word ``idx`` and their TF-IDF weights (empty when none does)."""
-        j = int(np.searchsorted(self._post_cols, idx))
-        if j == len(self._post_cols) or self._post_cols[j] != idx:
-            return self._post_rows[:0], self._post_vals[:0]
-        start, end = self._post_start[j], self._post_start[j + 1]
-        return self._post_rows[start:end], self._post_vals[start:end]
+        if not key:
+            return []
+        cache_key = (self.store.generation, key)
+        rows = self._exact_cache.get(cache_key)
+        if rows is None:
+            records, _ = self.store.shard.scroll(ScrollRequest(
+                limit=1000, filter=Filter(must=[FieldCondition(key="keys", match=MatchValue(key))]),
+                with_payload=False, with_vector=False))
+            rows = [r.id for r in records]
+            if len(self._exact_cache) > 4096:
+                self._exact_cache.clear()
+            self._exact_cache[cache_key] = rows
+        return rows
+
+    def _compute_facets(self) -> dict[str, Any]:
+        groups = [str(value).split("|") for value, _ in self.store.facet("group")]
+        accounts = sorted({(g[0], g[1]) for g in groups if len(g) == 5})
+        return {"regions": sorted({g[2] for g in groups if len(g) == 5}), "accounts": accounts}
+
+    def _facets(self) -> dict[str, Any]:
+        return self._facet_cache.get(self.store.generation)
+
+    @property
+    def _known_accounts(self) -> dict[str, str]:
+        return {normalise(name): account_id for account_id, name in self._facets()["accounts"]}
+
+    def accounts(self) -> dict[str, str]:
+        """Account name -> account id, every account in the index."""
+        return {name: account_id for account_id, name in self._facets()["accounts"]}
+
+    def _row(self, pid: int) -> dict[str, Any]:
+        row = self._rows.get(pid)
+        if row is None:
+            self._remember(self.store.shard.retrieve([pid], with_payload=_ROW_FIELDS, with_vector=False))
+            row = self._rows.get(pid, {})
+        return row
+
+    def _remember(self, records) -> None:
+        if len(self._rows) > 20000:
+            self._rows.clear()
+        for record in records:
+            self._rows[record.id] = record.payload or {}
+
+    def rows_named(self, name_low: str) -> list[int]:
+        """Rows (point ids) of the resources whose normalised name is ``name_low`` (autocomplete's places)."""
+        from qdrant_edge import FieldCondition, Filter, MatchValue
+
+        return [pid for pid, payload in self._scroll_rows(Filter(must=[FieldCondition(key="name_low",
+                                                                                      match=MatchValue(name_low))]))]
+
+    def _scroll_rows(self, flt, limit: int | None = None):
+        out = []
+        for pid, payload in self.store._scroll(flt, _ROW_FIELDS):
+            self._rows[pid] = payload
+            out.append((pid, payload))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     # -- query parsing --------------------------------------------------------------------------
     def parse(self, query: str) -> ParsedQuery:
@@ -250,170 +336,358 @@ class LookupIndex:
                            types=types, environment=environment, hints=hints, state=state)
 
     # -- search ---------------------------------------------------------------------------------
-    def _tag_column(self, key: str) -> _Categorical:
-        """Canonical values of one tag key across all documents ("\\x00" where absent), built once."""
-        cache = self.__dict__.setdefault("_tag_columns", {})
-        if key not in cache:
-            low = key.lower()
-            cache[key] = _Categorical([canon(next((v for k, v in t.items() if k.lower() == low), "\x00"))
-                                       for t in self.tags])
-        return cache[key]
-
-    def _tag_mask(self, node: Node) -> np.ndarray:
-        if node.op == "term":
-            term = node.term
-            column = self._tag_column(term.key)
-            hit = ~column.eq("\x00") if term.value == "*" else column.eq(canon(term.value))
-            return ~hit if term.negated else hit
-        if node.op == "not":
-            return ~self._tag_mask(node.children[0])
-        masks = [self._tag_mask(c) for c in node.children]
-        return np.logical_and.reduce(masks) if node.op == "and" else np.logical_or.reduce(masks)
-
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
                resource_type: str | None = None, every_match: bool = False) -> list[Hit]:
-        """Ranked hits for ``query``. Every signal is a vector over all documents (numpy, rapidfuzz's
-        C++ cdist, a product over postings), so cost grows gently with the estate; reasons are built for the
-        returned hits only. ``every_match``: every document the filters let through is a hit, as for a
-        pure filter (a listing: "list the databases in staging")."""
-        if not len(self):
-            return []
+        """Ranked hits for ``query`` (:meth:`search_result` also says why nothing matched)."""
+        return self.search_result(query, limit=limit, account=account, resource_type=resource_type,
+                                  every_match=every_match).hits
+
+    def search_result(self, query: str, *, limit: int = 10, account: str | None = None,
+                      resource_type: str | None = None, every_match: bool = False) -> SearchResult:
+        """Ranked hits for ``query``, notes, and whether semantic results are partial. ``every_match``:
+        every document the filters let through is a hit, as for a pure filter (a listing: "list the
+        databases in staging"). Raises QueryError for an empty query or a bad tag expression."""
+        from qdrant_edge import Filter
+
+        if not query or not query.strip():
+            raise QueryError("the search is empty: type a name, an id, some words or a tag expression (env=prod)")
         q = self.parse(query)
-        n = len(self)
-        mask = np.ones(n, dtype=bool)
-        codes = self._codes
-        if account:
-            mask &= codes["account_id"].eq(account) | codes["account_name"].eq(account)
-        if resource_type:
-            mask &= codes["type"].eq(resource_type)
-        if q.accounts:
-            mask &= codes["account_id"].isin(q.accounts)
-        if q.regions:
-            mask &= codes["region"].isin([*q.regions, "global"])
-        if q.tag_expr is not None:
-            mask &= self._tag_mask(q.tag_expr)
-        if every_match and q.state:  # "list the stopped instances": the state selects, it does not just rank
-            mask &= codes["state"].eq(q.state)
+        unsynced = self._unsynced_places(q)
+        if unsynced:
+            return SearchResult([], notes=unsynced)
+        conditions = self._conditions(q, account, resource_type, every_match)
         all_words = _QUERY_WORD.findall(q.text)
         if q.types:
-            typed = mask & codes["type"].isin(q.types)
             # A resource named exactly stays a candidate whatever the type words say ("instance
             # refresh on web-asg" is about the group called web-asg, not an instance).
-            for word in all_words:
-                if _IDENTIFIER_SHAPED.search(word):
-                    for i in self.exact.get(word, []):
-                        typed[i] = typed[i] or mask[i]
-            if typed.any():
-                mask = typed
-        if not mask.any():
-            return []
+            typed = conditions + [self._typed(q.types, all_words)]
+            if self._any(typed):
+                result = self._search(q, typed, all_words, limit, every_match)
+                if result.hits:
+                    return result
+                # Nothing of those types matches well enough: the type words may have been read
+                # wrongly ("machine learning ..." is not about instances); try every type.
+        return self._search(q, conditions, all_words, limit, every_match)
 
+    def _search(self, q: ParsedQuery, conditions: list, all_words: list[str], limit: int,
+                every_match: bool) -> SearchResult:
+        from qdrant_edge import Filter
+
+        flt = Filter(must=conditions) if conditions else None
         words = [w for w in all_words if w not in _FILLER]
         free = " ".join(words)
-        exact = np.zeros(n, dtype=np.float32)
-        fuzzy = np.zeros(n, dtype=np.float32)
-        lexical = np.zeros(n, dtype=np.float32)
-        semantic = np.zeros(n, dtype=np.float32)
-        exact_key: dict[int, str] = {}
-        for key in {free, *words}:
-            # A whole query, or an identifier-shaped word (orders-db, i-0a1b, an ARN), is decisive; a
-            # plain word that happens to be a name ("orders") only counts for part.
-            weight = 1.0 if key == free or _IDENTIFIER_SHAPED.search(key) else 0.4
-            for i in self.exact.get(key, []):
-                if weight > exact[i]:
-                    exact[i] = weight
-                    exact_key[i] = key
-        # A name typed with spaces for its dashes is as exact as the name itself, when all of its words
-        # stand in the query in order: "the payments queue" names payments-queue, not payments-queue-dlq.
-        for size in range(2, min(_MAX_SPACED_WORDS, len(all_words)) + 1):
-            for start in range(len(all_words) - size + 1):
-                phrase = " ".join(all_words[start:start + size])
-                for i in self.spaced.get(phrase, []):
-                    if exact[i] < 1.0:
-                        exact[i] = 1.0
-                        exact_key[i] = phrase
-        expanded = free
-        for phrase, extra in _QUERY_SYNONYMS.items():
-            if re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", free):
-                expanded += " " + extra
+        listing = not free or every_match  # a pure filter ("env=prod AND app=main"): every match is a hit
+        candidates: dict[int, _Candidate] = {}
+        semantic_used = False
+        norm, words_query, query_vector = 0.0, None, None
         if free:
-            # A cheap similarity over every name picks candidates; WRatio (handles abbreviations and
-            # partial names, ~30x slower) scores only those.
-            coarse = process.cdist([free], self.names_low, scorer=fuzz.QRatio, workers=1)[0]
-            pool = np.argpartition(-coarse, min(300, n - 1))[:300] if n > 300 else np.arange(n)
-            sub = [self.names_low[i] for i in pool]
-            fine = process.cdist([free], sub, scorer=fuzz.WRatio, workers=1, score_cutoff=60)[0]
-            fuzzy[pool] = np.clip((fine - 60.0) / 40.0, 0.0, 1.0)
-            counts = sparse_counts(expanded, HASH_DIM)
-            if counts:
-                weights = {idx: value * float(self._idf[idx]) for idx, value in counts.items()}
-                norm = float(np.sqrt(sum(w * w for w in weights.values()))) or 1.0
-                for idx, weight in weights.items():
-                    docs, tfidf = self._posting(idx)
-                    lexical[docs] += tfidf * (weight / norm)
-            if self.embed_query is not None:
-                qv = np.asarray(self.embed_query(expanded), dtype=np.float32)
-                semantic = self.vectors @ qv
-        env = np.zeros(n, dtype=np.float32)
-        if q.environment:
-            env = self._tag_column("env").eq(canon(q.environment)).astype(np.float32)
-        state = np.zeros(n, dtype=np.float32)
-        if q.state:
-            state = codes["state"].eq(q.state).astype(np.float32)
-        semantic_scaled = np.clip((semantic - 0.1) / 0.6, 0.0, 1.0)
-        lexical_kept = np.where(lexical > 0.15, lexical, 0.0)
-        total = exact + 0.45 * fuzzy + 0.35 * lexical_kept + 0.35 * semantic_scaled + 0.15 * env + 0.3 * state
-        if not free or every_match:  # a pure filter ("env=prod AND app=main", "databases in staging"): every match
-            total = total + 0.5
-        total = np.where(mask, total, -1.0)
-        k = min(limit, int(mask.sum()))
-        top = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
-        top = sorted(top, key=lambda i: (-round(float(total[i]), 3), self.names_low[i]))  # ties: by name
-        filters = list(q.hints)
+            expanded = free
+            for phrase, extra in _QUERY_SYNONYMS.items():
+                if re.search(r"(?<![\w-])" + re.escape(phrase) + r"(?![\w-])", free):
+                    expanded += " " + extra
+            self._exact_candidates(free, words, all_words, flt, candidates)
+            norm, words_query, query_vector = self._signal_candidates(free, expanded, flt, candidates)
+            semantic_used = query_vector is not None
+        if listing:
+            for pid, payload in self._scroll_rows(flt, MAX_LISTED_SCAN):
+                candidates.setdefault(pid, _Candidate(pid)).payload = payload
+        pending = self.store.semantic_pending() if semantic_used else 0
+        notes = [f"semantic results are partial: {pending} resources are not embedded yet (found by name, "
+                 "tags and words only)"] if pending else []
+        if not candidates:
+            return SearchResult([], notes=notes, semantic_partial=bool(pending), pending=pending)
+        self._complete(candidates, words_query, query_vector)
+        hits = self._rank(q, free, candidates, norm, listing, limit)
+        return SearchResult(hits, notes=notes, semantic_partial=bool(pending), pending=pending)
+
+    def _conditions(self, q: ParsedQuery, account: str | None, resource_type: str | None, every_match: bool) -> list:
+        from qdrant_edge import FieldCondition, Filter, MatchAny, MatchValue
+
+        conditions: list = []
+        if account:
+            conditions.append(Filter(should=[FieldCondition(key="account_id", match=MatchValue(account)),
+                                             FieldCondition(key="account_name", match=MatchValue(account))]))
+        if resource_type:
+            conditions.append(FieldCondition(key="resource_type", match=MatchValue(resource_type)))
+        if q.accounts:
+            conditions.append(FieldCondition(key="account_id", match=MatchAny(sorted(q.accounts))))
+        if q.regions:
+            conditions.append(FieldCondition(key="region", match=MatchAny(sorted({*q.regions, "global"}))))
         if q.tag_expr is not None:
-            terms = " ".join(f"{t.key}{'!=' if t.negated else '='}{t.value}" for t in q.tag_expr.terms())
-            filters.append(f"tags {terms}")
+            conditions.append(_tag_filter(q.tag_expr))
+        if every_match and q.state:  # "list the stopped instances": the state selects, it does not just rank
+            conditions.append(FieldCondition(key="state_low", match=MatchValue(q.state)))
+        return conditions
+
+    @staticmethod
+    def _typed(types: set[str], all_words: list[str]):
+        from qdrant_edge import FieldCondition, Filter, MatchAny
+
+        either = [FieldCondition(key="resource_type", match=MatchAny(sorted(types)))]
+        named = sorted({w for w in all_words if _IDENTIFIER_SHAPED.search(w)})
+        if named:
+            either.append(FieldCondition(key="keys", match=MatchAny(named)))
+        return Filter(should=either)
+
+    def _any(self, conditions: list) -> bool:
+        from qdrant_edge import Filter, ScrollRequest
+
+        records, _ = self.store.shard.scroll(ScrollRequest(limit=1, filter=Filter(must=conditions),
+                                                           with_payload=False, with_vector=False))
+        return bool(records)
+
+    def _unsynced_places(self, q: ParsedQuery) -> list[str]:
+        """Notes for places asked for by name ("in europe") where no synced region lies: such a query has no
+        hits (answering with us-* resources would be wrong). The parser leaves such words in the text."""
+        explicit = getattr(q, "unsynced_regions", None)
+        if explicit is not None:
+            return [f"no region matching {word!r} is synced" for word in explicit]
+        synced = self._facets()["regions"]
+        notes = []
+        for word, prefix in _REGION_WORDS.items():
+            if not re.search(r"\b(?:in|from|across)\s+(?:the\s+)?" + word + r"(?![\w-])", q.text):
+                continue
+            if self.exact.get(word) or any(str(r).startswith(prefix) for r in synced):
+                continue
+            adjective = _REGION_ADJECTIVES.get(word)
+            place = f"no {adjective} region" if adjective else f"{prefix.rstrip('-')} ({word})"
+            verb = "is synced" if adjective else "is not synced"
+            notes.append(f"{place} {verb}" + (f" ({prefix}*)" if adjective else "") +
+                         f"; synced regions: {', '.join(synced) or 'none'}")
+        return notes
+
+    def _exact_candidates(self, free: str, words: list[str], all_words: list[str], flt, out: dict) -> None:
+        """Points named exactly: the whole query or an identifier-shaped word (orders-db, i-0a1b, an ARN)
+        is decisive (1.0); a plain word that happens to be a name ("orders") counts for part (0.4). A name
+        typed with spaces for its dashes is as exact as the name, when all its words stand in the query
+        in order: "the payments queue" names payments-queue, not payments-queue-dlq."""
+        from qdrant_edge import FieldCondition, Filter, MatchAny, ScrollRequest
+
+        keys = sorted({free, *words})
+        phrases = sorted({" ".join(all_words[start:start + size])
+                          for size in range(2, min(MAX_SPACED_WORDS, len(all_words)) + 1)
+                          for start in range(len(all_words) - size + 1)})
+        either = [FieldCondition(key="keys", match=MatchAny(keys))]
+        if phrases:
+            either.append(FieldCondition(key="spaced", match=MatchAny(phrases)))
+        must = [Filter(should=either)] + ([flt] if flt is not None else [])
+        records, _ = self.store.shard.scroll(ScrollRequest(limit=1000, filter=Filter(must=must), with_payload=_ROW_FIELDS,
+                                                           with_vector=False))
+        wanted, spaced = set(keys), set(phrases)
+        for record in records:
+            payload = record.payload or {}
+            self._rows[record.id] = payload
+            candidate = out.setdefault(record.id, _Candidate(record.id))
+            candidate.payload = payload
+            for key in sorted(wanted.intersection(payload.get("keys") or [])):
+                weight = 1.0 if key == free or _IDENTIFIER_SHAPED.search(key) else 0.4
+                if weight > candidate.exact:
+                    candidate.exact, candidate.exact_key = weight, key
+            if payload.get("spaced") in spaced and candidate.exact < 1.0:
+                candidate.exact, candidate.exact_key = 1.0, payload["spaced"]
+
+    def _signal_candidates(self, free: str, expanded: str, flt, out: dict):
+        """The best few of each signal inside the filters (one batch: words, names, meaning), and the
+        normaliser of the words scores: the sum over query tokens of the best score any document gets
+        for that token alone, so that 1.0 means "every word, as strongly as anywhere"."""
+        from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SparseVector
+
+        words_query = words_vector(expanded, query=True)
+        names_query = names_vector(free)
+        requests, kinds = [], []
+        if words_query.indices:
+            requests.append(QueryRequest(limit=CANDIDATES, query=Query.Nearest(words_query, using=WORDS), filter=flt))
+            kinds.append("words")
+            for token in words_query.indices:
+                requests.append(QueryRequest(limit=1, query=Query.Nearest(SparseVector([token], [1.0]), using=WORDS)))
+                kinds.append("norm")
+        if names_query.indices:
+            requests.append(QueryRequest(limit=NAME_CANDIDATES, query=Query.Nearest(names_query, using=NAMES),
+                                         filter=flt, with_payload=_ROW_FIELDS))
+            kinds.append("names")
+        query_vector = None
+        if self.embed_query is not None:
+            query_vector = [float(x) for x in self.embed_query(expanded)]
+            requests.append(QueryRequest(limit=CANDIDATES, query=Query.Nearest(query_vector, using=DENSE), filter=flt))
+            kinds.append("dense")
+        if not requests:
+            return 0.0, words_query, None
+        norm = 0.0
+        for kind, points in zip(kinds, self.store.shard.query_batch(QueryBatchRequest(requests))):
+            if kind == "norm":
+                norm += points[0].score if points else 0.0
+                continue
+            for point in points:
+                candidate = out.setdefault(point.id, _Candidate(point.id))
+                if kind == "words":
+                    candidate.lexical = point.score
+                elif kind == "dense":
+                    candidate.semantic = point.score
+                else:
+                    candidate.payload = point.payload or {}
+                    self._rows[point.id] = candidate.payload
+        return norm, words_query, query_vector
+
+    def _complete(self, candidates: dict[int, _Candidate], words_query, query_vector) -> None:
+        """Every candidate gets every signal: Edge scores the candidates a signal did not propose (a query
+        restricted to their ids), and their payload fields are read in one call."""
+        from qdrant_edge import Filter, HasIdCondition, Query, QueryBatchRequest, QueryRequest
+
+        requests, kinds = [], []
+        no_words = [c.pid for c in candidates.values() if c.lexical is None]
+        no_meaning = [c.pid for c in candidates.values() if c.semantic is None]
+        if words_query is not None and words_query.indices and no_words:
+            requests.append(QueryRequest(limit=len(no_words), query=Query.Nearest(words_query, using=WORDS),
+                                         filter=Filter(must=[HasIdCondition(set(no_words))])))
+            kinds.append("words")
+        if query_vector is not None and no_meaning:
+            requests.append(QueryRequest(limit=len(no_meaning), query=Query.Nearest(query_vector, using=DENSE),
+                                         filter=Filter(must=[HasIdCondition(set(no_meaning))])))
+            kinds.append("dense")
+        if requests:
+            for kind, points in zip(kinds, self.store.shard.query_batch(QueryBatchRequest(requests))):
+                for point in points:
+                    if kind == "words":
+                        candidates[point.id].lexical = point.score
+                    else:
+                        candidates[point.id].semantic = point.score
+        unread = [c.pid for c in candidates.values() if c.payload is None]
+        if unread:
+            for record in self.store.shard.retrieve(unread, with_payload=_ROW_FIELDS, with_vector=False):
+                candidates[record.id].payload = record.payload or {}
+                self._rows[record.id] = candidates[record.id].payload
+        for pid in [pid for pid, c in candidates.items() if not c.payload]:  # deleted since it was proposed
+            del candidates[pid]
+
+    def _rank(self, q: ParsedQuery, free: str, candidates: dict[int, _Candidate], norm: float, listing: bool,
+              limit: int) -> list[Hit]:
+        rows = list(candidates.values())
+        names = [c.payload.get("name_low") or "" for c in rows]
+        fuzzy = [0.0] * len(rows)
+        if free:
+            scores = process.cdist([free], names, scorer=fuzz.WRatio, workers=1, score_cutoff=60)[0]
+            fuzzy = [min(1.0, max(0.0, (float(s) - 60.0) / 40.0)) for s in scores]
+        environment = canon(q.environment) if q.environment else None
+        scored = []
+        for c, name, fz in zip(rows, names, fuzzy):
+            lexical = (c.lexical or 0.0) / norm if norm else 0.0
+            lexical_kept = lexical if lexical > LEXICAL_KEEP else 0.0
+            semantic = c.semantic or 0.0
+            semantic_scaled = min(1.0, max(0.0, (semantic - 0.1) / 0.6))
+            env = 1.0 if environment and any(k.lower() == "env" and canon(str(v)) == environment
+                                             for k, v in (c.payload.get("tags") or {}).items()) else 0.0
+            state = 1.0 if q.state and c.payload.get("state_low") == q.state else 0.0
+            total = c.exact + 0.45 * fz + LEXICAL_WEIGHT * lexical_kept + 0.35 * semantic_scaled + 0.15 * env + 0.3 * state
+            if listing:
+                total += 0.5
+            elif total < SCORE_FLOOR:
+                continue
+            scored.append((total, name, c, fz, lexical, lexical_kept, semantic, semantic_scaled, env, state))
+        scored.sort(key=lambda s: (-round(s[0], 3), s[1]))  # ties: by name
         hits = []
-        for i in top[:limit]:
-            if total[i] <= 0:
-                break
+        for total, _, c, fz, lexical, lexical_kept, semantic, semantic_scaled, env, state in scored[:limit]:
             why = []
-            if exact[i]:
-                why.append(f"exact {exact_key[int(i)]}")
-            if fuzzy[i] > 0:
-                why.append(f"fuzzy name {60 + 40 * fuzzy[i]:.0f}")
-            if lexical_kept[i] > 0:
-                why.append(f"words {lexical[i]:.2f}")
-            if semantic_scaled[i] > 0.3:
-                why.append(f"semantic {semantic[i]:.2f}")
-            if env[i]:
+            if c.exact:
+                why.append(f"exact {c.exact_key}")
+            if fz > 0:
+                why.append(f"fuzzy name {60 + 40 * fz:.0f}")
+            if lexical_kept > 0:
+                why.append(f"words {lexical:.2f}")
+            if semantic_scaled > 0.3:
+                why.append(f"semantic {semantic:.2f}")
+            if env:
                 why.append(f"env {q.environment}")
-            if state[i]:
+            if state:
                 why.append(f"state {q.state}")
-            components = {"exact": float(exact[i]), "fuzzy": round(float(fuzzy[i]), 3),
-                          "lexical": round(float(lexical[i]), 3), "semantic": round(float(semantic[i]), 3)}
-            hits.append(Hit(self.ids[i], round(float(min(total[i], 2.0) / 2.0), 4), why + filters, int(i), components))
+            why += q.hints
+            if q.tag_expr is not None:
+                why.append("tags " + ", ".join(_tag_reasons(q.tag_expr, c.payload.get("tags") or {})))
+            components = {"exact": float(c.exact), "fuzzy": round(fz, 3), "lexical": round(lexical, 3),
+                          "semantic": round(semantic, 3)}
+            hits.append(Hit(c.payload.get("id", ""), round(min(total, 2.0) / 2.0, 4), why, c.pid, components))
         return hits
 
     def autocomplete(self, prefix: str, limit: int = 8) -> list[str]:
-        """Names starting with ``prefix``, then fuzzy matches: cheap enough for every keystroke."""
-        import bisect
+        """Names starting with ``prefix`` (the shard's prefix index), then names like it (trigram
+        candidates scored by rapidfuzz): cheap enough for every keystroke."""
+        from qdrant_edge import FieldCondition, Filter, MatchPrefix, Query, QueryRequest, ScrollRequest
 
         low = normalise(prefix).strip()
         if not low:
             return []
-        start = bisect.bisect_left(self._sorted_names, low)
-        out = []
-        for name in self._sorted_names[start:]:
-            if not name.startswith(low) or len(out) >= limit:
-                break
-            out.append(name)
+        records, _ = self.store.shard.scroll(ScrollRequest(
+            limit=max(64, limit * 8), filter=Filter(must=[FieldCondition(key="name_low", match=MatchPrefix(low))]),
+            with_payload=["name_low"], with_vector=False))
+        out = sorted({(r.payload or {}).get("name_low", "") for r in records} - {""})[:limit]
         if len(out) < limit:
-            for name, _, _ in process.extract(low, self._sorted_names, scorer=fuzz.partial_ratio, limit=limit * 2,
-                                              score_cutoff=75):
-                if name not in out:
-                    out.append(name)
-                if len(out) >= limit:
-                    break
+            query = names_vector(low)
+            if query.indices:
+                points = self.store.shard.query(QueryRequest(limit=limit * 8, query=Query.Nearest(query, using=NAMES),
+                                                             with_payload=["name_low"]))
+                names = list(dict.fromkeys((p.payload or {}).get("name_low", "") for p in points))
+                for name, _, _ in process.extract(low, names, scorer=fuzz.partial_ratio, limit=limit * 2,
+                                                  score_cutoff=75):
+                    if name and name not in out:
+                        out.append(name)
+                    if len(out) >= limit:
+                        break
         return out
 
+
+LEXICAL_KEEP = 0.15
+LEXICAL_WEIGHT = 0.35
+
+
+def _tag_filter(node: Node):
+    """A tag expression as an Edge filter over the ``tag_pairs`` / ``tag_keys`` keyword indexes."""
+    from qdrant_edge import FieldCondition, Filter, MatchValue
+
+    if node.op == "term":
+        term = node.term
+        condition = (FieldCondition(key="tag_keys", match=MatchValue(term.key.lower())) if term.value == "*" else
+                     FieldCondition(key="tag_pairs", match=MatchValue(f"{term.key.lower()}={canon(term.value)}")))
+        return Filter(must_not=[condition]) if term.negated else Filter(must=[condition])
+    if node.op == "not":
+        return Filter(must_not=[_tag_filter(node.children[0])])
+    children = [_tag_filter(c) for c in node.children]
+    return Filter(must=children) if node.op == "and" else Filter(should=children)
+
+
+def _render(node: Node) -> str:
+    if node.op == "term":
+        t = node.term
+        return f"{t.key}{'!=' if t.negated else '='}{t.value}"
+    if node.op == "not":
+        return f"NOT {_render(node.children[0])}"
+    joined = f" {node.op.upper()} ".join(_render(c) for c in node.children)
+    return f"({joined})"
+
+
+def _tag_reasons(node: Node, tags: dict[str, str]) -> list[str]:
+    """Why a resource satisfies a tag expression, in its own tags: ``env=prod AND NOT app=main`` on a resource
+    tagged app=orders says ``env=production, app=orders`` (never ``app=main``)."""
+    lowered = {k.lower(): (k, v) for k, v in tags.items()}
+
+    def has(term) -> str:
+        key, value = lowered.get(term.key.lower(), (term.key, None))
+        return f"{key}={value}" if value is not None else f"no {term.key} tag"
+
+    if node.op == "term":
+        return [has(node.term)]
+    if node.op == "not":
+        child = node.children[0]
+        return [has(child.term)] if child.op == "term" else [f"not {_render(child)}"]
+    if node.op == "and":
+        return [reason for c in node.children for reason in _tag_reasons(c, tags)]
+    matched = [c for c in node.children if c.matches(tags)]
+    return [reason for c in matched[:1] for reason in _tag_reasons(c, tags)]
+
+
+def hit_rows(result: SearchResult, store: ResourceStore) -> list[dict[str, Any]]:
+    """The hits as `cloudops search --json` and ``/v1/search`` print them: the document (without its
+    texts), the score, why, when its scope was last synced (``synced_at``) and whether semantic results
+    were still partial when the search ran (``semantic_partial``: the estate's meaning vectors are being
+    made; name, tag and word matches are complete)."""
+    docs = store.documents([h.id for h in result.hits])
+    return [{**docs[h.id].model_dump(mode="json", exclude={"text", "content_hash"}), "score": h.score,
+             "why": h.why, "semantic_partial": result.semantic_partial} for h in result.hits if h.id in docs]

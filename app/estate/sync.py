@@ -1,11 +1,19 @@
-"""The sync engine: pull every configured account x region x service in parallel, normalise, embed
-only what changed, and make each successfully listed scope hold exactly what AWS holds.
+"""The sync engine: pull every configured account x region x service in parallel, normalise, and make
+each successfully listed scope hold exactly what AWS holds; then embed only what changed.
+
+Progressive: a scope's listing is written (payload, words, names) the moment it is read, so its resources
+are found by name, tags and words at once, and its status says it synced. Meaning vectors follow, once
+every listing is written, in large batches (the embedder runs one thread per core), each batch written
+as soon as it is made; until then a search says its semantic results are partial. Embedding waits for
+the listing because both are CPU work on the same cores: overlapping them made the estate searchable
+later, which is what a new user waits for. Only documents whose short dense text changed are embedded
+(an unchanged re-sync embeds none), and points a killed sync left without a vector are embedded by the
+next one.
 
 Failure is per scope: a service that answers AccessDenied, keeps throttling past botocore's adaptive
 retries, or times out is recorded with its error and keeps its previous documents; every other scope
-goes on. Listing runs in a bounded thread pool (I/O-bound); embedding is started from the calling
-thread as scopes complete (the embedder runs its batches on one thread per core) and writing runs on
-one writer thread, so the model works while the network waits.
+goes on. Listing runs in a bounded thread pool (I/O-bound); writing runs on one writer thread, so
+writes stay ordered and the store has one writer.
 """
 
 from __future__ import annotations
@@ -23,14 +31,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.awsclient import AccountSession, SessionPool, describe_error
 from app.estate.collectors import COLLECTORS, GLOBAL_SERVICES
 from app.config import AccountConfig
-from app.estate.documents import ResourceDocument
+from app.estate.documents import ResourceDocument, dense_text
 from app.estate.permissions import CallerPolicies, read_caller_policies
 from app.estate.resource_store import ResourceStore
 from app.estate.sync_status import ScopeStatus, StatusBook
 from app.estate.tagbook import TagBooks
 
 MAX_WORKERS = 8
-EMBED_FLUSH = 256  # embed once this many new texts wait (or when listing is over)
+EMBED_BATCH = 1024  # texts per embedding call: each batch's vectors are written as soon as it is made
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,9 @@ class SyncReport:
     scopes: list[ScopeResult] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     duration_s: float = 0.0
+    searchable_s: float = 0.0  # when every listed scope was written: found by name, tags and words
+    embedded: int = 0  # meaning vectors made and written by this run
+    semantic_pending: int = 0  # resources still without one when the run returned
 
     def total(self, name: str) -> int:
         return sum(getattr(s, name) for s in self.scopes)
@@ -84,8 +95,9 @@ class SyncReport:
     def as_json(self) -> dict:
         return {
             "added": self.total("added"), "updated": self.total("updated"), "removed": self.total("removed"),
-            "unchanged": self.total("unchanged"), "embedded": self.total("embedded"),
+            "unchanged": self.total("unchanged"), "embedded": self.embedded,
             "errors": self.errors, "duration_s": round(self.duration_s, 3),
+            "searchable_s": round(self.searchable_s, 3), "semantic_pending": self.semantic_pending,
             "scopes": [s.__dict__ for s in self.scopes],
         }
 
@@ -199,10 +211,11 @@ class SyncEngine:
     def _run(self, scopes: list[Scope], errors: list[dict], *, reread: bool, repair: bool,
              progress: Callable[[ScopeResult], None] | None = None) -> SyncReport:
         """``reread``: make every detail call (no reuse of known documents); ``repair``: rewrite
-        unchanged documents into the collection too."""
+        unchanged documents too."""
         started = time.perf_counter()
         report = SyncReport(errors=list(errors))
         self._tag_books = {}  # tags are read fresh by every run
+        backlog: list[ResourceDocument] = []  # documents whose meaning vector this run makes
 
         def done_with(result: ScopeResult) -> None:
             report.scopes.append(result)
@@ -212,36 +225,34 @@ class SyncEngine:
             if progress:
                 progress(result)
 
-        # Three stages overlap: listing (a thread pool, I/O-bound), embedding (from this thread; numpy
-        # and BLAS release the GIL), and writing Qdrant + SQLite (one writer thread, so writes stay ordered
-        # and only one thread ever touches the embedded collection).
+        # Listing (a thread pool, I/O-bound) and writing (one writer thread, so writes stay ordered and
+        # the shard has one writer) overlap: each scope is searchable as soon as it is written.
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="sync") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-writer") as writer:
             # Incremental (the default): collectors reuse what they already know and make detail calls
             # only for new resources. Full: every detail is read again.
             pending: dict[Future, Scope] = {
                 pool.submit(self._collect, s, None if reread else self.store.known(s.key)): s for s in scopes}
-            waiting: list[_Listed] = []  # listed scopes whose new documents wait for one batched embedding
             writes: list[Future] = []
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            while pending or writes:
+                done, _ = wait([*pending, *writes], return_when=FIRST_COMPLETED)
                 for future in done:
-                    listed = self._listed(pending.pop(future), future)
-                    if isinstance(listed, ScopeResult):
-                        done_with(listed)
+                    if future in pending:
+                        listed = self._listed(pending.pop(future), future)
+                        if isinstance(listed, ScopeResult):
+                            done_with(listed)
+                        else:
+                            writes.append(writer.submit(self._store, listed, repair))
                     else:
-                        waiting.append(listed)
-                # Embed across scopes in full batches: most scopes hold a handful of resources, and
-                # the model is several times faster on 64 texts at once than on 64 calls of one.
-                if sum(len(w.to_embed) for w in waiting) >= EMBED_FLUSH or not pending:
-                    self._embed(waiting)
-                    writes += [writer.submit(self._store, item, repair) for item in waiting]
-                    waiting = []
-                for write in [w for w in writes if w.done()]:
-                    writes.remove(write)
-                    done_with(write.result())
-            for write in writes:
-                done_with(write.result())
+                        writes.remove(future)
+                        result, to_embed = future.result()
+                        backlog.extend(to_embed)
+                        done_with(result)
+        report.searchable_s = time.perf_counter() - started
+        report.embedded = self._embed_backlog(backlog)
+        report.semantic_pending = self.store.semantic_pending()
+        if self.store.mirror_error:
+            report.errors.append({"scope": "team", "error": self.store.mirror_error})
         report.scopes.sort(key=lambda r: r.scope)
         report.duration_s = time.perf_counter() - started
         return report
@@ -260,39 +271,46 @@ class SyncEngine:
                 service=scope.service, last_attempt=now, last_error=result.error, last_error_at=now,
                 retries=result.retries, count=previous.count if previous else 0))
             return result
-        to_embed, vectors = self.store.changes(scope.key, docs)
-        return _Listed(scope, docs, to_embed, vectors, retries, duration)
+        return _Listed(scope, docs, retries, duration)
 
-    def _embed(self, listed: list["_Listed"]) -> None:
-        # One call for everything waiting: the embedder sorts the texts by length and batches them
-        # itself, which wastes far less padding than batches cut in arrival order.
-        pairs = [(item, doc) for item in listed for doc in item.to_embed]
-        if pairs:
-            for (item, doc), vector in zip(pairs, self.embed([doc.text for _, doc in pairs])):
-                item.vectors[doc.id] = vector
+    def _embed_backlog(self, backlog: list[ResourceDocument]) -> int:
+        """Make and write the meaning vectors of ``backlog`` and of any point an earlier, interrupted sync
+        left without one; a batch at a time, each written as soon as it is made. Returns how many."""
+        queued = {doc.id for doc in backlog}
+        if self.store.semantic_pending() > len(queued):
+            backlog = backlog + [d for d in self.store.pending_documents() if d.id not in queued]
+        written = 0
+        # Sorted by text length so that a batch pads little (the embedder also sorts within a call).
+        backlog = sorted(backlog, key=lambda d: len(dense_text(d)))
+        for start in range(0, len(backlog), EMBED_BATCH):
+            batch = backlog[start:start + EMBED_BATCH]
+            vectors = self.embed([dense_text(d) for d in batch])
+            written += self.store.write_vectors(batch, vectors)
+        if written:
+            self.store.optimize_in_background()
+        return written
 
-    def _store(self, item: "_Listed", repair: bool) -> ScopeResult:
+    def _store(self, item: "_Listed", repair: bool) -> tuple[ScopeResult, list[ResourceDocument]]:
         scope = item.scope
         now = datetime.now(timezone.utc)
-        change = self.store.apply_scope(scope.key, item.docs, item.vectors, repair=repair)
+        written = self.store.write_listing(scope.key, item.docs, repair=repair)
+        change = written.change
         result = ScopeResult(scope.key, scope.account_id, scope.account.name, scope.region, scope.service, ok=True,
                              added=change.added, updated=change.updated, removed=change.removed,
-                             unchanged=change.unchanged, embedded=len(item.to_embed), count=len(item.docs),
+                             unchanged=change.unchanged, embedded=len(written.to_embed), count=len(item.docs),
                              retries=item.retries, duration_s=item.duration)
         self.status.record(ScopeStatus(
             scope=scope.key, account_id=scope.account_id, account_name=scope.account.name, region=scope.region,
             service=scope.service, last_attempt=now, last_success=now, last_error=None, retries=result.retries,
             added=result.added, updated=result.updated, removed=result.removed, unchanged=result.unchanged,
             count=result.count, duration_s=round(result.duration_s, 3)))
-        return result
+        return result, written.to_embed
 
 
 @dataclass
 class _Listed:
     scope: Scope
     docs: list[ResourceDocument]
-    to_embed: list[ResourceDocument]
-    vectors: dict[str, np.ndarray]
     retries: int
     duration: float
 

@@ -205,7 +205,6 @@ class LocalService:
         self.lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._index = None
-        self._names: dict[str, list[int]] = {}
         self._config_stamp: int | None = None
         self.current_config()
         self.operations = OperationsService(self.estate, self.stack, cloudops_home(), lookup=self.index,
@@ -219,13 +218,10 @@ class LocalService:
         return self._stack
 
     def index(self):
+        """The lookup over the estate's shard: nothing to load, it sees every write at once."""
         index = self._index
         if index is None:
-            index = self.estate.lookup()
-            names: dict[str, list[int]] = {}
-            for row, low in enumerate(index.names_low):
-                names.setdefault(low, []).append(row)
-            self._names, self._index = names, index
+            index = self._index = self.estate.lookup()
         return index
 
     def plan(self, request: PlanRequest, offline: bool = False, server_url: str | None = None) -> PlanResponse:
@@ -271,10 +267,9 @@ class LocalService:
     def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
         """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
         index = self.index()
-        names = self._names
         out = []
         for low in index.autocomplete(prefix, limit=limit):
-            rows = names.get(low, [])
+            rows = index.rows_named(low)
             if not rows:
                 continue
             first = rows[0]
@@ -372,17 +367,18 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
             return body
 
         def work():
-            from app.estate.lookup import QueryError
+            from app.estate.lookup import QueryError, hit_rows
 
             index = service.index()
             try:
-                hits = index.search(body.query, limit=body.limit, account=body.account or None,
-                                    resource_type=body.type or None)
+                result = index.search_result(body.query, limit=body.limit, account=body.account or None,
+                                             resource_type=body.type or None)
             except QueryError as exc:
                 return error(422, str(exc), [{"field": "query", "message": str(exc)}])
-            docs = service.estate.store.documents([h.id for h in hits])
-            return JSONResponse([{**docs[h.id].model_dump(mode="json", exclude={"text", "content_hash"}),
-                                  "score": h.score, "why": h.why} for h in hits if h.id in docs])
+            # The notes (no such region synced, semantic results partial) ride in a header: the body
+            # stays the list of hits every client reads.
+            headers = {"X-Search-Notes": json.dumps(result.notes)} if result.notes else None
+            return JSONResponse(hit_rows(result, service.estate.store), headers=headers)
 
         return await run_in_threadpool(work)
 

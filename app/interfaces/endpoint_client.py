@@ -68,8 +68,9 @@ class AppEndpoint:
         return endpoint if isinstance(health, dict) and health.get("role") == "local" else None
 
     def call(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None,
-             timeout: float = PLAN_TIMEOUT_S) -> Any:
-        """One JSON request; connection problems raise OSError, refusals EndpointError."""
+             timeout: float = PLAN_TIMEOUT_S, headers_out: dict[str, str] | None = None) -> Any:
+        """One JSON request; connection problems raise OSError, refusals EndpointError. ``headers_out``
+        receives the reply's headers."""
         import httpx
 
         try:
@@ -77,6 +78,8 @@ class AppEndpoint:
                                   headers={"Authorization": f"Bearer {self.token}"})
         except httpx.HTTPError as exc:
             raise OSError(f"the app's endpoint at {self.url} did not answer: {type(exc).__name__}") from None
+        if headers_out is not None:
+            headers_out.update(reply.headers)
         try:
             data = reply.json()
         except ValueError:
@@ -99,8 +102,21 @@ class AppEndpoint:
         return PlanResponse.model_validate(self.call("POST", "/v1/plan", request_body, params=params))
 
     def search(self, query: str, limit: int, account: str | None, resource_type: str | None) -> list[dict[str, Any]]:
-        return self.call("POST", "/v1/search", {"query": query, "limit": limit, "account": account,
-                                               "type": resource_type})
+        return self.search_with_notes(query, limit, account, resource_type)[0]
+
+    def search_with_notes(self, query: str, limit: int, account: str | None,
+                          resource_type: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+        """The hits and the search's notes (the ``X-Search-Notes`` header: a JSON list of sentences)."""
+        import json
+
+        headers: dict[str, str] = {}
+        rows = self.call("POST", "/v1/search", {"query": query, "limit": limit, "account": account,
+                                                "type": resource_type}, headers_out=headers)
+        try:
+            notes = json.loads(headers.get("x-search-notes", "[]"))
+        except ValueError:
+            notes = []
+        return rows, [str(n) for n in notes] if isinstance(notes, list) else []
 
     def sync(self, full: bool, account: str | None, region: str | None, service: str | None) -> dict[str, Any]:
         return self.call("POST", "/v1/sync", {"full": full, "account": account, "region": region, "service": service},

@@ -117,28 +117,33 @@ def search(query: str, as_json: bool, limit: int, account: str | None, resource_
     running = AppEndpoint.discover(cloudops_home())
     if running is not None:
         try:
-            rows = running.search(query, limit, account, resource_type)
+            rows, notes = running.search_with_notes(query, limit, account, resource_type)
         except (EndpointError, OSError) as exc:
             die(str(exc))
     else:
+        from app.estate.lookup import hit_rows
+
         estate = open_estate()
         index = estate.lookup()
         try:
-            hits = index.search(query, limit=limit, account=account, resource_type=resource_type)
+            result = index.search_result(query, limit=limit, account=account, resource_type=resource_type)
         except QueryError as exc:
             die(str(exc))
-        docs = estate.store.documents([h.id for h in hits])
+        rows, notes = hit_rows(result, estate.store), result.notes
         estate.close()
-        rows = [{**docs[h.id].model_dump(exclude={"text", "content_hash"}), "score": h.score, "why": h.why}
-                for h in hits if h.id in docs]
-    if as_json:
+    if as_json:  # the hits on stdout; the notes (no such region, semantic results partial) on stderr
         click.echo(json.dumps(rows, indent=2, default=str))
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
         return
     if not rows:
-        click.echo("no match")
+        click.echo("no match" + (f": {notes[0]}" if notes else ""))
+        notes = notes[1:]
     for row in rows:
         click.echo(f"{row['score']:.2f}  {row['name']:<32} {row['resource_type']:<22} {row['account_name']}/{row['region']}"
                    f"  {row['state'] or ''}  ({'; '.join(row['why'])})")
+    for note in notes:
+        click.echo(f"note: {note}")
 
 
 @main.command()
@@ -149,7 +154,7 @@ def status(as_json: bool) -> None:
 
     estate = open_estate()
     rows = [s.model_dump(mode="json") for s in StatusBook(estate.store.engine).all()]
-    total = estate.store.count()
+    total = estate.store.synced_count()  # SQLite only: works while the app owns the index
     estate.close()
     if as_json:
         click.echo(json.dumps({"documents": total, "scopes": rows}, indent=2))
