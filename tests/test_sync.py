@@ -6,6 +6,7 @@ real embedding model and the real Qdrant Edge store; nothing of ours is mocked."
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import pytest
@@ -324,3 +325,60 @@ def test_resource_change_events_sync_only_the_named_scopes(store, embedder):
     assert [s.scope for s in report.scopes] == ["333333333333/us-east-1/dynamodb"]
     assert report.as_json()["updated"] == 1  # the event path reads details: the new tag is seen at once
     assert store.document(table_arn).tags["owner"] == "data"
+
+
+def test_the_hnsw_build_runs_in_a_child_process_and_keeps_the_writes_made_meanwhile(tmp_path, monkeypatch):
+    """Edge holds the GIL while it builds HNSW, so the store builds it in a child process on a copy of the
+    shard; searches and writes go on in this process meanwhile, and the adopted copy holds them all."""
+    import threading
+
+    import numpy as np
+
+    from app.estate import resource_store
+    from app.estate.documents import ResourceDocument
+    from app.estate.lookup import LookupIndex
+
+    monkeypatch.setattr(resource_store, "OPTIMIZE_MIN_POINTS", 300)
+
+    def queue(i: int) -> ResourceDocument:
+        arn = f"arn:aws:sqs:us-east-1:111111111111:q{i}"
+        return ResourceDocument(id=arn, arn=arn, resource_type="sqs_queue", service="sqs", resource_id=f"q{i}",
+                                name=f"orders-queue-{i}", account_id="111111111111", account_name="production",
+                                region="us-east-1", tags={"env": "prod"}).finalise()
+
+    rng = np.random.default_rng(0)
+
+    def vectors(docs):
+        v = rng.normal(size=(len(docs), 384)).astype(np.float32)
+        return dict(zip([d.id for d in docs], v / np.linalg.norm(v, axis=1, keepdims=True)))
+
+    store = ResourceStore(tmp_path / "index")
+    try:
+        first = [queue(i) for i in range(8000)]  # above Edge's indexing threshold (~6.6k vectors of 384-d)
+        store.apply_scope("111111111111/us-east-1/sqs", first, vectors(first))
+        before = store._shard_path
+        assert store.needs_optimizing() and store.optimize_in_background()
+        ticks = []
+        ticker = threading.Thread(target=lambda: [ticks.append(time.sleep(0.01)) for _ in range(50)])
+        ticker.start()
+        later = [queue(i) for i in range(8000, 8100)]  # written while the copy is being built
+        store.apply_scope("111111111111/us-east-2/sqs", later, vectors(later))
+        hits = LookupIndex(store).search("orders-queue-8050")
+        ticker.join()
+        store.wait_for_optimizer(timeout=300)
+        assert len(ticks) == 50  # this process kept running
+        assert hits and hits[0].id == later[50].id
+        assert store._shard_path != before  # the optimized copy is live (the old one goes when the store closes)
+        assert store.count() == 8100 and store.semantic_pending() == 0
+        info = store.shard.info()
+        assert info.indexed_vectors_count - 2 * info.points_count >= 8000  # the dense vectors are in a graph
+        assert not store.needs_optimizing()
+        assert LookupIndex(store).search("orders-queue-8050")[0].id == later[50].id
+    finally:
+        store.close()
+    assert not before.exists()
+    reopened = ResourceStore(tmp_path / "index")  # CURRENT names the optimized shard
+    try:
+        assert reopened.count() == 8100
+    finally:
+        reopened.close()
