@@ -40,9 +40,13 @@ class AccountConfig(BaseModel):
 
 
 class Schedules(BaseModel):
+    """How often the running app syncs by itself (app.estate.scheduler); each interval gets up to 10 % jitter."""
+
     model_config = ConfigDict(extra="forbid")
     full_every_s: int = Field(default=6 * 3600, ge=60)
     incremental_every_s: int = Field(default=15 * 60, ge=30)
+    events_every_s: int = Field(default=60, ge=10, description="How often the events queue is drained, when "
+                                "config.yaml names one (events: {queue_url, account}).")
 
 
 class EventsConfig(BaseModel):

@@ -255,7 +255,7 @@ def test_settings_validate_write_and_offline(client):
         quiet = client.post("/v1/plan", json={"prompt": "Stop pg-instance-main1"}).json()
         assert quiet["served_by"] == "local" and not any("agent server" in w for w in quiet["warnings"])
         changed = client.put("/v1/settings", json={"schedules": {"full_every_s": 3600, "incremental_every_s": 60}})
-        assert changed.json()["schedules"] == {"full_every_s": 3600, "incremental_every_s": 60}
+        assert changed.json()["schedules"] == {"full_every_s": 3600, "incremental_every_s": 60, "events_every_s": 60}
     finally:
         client.put("/v1/settings", json={"server_url": "", "offline": False, "schedules": before["schedules"]})
     assert client.get("/v1/settings").json()["server_url"] is None and load_config().offline is False

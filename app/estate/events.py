@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.estate.collectors import COLLECTORS, GLOBAL_SERVICES
+
+if TYPE_CHECKING:
+    from app.awsclient import SessionPool
+    from app.config import Config
 
 # EventBridge "source" -> our service name
 _SOURCES = {"aws.ec2": "ec2", "aws.rds": "rds", "aws.s3": "s3", "aws.lambda": "lambda", "aws.dynamodb": "dynamodb",
@@ -60,3 +65,30 @@ def drain(sqs_client, queue_url: str, max_messages: int = 100, default_account: 
         sqs_client.delete_message_batch(QueueUrl=queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
     return scopes
+
+
+class EventsUnavailable(ValueError):
+    """config.yaml names no events queue, or names an account it does not configure (one sentence)."""
+
+
+def queue_region(queue_url: str) -> str | None:
+    """The region of an SQS queue URL (``https://sqs.eu-west-1.amazonaws.com/...``); None for other hosts
+    (moto, a VPC endpoint), where the owner account's first region is used."""
+    host = queue_url.split("//", 1)[-1].split("/", 1)[0]
+    parts = host.split(".")
+    return parts[1] if host.endswith(".amazonaws.com") and len(parts) > 3 else None
+
+
+def drain_configured(config: "Config", sessions: "SessionPool") -> set[ScopeRef]:
+    """Drain the events queue config.yaml names (``events: {queue_url, account}``) with that account's
+    session from ``sessions`` (the one the sync uses); the scopes the events point at."""
+    events = config.events
+    if events is None:
+        raise EventsUnavailable("no events queue configured (config.yaml: events: {queue_url: ..., account: NAME})")
+    account = next((a for a in config.effective_accounts() if a.name == events.account), None)
+    if account is None:
+        raise EventsUnavailable(f"events.account {events.account!r} in config.yaml is not a configured account; "
+                                "name one of `cloudops accounts list`")
+    owner = sessions.get(account.name, account.profile, list(account.regions), account.account_id)
+    client = owner.client("sqs", queue_region(events.queue_url) or owner.regions[0])
+    return drain(client, events.queue_url, default_account=owner.resolve_account_id())

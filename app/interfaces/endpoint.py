@@ -44,6 +44,7 @@ from agent import __version__
 from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
 from agent.server import error, parse_body, read_json
 from app.config import Schedules
+from app.estate.scheduler import SyncBusy, SyncScheduler
 from app.execution.service import NotRun, OperationsService, PlanNotFound, UnknownResources
 from app.interfaces.ratelimit import RateLimit, TokenBuckets, rate_limit_from_env
 from app.interfaces.webui import SECURITY_HEADERS, is_public_path, static_routes_handlers
@@ -103,10 +104,6 @@ def _with_security_headers(send: Send) -> Send:
         await send(message)
 
     return wrapped
-
-
-class SyncBusy(RuntimeError):
-    """A sync was asked for while another one runs."""
 
 
 def _hostname(netloc: str) -> str:
@@ -211,6 +208,7 @@ class LocalService:
                                             server_url=server_url, config=self.current_config,
                                             after_run=self._refresh_after_run)
         self.approvals, self.audit = self.operations.approvals, self.operations.audit
+        self.scheduler: SyncScheduler | None = None  # the app's own syncs, set by start_endpoint
 
     def stack(self):
         if self._stack is None:
@@ -264,6 +262,31 @@ class LocalService:
         self._index = None  # reload on the next search
         return report.as_json()
 
+    # ---- for the sync scheduler (app/estate/scheduler.py) ----------------------------------------------
+    def sync_events(self) -> dict:
+        """Drain config.yaml's events queue and sync the scopes its events name, one sync at a time like
+        ``sync`` (SyncBusy while another runs); an empty queue syncs nothing."""
+        from app.estate.events import drain_configured
+
+        if not self._sync_lock.acquire(blocking=False):
+            raise SyncBusy("a sync is already running in the app; try again when it ends")
+        try:
+            refs = drain_configured(self.current_config(), self.estate.sessions)
+            if not refs:
+                return {"scopes": [], "errors": [], "events": 0}
+            report = self.estate.engine().run_events(sorted(refs, key=lambda r: (r.account_id, r.region, r.service)))
+        finally:
+            self._sync_lock.release()
+        self._index = None
+        return {**report.as_json(), "events": len(refs)}
+
+    def scope_statuses(self) -> list:
+        """The status book's rows (one per account x region x service): when each scope last synced."""
+        from app.estate.sync_status import StatusBook
+
+        return StatusBook(self.estate.store.engine).all()
+    # ---- end of the sync scheduler's part ------------------------------------------------------------
+
     def autocomplete(self, prefix: str, limit: int) -> list[dict[str, Any]]:
         """Names for the prompt box, each with where it lives (one name may be in several accounts)."""
         index = self.index()
@@ -300,7 +323,8 @@ class LocalService:
             if "offline" in update.model_fields_set and update.offline is not None:
                 changes["offline"] = update.offline
             if "schedules" in update.model_fields_set and update.schedules is not None:
-                changes["schedules"] = update.schedules
+                # the fields sent over the ones config.yaml has (the page does not send events_every_s)
+                changes["schedules"] = {**config.schedules.model_dump(), **update.schedules.model_dump(exclude_unset=True)}
             config = Config.model_validate({**config.model_dump(), **{k: v.model_dump() if isinstance(v, BaseModel)
                                                                        else v for k, v in changes.items()}})
             save_config(config)
@@ -386,7 +410,8 @@ def create_endpoint(service: LocalService, token: str, ui_root: Path | None = No
         from app.estate.sync_status import StatusBook
 
         rows = [s.model_dump(mode="json") for s in StatusBook(service.estate.store.engine).all()]
-        return JSONResponse({"documents": service.estate.store.count(), "scopes": rows})
+        schedule = service.scheduler.state() if service.scheduler is not None else None  # the app's own syncs
+        return JSONResponse({"documents": service.estate.store.count(), "scopes": rows, "schedule": schedule})
 
     async def sync(request: Request) -> JSONResponse:
         has_body = request.headers.get("content-length") not in (None, "0")
@@ -577,7 +602,11 @@ class Endpoint:
         return False
 
     def stop(self) -> None:
-        """uvicorn's graceful path (finish requests in flight), then the estate, then endpoint.json."""
+        """The sync scheduler (no new sync starts), uvicorn's graceful path (finish requests in flight), then
+        the estate, then endpoint.json."""
+        scheduler = getattr(self.service, "scheduler", None)  # the sync scheduler's start/stop hook
+        if scheduler is not None:
+            scheduler.stop()
         self.server.should_exit = True
         self.thread.join(timeout=15)
         if self.thread.is_alive():
@@ -614,4 +643,7 @@ def start_endpoint(local_stack_factory: Callable[[], Any], port: int = 0) -> End
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="endpoint", daemon=True)
     thread.start()
     path = write_endpoint_file(cloudops_home(), url, token)
+    from app.estate.scheduler import scheduler_for  # the sync scheduler's start/stop hook: Endpoint.stop ends it
+
+    service.scheduler = scheduler_for(service, cloudops_home()).start()
     return Endpoint(url, token, path, service, server, thread)

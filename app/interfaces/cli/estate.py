@@ -82,16 +82,19 @@ def _print_sync(data: dict, as_json: bool, via: str | None = None) -> None:
 
 
 def _sync_events(estate, engine):
-    from app.estate.events import drain
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    cfg = estate.config.events
-    if cfg is None:
-        die("no events queue configured (config.yaml: events: {queue_url: ..., account: NAME})")
-    owner = next((s for s in engine.sessions if s.name == cfg.account), None)
-    if owner is None:
-        die(f"events.account {cfg.account!r} is not a configured account")
-    region = cfg.queue_url.split("//", 1)[1].split(".")[1] if ".amazonaws.com" in cfg.queue_url else owner.regions[0]
-    refs = drain(owner.client("sqs", region), cfg.queue_url, default_account=owner.resolve_account_id())
+    from app.awsclient import describe_error
+    from app.estate.events import EventsUnavailable, drain_configured
+
+    try:
+        refs = drain_configured(estate.config, estate.sessions)  # the sessions the engine syncs with
+    except EventsUnavailable as exc:
+        estate.close()
+        die(str(exc))
+    except (ClientError, BotoCoreError) as exc:
+        estate.close()
+        die(f"reading the events queue {estate.config.events.queue_url} failed: {describe_error(exc)}")
     return engine.run_events(refs)
 
 
