@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound, SSOError,
+                                 TokenRetrievalError)
 from botocore.loaders import create_loader
 
 from app import credentials
@@ -35,11 +36,62 @@ def error_code(exc: BaseException) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A short, secret-free description: the AWS error code and message, or the exception type."""
+    """A short, secret-free description: the AWS error code and message, or the exception type; credential
+    problems an operator fixes by hand (an SSO login, a missing profile) as one sentence saying how, naming
+    the profile when the session that met them tagged it (``cloudops_profile``, see AccountSession)."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip()
+    profile = getattr(exc, "cloudops_profile", None)
+    if isinstance(exc, (SSOError, TokenRetrievalError)):
+        # botocore's SSOTokenLoadError (no cached token), UnauthorizedSSOTokenError (expired or revoked) and
+        # TokenRetrievalError (the sso-session's refresh failed) all mean the same thing to an operator.
+        login = f"aws sso login --profile {profile}" if profile else "aws sso login --profile <the account's profile>"
+        whose = f"of profile {profile} " if profile else ""
+        return f"the AWS SSO login {whose}has expired or was never made: run `{login}`, then try again"
+    if isinstance(exc, ProfileNotFound):
+        missing = exc.kwargs.get("profile") or profile
+        return (f"the AWS profile {missing!r} is not in the AWS config file ({aws_config_file()}): add it "
+                "(`cloudops accounts import` lists the profiles there) or give the account another profile")
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials were found" + (f" for profile {profile}" if profile else "") +
+                ": add keys with `cloudops accounts add NAME --keys`, or a profile (`cloudops accounts import`)")
     return f"{type(exc).__name__}: {exc}"
+
+
+def aws_config_file() -> str:
+    """The AWS config file boto3 and the AWS CLI read: AWS_CONFIG_FILE, else ~/.aws/config."""
+    import os
+
+    return os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+
+
+def _tag_profile(exc: BaseException, profile: str | None) -> None:
+    """Remember on ``exc`` which profile met it, for describe_error's sentence (first tag wins)."""
+    if profile and getattr(exc, "cloudops_profile", None) is None:
+        try:
+            exc.cloudops_profile = profile  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+
+
+def _tag_refresh_errors(credentials, profile: str | None) -> None:
+    """Credentials that fetch themselves later (SSO, assumed roles) fail inside whatever API call needs them
+    first, far from the profile's name: wrap their refresh so that an error there names the profile. For
+    every service alike (DynamoDB resolves credentials before botocore's after-call-error event)."""
+    refresh = getattr(credentials, "_refresh_using", None)
+    if not profile or not callable(refresh) or getattr(refresh, "_cloudops_tagged", False):
+        return
+
+    def tagged(*args, **kwargs):
+        try:
+            return refresh(*args, **kwargs)
+        except BotoCoreError as exc:
+            _tag_profile(exc, profile)
+            raise
+
+    tagged._cloudops_tagged = True  # type: ignore[attr-defined]
+    credentials._refresh_using = tagged
 
 
 def _new_session(**kwargs) -> boto3.Session:
@@ -78,16 +130,20 @@ class AccountSession:
         with self._lock:
             if self._session is None:
                 keys = credentials.load(self.name)
-                if keys is not None:
-                    self._session = _new_session(aws_access_key_id=keys.access_key_id,
-                                                 aws_secret_access_key=keys.secret_access_key,
-                                                 aws_session_token=keys.session_token)
-                else:
-                    self._session = _new_session(profile_name=self.profile) if self.profile else _new_session()
-                self._keys = keys
-                # Resolve credentials once, here: botocore's credential chain is not thread-safe, and
-                # concurrent first clients of an assume-role profile can trip InfiniteLoopConfigError.
-                self._session.get_credentials()
+                try:
+                    if keys is not None:
+                        self._session = _new_session(aws_access_key_id=keys.access_key_id,
+                                                     aws_secret_access_key=keys.secret_access_key,
+                                                     aws_session_token=keys.session_token)
+                    else:
+                        self._session = _new_session(profile_name=self.profile) if self.profile else _new_session()
+                    self._keys = keys
+                    # Resolve credentials once, here: botocore's credential chain is not thread-safe, and
+                    # concurrent first clients of an assume-role profile can trip InfiniteLoopConfigError.
+                    _tag_refresh_errors(self._session.get_credentials(), self.profile)
+                except BotoCoreError as exc:
+                    _tag_profile(exc, self.profile)
+                    raise
             return self._session
 
     def client(self, service: str, region: str):
