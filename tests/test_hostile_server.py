@@ -347,6 +347,8 @@ def test_a_token_holder_cannot_plan_for_resources_the_estate_does_not_have(estat
                                    "/v1/sync"])
 def test_wrong_types_and_deep_json_are_4xx_naming_the_field(estate, route, body, status):
     """Finding 7: never a 500, never a traceback in the app's log."""
+    if route == "/v1/sync" and body == {}:
+        return  # every field of a sync request is optional: {} is a valid body (a full sync of everything)
     info = estate["app"]
     content = body if isinstance(body, str) else json.dumps(body)
     reply = httpx.post(f"{info['url']}{route}", content=content, timeout=60,
