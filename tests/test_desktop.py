@@ -52,14 +52,18 @@ def test_status_line_reads_last_sync_and_errors():
     from app.desktop.tray import StatusLine, status_from
 
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    body = {"documents": 93, "scopes": [
-        {"last_success": (now - timedelta(minutes=5)).replace(tzinfo=None).isoformat(), "last_error": None},
-        {"last_success": (now - timedelta(hours=2)).isoformat(), "last_error": "AccessDenied"},
-        {"last_success": None, "last_error": "timeout"}]}
+    failed_at = (now - timedelta(minutes=1)).isoformat()
+    body = {"documents": 93, "scopes": [  # per scope, never the newest alone (tests/test_tray_status.py has more)
+        {"account_name": "prod", "region": "us-east-1", "last_success": (now - timedelta(minutes=5)).replace(tzinfo=None).isoformat(),
+         "last_error": None},
+        {"account_name": "prod", "region": "us-west-2", "last_success": (now - timedelta(hours=2)).isoformat(),
+         "last_error": "AccessDenied: no", "last_error_at": failed_at},
+        {"account_name": "dev", "region": "us-west-2", "last_success": None, "last_error": "ReadTimeout", "last_error_at": failed_at}]}
     line = status_from(body)
     assert (line.documents, line.errors) == (93, 2)
-    assert line.text(now) == "93 resources · synced 5 min ago · 2 errors"
-    assert status_from({"documents": 0, "scopes": []}).text(now) == "0 resources · never synced · 0 errors"
+    assert line.text(now) == "93 resources · synced 1 of 3 scopes 5 min ago; 2 failed (oldest data 2 h; 1 scope never synced)"
+    assert line.errors_text() == "Failing: dev in us-west-2 (AWS not reachable); prod in us-west-2 (access denied)"
+    assert status_from({"documents": 0, "scopes": []}).text(now) == "0 resources · never synced"
     assert StatusLine(unreachable=True).text() == "Endpoint not answering"
 
 
@@ -72,7 +76,8 @@ def test_sync_now_runs_in_the_background_and_refreshes_the_status_line():
     class Client:
         def status(self) -> dict:
             calls.append("status")
-            return {"documents": 94, "scopes": [{"last_success": "2026-01-01T00:00:00", "last_error": "throttled"}]}
+            return {"documents": 94, "scopes": [{"last_success": "2026-01-01T00:00:00", "last_error": "throttled",
+                                                 "last_error_at": "2026-01-01T00:05:00"}]}
 
         def sync(self) -> dict:
             calls.append("sync")

@@ -16,13 +16,16 @@ creates a window at once only when called off the main thread. The tray never ca
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 from agent.bundle import bundled_path
+from app.estate.freshness import Freshness, age_words
+from app.estate.sync_status import ScopeStatus
 
 log = logging.getLogger("cloudops.tray")
 REFRESH_EVERY_S = 15.0
@@ -45,22 +48,78 @@ class TrayActions(Protocol):
 
 @dataclass
 class StatusLine:
-    """The tray's status at a glance, computed from ``GET /v1/status``."""
+    """The tray's status at a glance, from ``GET /v1/status``: per scope, never the newest scope alone.
 
-    last_sync: datetime | None = None
-    errors: int = 0
+    Why per scope: after a sync in which 70 of 72 scopes failed, the two fresh ones said "synced just now"
+    while the rest were 11 minutes old. The line counts the scopes whose last sync worked, gives the age of
+    the newest of them and of the oldest data overall; the errors line names the failing accounts and
+    regions and why, in words.
+    """
+
+    scopes: list[ScopeStatus] = field(default_factory=list)
     documents: int = 0
-    syncing: bool = False
+    account_errors: dict[str, str] = field(default_factory=dict)  # accounts a sync could not even start for
+    syncing: bool = False  # a sync the tray started
+    scheduled: bool = False  # a sync the app's scheduler is running
     unreachable: bool = False
+
+    @property
+    def errors(self) -> int:
+        """How many scopes failed their last sync."""
+        return sum(1 for s in self.scopes if Freshness.failed(s))
+
+    @property
+    def last_sync(self) -> datetime | None:
+        successes = [_utc(s.last_success) for s in self.scopes if s.last_success]
+        return max(successes) if successes else None
+
+    def sync_text(self, now: datetime | None = None) -> str:
+        """'synced 2 of 72 scopes 1 min ago; 70 failed (oldest data 11 min)'."""
+        fresh = Freshness(self.scopes, float("inf"), now)
+        unreached = f"; {_count(len(self.account_errors), 'account')} not reached" if self.account_errors else ""
+        if not self.scopes:
+            return ("not synced yet" + unreached) if self.account_errors else "never synced"
+        ok = [s for s in self.scopes if not fresh.failed(s)]
+        ages = [fresh.age_s(s) for s in self.scopes]
+        known = [a for a in ages if a is not None]
+        never = len(ages) - len(known)
+        oldest = [f"oldest data {age_words(max(known))}"] if known and max(known) >= 60 else []
+        if never:
+            oldest.append(f"{_count(never, 'scope')} never synced")
+        total, failed = len(self.scopes), len(self.scopes) - len(ok)
+        detail = f" ({'; '.join(oldest)})" if oldest else ""
+        if not ok:
+            return f"all {total} scopes failed their last sync{detail}{unreached}"
+        newest = min((fresh.age_s(s) for s in ok if s.last_success), default=0.0)
+        if not failed:
+            same = [o for o in oldest if o != f"oldest data {age_words(newest)}"]
+            return f"synced {_count(total, 'scope')} {_ago(newest)}" + (f" ({'; '.join(same)})" if same else "") \
+                + unreached
+        return f"synced {len(ok)} of {total} scopes {_ago(newest)}; {failed} failed{detail}{unreached}"
+
+    def errors_text(self) -> str | None:
+        """'Failing: production in us-east-1, us-west-2 (AWS not reachable); staging (…)', or None."""
+        by_account: dict[str, dict[str, list[str]]] = {}
+        for s in self.scopes:
+            if Freshness.failed(s):
+                by_account.setdefault(s.account_name, {}).setdefault(reason_words(s.last_error), []).append(s.region)
+        parts = []
+        for account, reasons in sorted(by_account.items()):
+            why, regions = max(reasons.items(), key=lambda item: len(item[1]))
+            places = sorted({"global services" if r == "global" else r for rs in reasons.values() for r in rs})
+            parts.append(f"{account} in {', '.join(places)} ({why})")
+        parts += [f"{account} ({reason_words(error)})" for account, error in sorted(self.account_errors.items())]
+        if not parts:
+            return None
+        shown = parts[:3] + ([f"{len(parts) - 3} more accounts"] if len(parts) > 3 else [])
+        return "Failing: " + "; ".join(shown)
 
     def text(self, now: datetime | None = None) -> str:
         if self.unreachable:
             return "Endpoint not answering"
-        if self.syncing:
-            return "Syncing…"
-        when = "never synced" if self.last_sync is None else f"synced {_ago(self.last_sync, now)}"
-        errors = f"{self.errors} error{'s' if self.errors != 1 else ''}"
-        return f"{self.documents} resources · {when} · {errors}"
+        if self.syncing or self.scheduled:
+            return "Syncing…" + (f" · {self.documents} resources · {self.sync_text(now)}" if self.scopes else "")
+        return f"{self.documents} resources · {self.sync_text(now)}"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -68,26 +127,62 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def _ago(moment: datetime, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    moment = _utc(moment)
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def status_from(body: dict) -> StatusLine:
-    """The status line from the endpoint's ``/v1/status`` body: newest success, scopes in error."""
-    scopes = body.get("scopes") or []
-    successes = [_utc(datetime.fromisoformat(s["last_success"])) for s in scopes if s.get("last_success")]
-    return StatusLine(last_sync=max(successes) if successes else None,
-                      errors=sum(1 for s in scopes if s.get("last_error")),
-                      documents=int(body.get("documents") or 0))
+def _ago(seconds: float) -> str:
+    words = age_words(seconds)
+    return words if words == "just now" else f"{words} ago"
+
+
+# An error as stored (app.awsclient.describe_error: 'Code: message' or a sentence) -> a few words.
+_REASONS = [
+    (re.compile(r"EndpointConnectionError|ConnectTimeout|ConnectionClosed|ReadTimeout|Could not connect", re.I),
+     "AWS not reachable"),
+    (re.compile(r"not in the AWS config file|ProfileNotFound", re.I), "profile not found"),
+    (re.compile(r"no AWS credentials|NoCredentials|Unable to locate credentials", re.I), "no credentials"),
+    (re.compile(r"ExpiredToken|InvalidClientTokenId|UnrecognizedClient|SignatureDoesNotMatch|security token", re.I),
+     "credentials refused or expired"),
+    (re.compile(r"AccessDenied|UnauthorizedOperation|not authorized", re.I), "access denied"),
+    (re.compile(r"Throttl|Rate exceeded|TooManyRequests|RequestLimitExceeded", re.I), "throttled by AWS"),
+]
+
+
+def reason_words(error: str | None) -> str:
+    """Why a scope failed, in a few words an operator acts on; an SSO login says which command to run."""
+    text = str(error or "")
+    login = re.search(r"`(aws sso login --profile [^`]+)`", text)
+    if login:
+        return f"sign in: {login.group(1)}"
+    for pattern, words in _REASONS:
+        if pattern.search(text):
+            return words
+    code = text.split(":", 1)[0].strip()
+    return code if re.fullmatch(r"[A-Za-z][A-Za-z0-9.]{2,60}", code) else (text[:60] + "…" if len(text) > 60 else text)
+
+
+def status_from(body: dict, manual: dict | None = None) -> StatusLine:
+    """The status line from the endpoint's ``/v1/status`` body: the scopes' rows, and the accounts the last
+    sync could not start for (their rows, if any, count as failed until a later success). ``manual``: the
+    report of a sync the tray itself ran, when it is newer than the scheduler's last run."""
+    runs = [r for r in ((body.get("schedule") or {}).get("last"), manual) if r and r.get("finished_at")]
+    last = max(runs, key=lambda r: _utc(datetime.fromisoformat(r["finished_at"])), default=None)
+    account_errors = {e["account"]: e.get("error") or "" for e in (last or {}).get("errors") or []
+                      if e.get("account") and str(e.get("scope", "")).endswith("/*/*")}
+    finished = _utc(datetime.fromisoformat(last["finished_at"])) if last else None
+    defaults = {"scope": "", "account_id": "", "account_name": "", "region": "", "service": ""}
+    scopes = []
+    for row in body.get("scopes") or []:
+        status = ScopeStatus.model_validate({**defaults, **row})
+        error = account_errors.get(status.account_name)
+        if error is not None and (status.last_success is None or _utc(status.last_success) < finished):
+            status = status.model_copy(update={"last_error": error, "last_error_at": finished})
+        scopes.append(status)
+    named = {s.account_name for s in scopes}
+    return StatusLine(scopes=scopes, documents=int(body.get("documents") or 0),
+                      account_errors={a: e for a, e in account_errors.items() if a not in named},
+                      scheduled=bool((body.get("schedule") or {}).get("running")))
 
 
 class EndpointClient:
@@ -133,6 +228,7 @@ class Tray:
     def __init__(self, actions: TrayActions, client: EndpointClient, on_ready: Callable[[], None] | None = None):
         self.actions, self.client, self.on_ready = actions, client, on_ready
         self.status = StatusLine()
+        self._manual: dict | None = None  # the report of the last sync the tray ran (its account-level errors)
         self.ready = threading.Event()
         self._stopped = threading.Event()
         self._icon = None
@@ -149,9 +245,11 @@ class Tray:
         menu = pystray.Menu(
             item("Quick ask", self._quick_ask, default=True),
             item("Open CloudOps", self._open_main),
-            item("Sync now", self._sync_now, enabled=lambda _: not self.status.syncing),
+            item("Sync now", self._sync_now, enabled=lambda _: not (self.status.syncing or self.status.scheduled)),
             pystray.Menu.SEPARATOR,
             item(lambda _: self.status.text(), None, enabled=False),
+            item(lambda _: self.status.errors_text() or "", None, enabled=False,
+                 visible=lambda _: self.status.errors_text() is not None),
             item("Offline mode", self._toggle_offline, checked=lambda _: self.actions.offline),
             pystray.Menu.SEPARATOR,
             item("Quit", self._quit),
@@ -210,7 +308,7 @@ class Tray:
         if self._stopped.is_set():
             return
         try:
-            fresh = status_from(self.client.status())
+            fresh = status_from(self.client.status(), self._manual)
         except Exception:
             fresh = StatusLine(unreachable=True)
         fresh.syncing = self.status.syncing
@@ -243,6 +341,7 @@ class Tray:
         started = time.monotonic()
         try:
             report = self.client.sync()
+            self._manual = {"finished_at": datetime.now(timezone.utc).isoformat(), "errors": report.get("errors") or []}
             log.info("sync from the tray: %s scopes in %.1fs", len(report.get("scopes", [])),
                      time.monotonic() - started)
         except Exception as exc:

@@ -53,15 +53,26 @@ class Freshness:
         status = self.scope(resource)
         return _utc(status.last_success) if status else None
 
+    @staticmethod
+    def failed(status: ScopeStatus) -> bool:
+        """Whether the scope's last sync failed: an error and no success, or an error after the last success."""
+        success, error_at = _utc(status.last_success), _utc(status.last_error_at)
+        return bool(status.last_error) and (success is None or (error_at is not None and error_at > success))
+
+    def age_s(self, status: ScopeStatus) -> float | None:
+        """Seconds since the scope's last successful sync (how old its data is); None when it never synced."""
+        success = _utc(status.last_success)
+        return None if success is None else max(0.0, (self.now - success).total_seconds())
+
     def why_stale(self, resource: IdentifiedResource) -> str | None:
         """One sentence when the resource's data may be out of date, else None."""
         status = self.scope(resource)
         name = resource.display_name
         if status is None:
             return None  # not synced by this client (e.g. a resource file): nothing to compare with
-        success, error_at = _utc(status.last_success), _utc(status.last_error_at)
+        success = _utc(status.last_success)
         where = f"{status.account_name}/{status.region}/{status.service}"
-        if status.last_error and (success is None or (error_at and error_at > success)):
+        if self.failed(status):
             since = f"last good sync {age_words((self.now - success).total_seconds())} ago" if success else "never synced"
             return f"{name}: the last sync of {where} failed ({since})"
         if success is not None and (self.now - success).total_seconds() > self.max_age_s:
