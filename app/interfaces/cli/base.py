@@ -52,9 +52,7 @@ def main(ctx: click.Context) -> None:
             click.echo(ctx.get_help())
             click.echo(f"\n(no desktop: {exc}; `cloudops app --headless` runs the local endpoint alone)")
             return
-        from app.interfaces.cli.serving import app
-
-        ctx.invoke(app, headless=False, port=0)
+        ctx.invoke(main.get_command(ctx, "app"), headless=False, port=0)  # registered by cli/serving.py
 
 
 def open_estate():
