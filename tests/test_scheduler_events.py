@@ -314,6 +314,35 @@ def test_a_plan_answers_while_a_scheduled_sync_runs_and_a_manual_sync_is_told_40
     assert runs[0].outcome == "done" and runs[0].scopes > 0, runs[0]
 
 
+def test_a_run_during_a_scheduled_sync_answers_at_once_and_its_scopes_are_read_after_it(app_service):
+    """Executing a plan re-reads the scopes it touched; while a scheduled sync holds the sync lock, the run's
+    answer does not wait for it: the scheduler re-reads those scopes right after its sync ends."""
+    service, held = app_service.service, app_service.held
+    s = SyncScheduler(service, first_delay_s=0)
+    service.scheduler = s
+    held.arm()
+    runs: list = []
+    worker = threading.Thread(target=lambda: runs.append(s.run_once("incremental")))
+    worker.start()
+    rds = boto3.Session(profile_name="prod").client("rds", region_name="us-west-2")
+    try:
+        assert held.entered.wait(120)
+        plan = service.operations.plan(None, "reboot pg-instance-main1")
+        approval = service.operations.approve(plan.request_id, confirm=plan.confirmation.phrase)
+        report = service.operations.execute(plan.request_id, approval.approval_id)
+        assert report.ok, report.as_json()
+        assert "read again as soon as it ends" in report.index_note
+        assert worker.is_alive() and not held.release.is_set()  # answered while the sync was held
+    finally:
+        held.release.set()
+        worker.join(120)
+        service.scheduler = None
+    rows = {r.scope: r for r in service.scope_statuses()}
+    refreshed = rows["111111111111/us-west-2/rds"].last_attempt.replace(tzinfo=timezone.utc)
+    assert refreshed > runs[0].finished_at  # read again after the scheduled sync, by the deferred refresh
+    rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="pg-instance-main1")
+
+
 def test_the_scheduler_skips_while_a_manual_sync_runs(app_service):
     service, client, held = app_service.service, app_service.client, app_service.held
     s = SyncScheduler(service, first_delay_s=0)

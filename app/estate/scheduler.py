@@ -144,6 +144,8 @@ class SyncScheduler:
         self.not_before = clock() + timedelta(seconds=delay)
         self.last_events: datetime | None = None
         self._ran_here: dict[str, datetime] = {}  # what this process ran (the book may predate the index)
+        self._deferred: list[Callable[[], object]] = []  # work waiting for the running sync to end
+        self._deferred_lock = threading.Lock()
         self.running: SyncRun | None = None
         self.last_run: SyncRun | None = None  # the last run that synced something, failed or was skipped
         self._thread: threading.Thread | None = None
@@ -227,7 +229,25 @@ class SyncScheduler:
                     self._ran_here[done] = run.started_at
         if run.outcome != "done" or run.scopes or kind != "events":  # an empty events drain is not news
             self.last_run = run
+        self.run_deferred()
         return run
+
+    def after_current_sync(self, work: Callable[[], object]) -> None:
+        """Run ``work`` on the scheduler's thread once the sync running now has ended: right after it when it
+        is the scheduler's own, else at the next wake-up (at most POLL_S later). Why: re-reading the scopes a
+        run touched must not keep the run's answer waiting behind a sync that may take minutes."""
+        with self._deferred_lock:
+            self._deferred.append(work)
+
+    def run_deferred(self) -> None:
+        """The work handed to after_current_sync so far (work handed over meanwhile waits for the next call)."""
+        with self._deferred_lock:
+            work, self._deferred = self._deferred, []
+        for item in work:
+            try:
+                item()
+            except Exception:  # noqa: BLE001 - a refresh that fails leaves the index to the next sync
+                log.warning("work deferred until the sync ended failed", exc_info=True)
 
     def tick(self, now: datetime | None = None) -> SyncRun | None:
         """Run whatever is due at ``now``; None when nothing is."""
@@ -239,6 +259,7 @@ class SyncScheduler:
         changed schedule or a stop is seen soon). Returns when stopped."""
         while not self._stop.is_set():
             try:
+                self.run_deferred()
                 if self.tick() is not None:
                     continue
                 now = self.clock()

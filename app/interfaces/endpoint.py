@@ -228,8 +228,17 @@ class LocalService:
         return self.operations.plan(request, request.prompt, offline=offline, server_url=server_url, from_index=True)
 
     def _refresh_after_run(self, plan: PlanResponse) -> str | None:
-        with self._sync_lock:
+        if not self._sync_lock.acquire(blocking=False):
+            # A sync is running (a scheduled one may take minutes): the run's answer does not wait for it; the
+            # scheduler re-reads the scopes the run touched once that sync has ended.
+            if self.scheduler is not None and not self.scheduler.stopped:
+                self.scheduler.after_current_sync(lambda: self._refresh_after_run(plan))
+                return "a sync was running: the scopes this run touched are read again as soon as it ends"
+            self._sync_lock.acquire()
+        try:
             note = self.estate.refresh_after_run(plan)
+        finally:
+            self._sync_lock.release()
         self._index = None
         return note
 
