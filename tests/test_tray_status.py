@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
-import pytest
 
 from app.desktop.tray import StatusLine, reason_words, status_from
 
