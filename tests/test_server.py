@@ -156,3 +156,16 @@ def test_a_client_can_embed_through_the_server(stack):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("content", ["[" * 1000 + "]" * 1000, '{"prompt": ' + "[" * 100 + "]" * 100 + "}"])
+def test_deeply_nested_json_is_400_not_500(client, content):
+    reply = client.post("/v1/plan", content=content, headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "nests deeper" in reply.json()["error"]
+
+
+@pytest.mark.parametrize("body", [{"prompt": {"$gt": ""}}, {"prompt": "stop x", "identified_resources": "all"},
+                                  {"prompt": "stop x", "user_context": {"aws_accounts": [7]}}])
+def test_wrong_types_are_422_naming_the_field(client, body):
+    reply = client.post("/v1/plan", json=body)
+    assert reply.status_code == 422 and reply.json()["details"][0]["field"]
