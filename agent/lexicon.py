@@ -78,6 +78,42 @@ TYPE_NOUNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# -- where, which environment, what state: the word tables every stage reads (agent.prompt parses with them)
+
+# Place names operators use for regions; a value ending in "-" is a prefix (every region starting with it).
+# Longer phrases first where one contains another ("n. virginia" before "virginia").
+REGION_WORDS: dict[str, str] = {
+    "northern virginia": "us-east-1", "north virginia": "us-east-1", "n. virginia": "us-east-1",
+    "n virginia": "us-east-1", "northern california": "us-west-1", "n. california": "us-west-1",
+    "europe": "eu-", "eu": "eu-", "ireland": "eu-west-1", "london": "eu-west-2", "paris": "eu-west-3",
+    "frankfurt": "eu-central-1", "stockholm": "eu-north-1", "milan": "eu-south-1", "virginia": "us-east-1",
+    "ohio": "us-east-2", "oregon": "us-west-2", "california": "us-west-1", "tokyo": "ap-northeast-1",
+    "seoul": "ap-northeast-2", "osaka": "ap-northeast-3", "singapore": "ap-southeast-1", "sydney": "ap-southeast-2",
+    "mumbai": "ap-south-1", "hong kong": "ap-east-1", "asia": "ap-", "canada": "ca-", "montreal": "ca-central-1",
+    "brazil": "sa-east-1", "sao paulo": "sa-east-1",
+}
+# AWS's short region codes as operators type them: usw2, use1, euc1, apse2 (also us-w2).
+SHORT_REGION = re.compile(r"(?<![\w.-])(us|eu|ap|ca|sa|me|af|il)-?(ne|se|nw|sw|e|w|n|s|c)-?(\d)(?![\w-])")
+SHORT_DIRECTIONS = {"e": "east", "w": "west", "n": "north", "s": "south", "c": "central", "ne": "northeast",
+                    "se": "southeast", "nw": "northwest", "sw": "southwest"}
+# Environment words -> the environment they name. Tags compare through app.estate.tagexpr's synonyms; an
+# account whose name is one of these is also named by the others (prod -> the "production" account).
+ENVIRONMENT_WORDS: dict[str, str] = {
+    "production": "production", "prod": "production", "prd": "production", "live": "production",
+    "staging": "staging", "stage": "staging", "stg": "staging",
+    "development": "development", "dev": "development",
+}
+# "live" says production of a tag ("the live database"), but is too common a word to name an account by.
+NOT_ACCOUNT_ALIASES = frozenset({"live"})
+# Database engine words -> what the engine's name contains ("postgres" in aurora-postgresql).
+ENGINE_WORDS: dict[str, str] = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres", "mysql": "mysql",
+                                "mariadb": "mariadb",
+                                "oracle": "oracle", "sql server": "sqlserver", "sqlserver": "sqlserver"}
+# State words -> the state a document records ("idle" instances are stopped ones).
+STATE_WORDS: dict[str, str] = {"stopped": "stopped", "running": "running", "available": "available",
+                               "idle": "stopped", "unattached": "available", "failed": "failed"}
+
+
 def canonical(text: str) -> str:
     """Lowercase, NFKC, each word stemmed, punctuation kept as separate tokens: what patterns match."""
     return " ".join(stem(w) if w[0].isalnum() else w for w in _WORD.findall(normalise(text)))
@@ -88,14 +124,16 @@ def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in ordered) + r")(?![a-z0-9])")
 
 
-def _plural(noun: str) -> str:
+def plural_noun(noun: str) -> str:
+    """"database" -> "databases", "box" -> "boxes" (the last word of a phrase: "db instances")."""
     return noun + ("es" if noun.endswith(("s", "x", "sh", "ch")) else "s")
+
 
 
 _VERB_PATTERNS = {verb: _pattern(words) for verb, words in VERBS.items()}
 # Plurals too: the stemmer makes "databases" "databas" and "instances" "instanc", which the singular's
 # pattern ("database", "instance") does not match.
-_NOUN_PATTERNS = {rtype: _pattern(tuple(words) + tuple(_plural(w) for w in words)) for rtype, words in TYPE_NOUNS.items()}
+_NOUN_PATTERNS = {rtype: _pattern(tuple(words) + tuple(plural_noun(w) for w in words)) for rtype, words in TYPE_NOUNS.items()}
 
 
 # "start it back up" is not a backup; "bring it back online" is a start.
@@ -149,7 +187,7 @@ _NOUN_BACK_UP = re.compile(r"\b(" + "|".join(sorted({w for ws in TYPE_NOUNS.valu
 _LISTED_NOUNS = {n for rtype, nouns in TYPE_NOUNS.items() if rtype != "s3_bucket" for n in nouns
                  if n not in ("targets", "tasks", "containers", "fleet", "s3")}
 _LISTED_SINGULARS = sorted(_LISTED_NOUNS, key=len, reverse=True)
-_LISTED_PLURALS = sorted({_plural(n) for n in _LISTED_NOUNS}
+_LISTED_PLURALS = sorted({plural_noun(n) for n in _LISTED_NOUNS}
                          | {"dbs", "lambdas", "asgs", "albs", "nlbs", "elbs", "vms", "ec2s", "rds instances"},
                          key=len, reverse=True)
 _LIST_WORDS = r"\b(?:list|ls|enumerate|inventory of|inventory|show)\s+(?:me\s+)?"

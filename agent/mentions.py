@@ -3,7 +3,7 @@
 The client identified resources in its estate; the prompt decides which of them are targets. A name
 counts as mentioned only as a whole token (``web-server-1`` does not mention ``web-server-10``).
 Text the prompt carries is never turned into a target by itself: only resources the client sent can
-be targets.
+be targets. Names inside a quoted message or a tag phrase ("the orders app's database") name nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +12,16 @@ import re
 from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
+from agent.lexicon import types_in
+from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import IdentifiedResource, UserContext
-from agent.text import REGION_IN_TEXT, last_segment, normalise
+from agent.text import last_segment, normalise
 
-_ACCOUNT_ID = re.compile(r"(?<!\d)(\d{12})(?!\d)")
+# Type nouns that do not contradict a name they follow: "the orders-db instance" is the DB instance, "the
+# pg-main server" may be a database server. A specific one does: "the orders topic" is no table.
+_LOOSE_NOUNS = frozenset({"instance", "instances", "server", "servers", "host", "hosts", "box", "boxes", "machine",
+                          "machines", "node", "nodes", "vm", "vms", "cluster", "clusters", "service", "services",
+                          "db", "database", "databases"})
 
 
 def aliases(resource: IdentifiedResource) -> list[str]:
@@ -46,14 +52,39 @@ class Mention:
     end: int
 
 
-def find_mentions(prompt: str, resources: list[IdentifiedResource]) -> list[Mention]:
-    """Resources named in the prompt, longest alias first, with overlapping shorter matches dropped."""
-    text = normalise(prompt)
+def request_prompt(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> ParsedPrompt:
+    """The prompt parsed once for this request, with what the request knows: its accounts (names, profiles,
+    ids, from the user context and the resources), their regions, and the resources' names."""
+    known: dict[str, str] = {}
+    regions: set[str] = set()
+    for account in user_context.aws_accounts:
+        regions.update(account.regions)
+        if account.account_id:
+            known.setdefault(account.name, account.account_id)
+            if account.profile:
+                known.setdefault(account.profile, account.account_id)
+    for r in resources:
+        if r.region:
+            regions.add(r.region)
+        if r.account_name and r.account_id:
+            known.setdefault(r.account_name, r.account_id)
+    if user_context.default_region:
+        regions.add(user_context.default_region)
+    names = {normalise(a) for r in resources for a in aliases(r)}
+    return parse_prompt(prompt, accounts=known, regions=regions, is_name=names.__contains__)
+
+
+def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: ParsedPrompt | None = None) -> list[Mention]:
+    """Resources named in the prompt, longest alias first, with overlapping shorter matches dropped. A name
+    inside a quoted message (longer than the name) or inside a tag phrase is no mention; nor is one that a
+    specific type noun right after it contradicts ("the orders topic" is not the orders table)."""
+    parsed = parsed or parse_prompt(prompt)
+    text = parsed.text
     found: list[Mention] = []
     for resource in resources:
         for alias in aliases(resource):
             match = _find(alias, text) or (_find(alias, text, spaced=True) if alias == resource.name else None)
-            if match:
+            if match and not _inside_a_value(parsed, match.start(), match.end()):
                 found.append(Mention(resource, alias, match.start(), match.end()))
                 break
     # A mention inside a longer mention of another resource does not count ("db" inside "orders-db").
@@ -61,9 +92,50 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource]) -> list[Ment
     for m in found:
         if not any(o is not m and o.start <= m.start and m.end <= o.end and (o.end - o.start) > (m.end - m.start) for o in found):
             kept.append(m)
+    kept = _qualified(parsed, kept)
     # A member named after its group (the instances an ASG launches carry the ASG's Name tag) is not
     # what "web-asg" means when the group itself was identified too.
     return [m for m in kept if not _member_of_same_name(m, kept)]
+
+
+def _inside_a_value(parsed: ParsedPrompt, start: int, end: int) -> bool:
+    quoted = any(s.start <= start and end <= s.end and (s.end - s.start) > (end - start) + 2 for s in parsed.quoted_spans)
+    tagged = any(t.span.start <= start and end <= t.span.end for t in parsed.tag_phrases)
+    return quoted or tagged
+
+
+def _qualified(parsed: ParsedPrompt, mentions: list[Mention]) -> list[Mention]:
+    """Drop mentions whose name is followed by a specific type noun of another type ("the orders topic"
+    when orders is a table), unless nothing of the noun's type shares the name either."""
+    out = []
+    for m in mentions:
+        noun = next((n for n in parsed.type_nouns if parsed.text[m.end:n.span.start].strip() == ""
+                     and n.span.start >= m.end), None)
+        if noun is None or noun.span.text in _LOOSE_NOUNS or m.resource.resource_type in noun.types:
+            out.append(m)
+    return out
+
+
+def unmatched_names(parsed: ParsedPrompt, mentions: list[Mention]) -> list[str]:
+    """Names the operator typed (name-shaped words, names typed with spaces) that no identified resource
+    answers to: "stop pg-instance-main3" when only main1 and main2 exist."""
+    return [n.text for n in parsed.names
+            if not any(m.start < n.end and n.start < m.end for m in mentions)]
+
+
+def candidate_types(masked: str, mentions: list[Mention], resources: list[IdentifiedResource],
+                    parsed: ParsedPrompt | None = None) -> set[str]:
+    """Types the request can be about: those of the resources it names, plus identified resources whose
+    type the prompt's nouns point at ("web-alb's target group" -> the target group the client sent). With
+    no resource named, the type the prompt names wins even when nothing of it was identified: "delete the
+    payments-events topic" is about a topic, never about a database whose name shares some letters. The
+    nouns are the parsed prompt's: free-standing words, not the "db" inside acme-prod-db-backups."""
+    identified = {r.resource_type for r in resources}
+    named = {m.resource.resource_type for m in mentions}
+    spoken = parsed.types if parsed is not None else types_in(masked)
+    if named:
+        return named | (spoken & identified)
+    return spoken or identified
 
 
 # Relations that make a resource the dependent side: an instance in an Auto Scaling group, a volume
@@ -84,8 +156,9 @@ def masked_prompt(prompt: str, mentions: list[Mention]) -> str:
     Names are noise to the classifier ("web-server-1" is not a verb); their type is signal.
     """
     text = normalise(prompt)
-    for m in sorted(mentions, key=lambda m: m.start, reverse=True):
-        text = text[: m.start] + TYPE_WORDS.get(m.resource.resource_type, "resource") + text[m.end:]
+    spans = {(m.start, m.end): m for m in mentions}  # one name in two accounts is one span, replaced once
+    for (start, end), m in sorted(spans.items(), reverse=True):
+        text = text[:start] + TYPE_WORDS.get(m.resource.resource_type, "resource") + text[end:]
     return text
 
 
@@ -104,42 +177,10 @@ def without_hints(text: str, hints: Hints) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-ACCOUNT_ALIASES: dict[str, tuple[str, ...]] = {
-    "production": ("prod", "prd"), "staging": ("stg", "stage"), "development": ("dev",), "dev": ("development",),
-}
-
-
-def find_hints(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
-    """Region names, 12-digit account ids and account names ("in staging") found in the prompt."""
-    text = normalise(prompt)
-    regions = set(REGION_IN_TEXT.findall(text))
-    accounts = set(_ACCOUNT_ID.findall(text))
-    phrases = [*regions, *accounts]
-    known: dict[str, str] = {}
-    for account in user_context.aws_accounts:
-        if account.account_id:
-            known[account.name.lower()] = account.account_id
-            if account.profile:
-                known.setdefault(account.profile.lower(), account.account_id)
-    for r in resources:
-        if r.account_name and r.account_id:
-            known.setdefault(r.account_name.lower(), r.account_id)
-    # Operators' short names for the usual account names ("in stg", "on prd").
-    for name, aliases in ACCOUNT_ALIASES.items():
-        if name in known:
-            for alias in aliases:
-                known.setdefault(alias, known[name])
-    # "media-preprod" is also called "preprod": a part of an account name that no other account shares.
-    parts: dict[str, set[str]] = {}
-    for name, account_id in known.items():
-        for part in re.split(r"[-_\s]+", name):
-            if len(part) >= 2 and part != name:
-                parts.setdefault(part, set()).add(account_id)
-    for part, ids in parts.items():
-        if len(ids) == 1 and part not in known:
-            known[part] = next(iter(ids))
-    for name, account_id in known.items():
-        if re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text):
-            accounts.add(account_id)
-            phrases.append(name)
-    return Hints(regions, accounts, phrases)
+def find_hints(prompt: str | ParsedPrompt, user_context: UserContext, resources: list[IdentifiedResource]) -> Hints:
+    """Regions (codes, place names, short codes), 12-digit account ids and accounts by name, alias or a
+    part of their name ("in staging", "on prd", "preprod") found in the prompt."""
+    parsed = prompt if isinstance(prompt, ParsedPrompt) else request_prompt(prompt, user_context, resources)
+    known_regions = {r.region for r in resources if r.region} | {g for a in user_context.aws_accounts for g in a.regions}
+    return Hints(regions=parsed.region_set(known_regions), accounts=parsed.accounts,
+                 phrases=[p.span.text for p in parsed.places])

@@ -21,9 +21,9 @@ from agent.bindings import BindingError, resolve
 from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
-from agent.lexicon import types_in
 from agent.llm import MODEL_FAILED
-from agent.mentions import Mention, find_hints, find_mentions, masked_prompt, without_hints
+from agent.mentions import (Mention, candidate_types, find_hints, find_mentions, masked_prompt, request_prompt,
+                            without_hints)
 from agent.operations import StepBuildError, build_steps
 from agent.playbook import LoadedPlaybook, ParamSpec, Playbook, default_playbook_dir, load_playbooks
 from agent.playbook_index import IndexStats, PlaybookIndex
@@ -32,6 +32,7 @@ from agent.protocol import (
     Candidate, Clarification, Classification, DenyRule, IdentifiedResource, PlanRequest, PlanResponse,
     PlaybookScore, RiskAssessment, Script, Step, plan_hash,
 )
+from agent.questions import guard_question
 from agent.risk import assess
 from agent.targets import choose_targets
 from agent.text import normalise
@@ -101,10 +102,11 @@ class Planner:
         now = now or datetime.now(timezone.utc)
         self._llm_used = False
         resources = request.identified_resources
-        mentions = find_mentions(request.prompt, resources)
-        hints = find_hints(request.prompt, request.user_context, resources)
+        parsed = request_prompt(request.prompt, request.user_context, resources)  # read once, by every stage
+        mentions = find_mentions(request.prompt, resources, parsed)
+        hints = find_hints(parsed, request.user_context, resources)
         masked = _QUOTED_TEXT.sub(" message ", without_hints(masked_prompt(request.prompt, mentions), hints))
-        result = self.stack.classifier.classify(masked, _candidate_types(masked, mentions, resources))
+        result = self.stack.classifier.classify(masked, candidate_types(masked, mentions, resources, parsed))
         warnings: list[str] = []
         if len(request.prompt) > 1000:
             warnings.append("long prompt: only the operation, names and values it states are used")
@@ -117,7 +119,15 @@ class Planner:
                            "Say what to do and to which resource, e.g. 'stop pg-instance-main1'."))
             return self._clarify(request, result, None, warnings, question, close)
         best = self.stack.playbooks[result.ranked[0].playbook_id]
-        if result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
+        # -- question guard (agent.questions): a question never yields a change --------------------------
+        guard = guard_question(parsed, best, result.ranked, self.stack.playbooks)
+        if guard.playbook is None:
+            return self._clarify(request, result, best, warnings, guard.note or "", [])
+        if guard.changed:
+            best = guard.playbook
+            warnings.append(guard.note or "")
+        # -- end of question guard -----------------------------------------------------------------------
+        if not guard.changed and result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
             candidates = self._playbook_candidates(result, 3)
             question = "Which operation do you mean?"
             suggested = self._llm_rank(request.prompt, candidates, warnings)
@@ -128,7 +138,7 @@ class Planner:
 
         noun = " or ".join(sorted({TYPE_NOUNS.get(t, t) for t in best.resource_types}))
         choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun,
-                                read_only=best.read_only)
+                                read_only=best.read_only, parsed=parsed)
         warnings += choice.warnings
         if choice.clarification:
             return self._clarify(request, result, best, warnings, choice.clarification.question,
@@ -344,15 +354,6 @@ def _value_text(prompt: str, mentions: list[Mention], target: IdentifiedResource
     for m in own:
         text = text[: m.start] + "§" + text[m.end:]
     return text
-
-
-def _candidate_types(masked: str, mentions: list[Mention], resources: list[IdentifiedResource]) -> set[str]:
-    """Types the request can be about: those of the resources it names, plus identified resources whose
-    type the prompt's nouns point at ("web-alb's target group" -> the target group the client sent)."""
-    identified = {r.resource_type for r in resources}
-    named = {m.resource.resource_type for m in mentions}
-    spoken = types_in(masked) & identified
-    return (named | spoken) or identified
 
 
 def _sanitise_default(spec: ParamSpec, value: Any) -> Any:

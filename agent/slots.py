@@ -4,6 +4,11 @@ Each playbook parameter declares a kind and cue words ("to", "named"); extractio
 cue first, then falls back to kind-specific patterns. Resource names that the prompt mentions are
 masked first so that "web-server-1" never becomes a count of 1. Every value is validated against the
 parameter's pattern, range and choices, exactly like any other user input.
+
+Values are taken whole: a quoted value is everything between its quotes, apostrophes included
+(agent.prompt.quoted_values), and an unquoted name is the whole word after its cue (``named foo;rm-rf``,
+``named $(whoami)``), which validation then accepts or refuses with the reason. Nothing is cut to the
+part that happens to look valid, and a value that was given but refused never becomes a default.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import re
 from dataclasses import dataclass
 
 from agent.playbook import ParamSpec
+from agent.prompt import Quoted, quoted_values
 from agent.text import normalise
 
 _NUMBER = re.compile(r"(?<![\w.-])(\d{1,9})(?![\w.-]|\.\d)")
 _RDS_CLASS = re.compile(r"(?<![\w.])(db\.[a-z0-9]+\.[a-z0-9]+)(?!\w|\.\w)")
 _EC2_TYPE = re.compile(r"(?<![\w.])([a-z][a-z0-9-]*\d[a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|\d+xlarge|metal[a-z0-9-]*))(?!\w|\.\w)")
-_QUOTED = re.compile(r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]")
-_IDENT = r"([A-Za-z][A-Za-z0-9_.:-]{0,254})"
+# A name after its cue: the whole word, whatever it holds (validation decides); sentence punctuation at its end
+# is not part of it.
+_WHOLE_WORD = r"([^\s§]{1,1024})"
+_TRAILING = ".,;:!?"
 # Words that introduce a thing without naming it: never taken as an identifier's value.
 _DETERMINERS = frozenset({"a", "an", "the", "any", "another", "some", "one", "its", "their", "my", "our", "new"})
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -79,11 +87,14 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
     low = normalise(masked)
     kind = spec.kind
     if kind == "token":
+        quoted = _quoted_after_cue(prompt, masked, spec.cues)
+        if quoted is not None:
+            return quoted
         match = _after_cue(masked, spec.cues, r"([^\s\"'`§]{1,1024})", filler=False)
         if match:
-            return match.group(1).rstrip(".,;")
-        quoted = _QUOTED.search(masked)
-        return quoted.group(1).strip() if quoted else None
+            return _original_case(prompt, match.group(1).rstrip(".,;"))
+        value = _first_quoted(prompt, masked)
+        return value.strip() if value else None
     if kind == "integer":
         low = words_to_digits(low)
         number = r"(\d{1,9})(?![\w.-])"
@@ -124,25 +135,52 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
         return True if any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in spec.cues) else None
     if kind == "identifier":
         cues = [*spec.cues, *_NAMING_CUES] if "name" in spec.name else spec.cues
-        match = _after_cue(masked, cues, _IDENT)
+        quoted = _quoted_after_cue(prompt, masked, cues)
+        if quoted is not None:
+            return quoted
+        match = _after_cue(masked, cues, _WHOLE_WORD)
         if match and match.group(1).lower() not in _DETERMINERS:  # "fail over to a reader": no name given
-            return match.group(1).rstrip(".:")
-        quoted = _QUOTED.search(masked)
-        return quoted.group(1).strip() if quoted else None
+            word = match.group(1)
+            trimmed = word.rstrip(_TRAILING) or word
+            return _original_case(prompt, trimmed)
+        value = _first_quoted(prompt, masked)
+        return value.strip() if value else None
     # string: the text after its cue (quoted or to the end); a required string also takes a bare
     # quoted text or what follows "<name>:". Optional strings need their cue, so one quoted message
     # does not also become the subject.
-    cued = _after_cue(prompt, [*spec.cues, spec.name], r"[\"“”'‘’`]([^\"“”'‘’`]{1,1000})[\"“”'‘’`]", filler=False) or \
-        _after_cue(masked, spec.cues, r"(.{1,1000})$", filler=False)
+    quoted = _quoted_after_cue(prompt, masked, [*spec.cues, spec.name])
+    if quoted is not None:
+        return quoted
+    cued = _after_cue(masked, spec.cues, r"(.{1,1000})$", filler=False)
     if cued:
         return _original_case(prompt, cued.group(1).strip().rstrip("."))
     if not spec.required:
         return None
-    quoted = _QUOTED.search(prompt)
-    if quoted:
-        return quoted.group(1)
+    value = _first_quoted(prompt, masked)
+    if value is not None:
+        return value
     colon = re.search(r":\s+(.{1,1000})$", masked)
     return _original_case(prompt, colon.group(1).strip()) if colon else None
+
+
+def _values(prompt: str, masked: str) -> list[Quoted]:
+    """The prompt's quoted values, but not a quoted name of the target itself (``masked`` has it as §)."""
+    return [q for q in quoted_values(prompt) if normalise(q.value) in masked]
+
+
+def _first_quoted(prompt: str, masked: str) -> str | None:
+    values = _values(prompt, masked)
+    return values[0].value if values else None
+
+
+def _quoted_after_cue(prompt: str, masked: str, cues: list[str]) -> str | None:
+    """A quoted value right after one of ``cues`` ("saying \"db won't start\"", "named 'nightly 1'"), whole."""
+    for value in _values(prompt, masked):
+        before = prompt[:value.start]
+        for cue in sorted(cues, key=len, reverse=True):
+            if re.search(r"(?<![\w-])" + re.escape(cue) + r"\s*[:=]?\s*" + _FILLER + r"$", before, flags=re.IGNORECASE):
+                return value.value
+    return None
 
 
 def _original_case(prompt: str, value: str) -> str:

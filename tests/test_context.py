@@ -52,3 +52,57 @@ def test_anything_else_sends_the_few_closest_hits(fleet):
     index, store = fleet
     assert len(identify("stop the instances in oregon", index, store)) <= MAX_RESOURCES
     assert [r.name for r in identify("stop worker-07", index, store)] == ["worker-07"]
+
+
+@pytest.fixture
+def words_estate(tmp_path, stack):
+    """Names an operator types as words (redis-cache-box, pg-dumps-bucket: type nouns inside them), one name in
+    production only, and databases told apart by their app tag."""
+    from app.estate.documents import make_document
+
+    embedder = stack.index.embedder
+    accounts = {"production": "111111111111", "dev": "333333333333"}
+
+    def make(rtype: str, name: str, account: str, region: str = "us-west-2", **tags) -> ResourceDocument:
+        arn = f"arn:aws:{rtype.split('_')[0]}:{region}:{accounts[account]}:{rtype}/{name}"
+        return make_document(resource_type=rtype, arn=arn, resource_id=name, name=name, account_id=accounts[account],
+                             account_name=account, region=region, tags={"env": account, **tags},
+                             attributes={"engine": "postgres"} if rtype == "rds_db_instance" else {})
+
+    docs = [make("ec2_instance", "redis-cache-box", "production"), make("s3_bucket", "pg-dumps-bucket", "production"),
+            make("rds_db_instance", "pg-instance-main1", "production", app="main"),
+            make("rds_db_instance", "pg-instance-main2", "production", app="main-reporting"),
+            make("rds_db_instance", "billing-db", "production", app="billing"),
+            make("rds_db_instance", "payments-aurora-instance-1", "production", "us-east-1", app="payments"),
+            make("rds_db_instance", "dev-scratch-pg", "dev"), make("ec2_instance", "bastion", "dev")]
+    store = ResourceStore(tmp_path / "index")
+    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
+    for scope in {f"{d.account_id}/{d.region}/{d.service}" for d in docs}:
+        store.apply_scope(scope, [d for d in docs if f"{d.account_id}/{d.region}/{d.service}" == scope], vectors,
+                          write_qdrant=False)
+    yield LookupIndex.load(store, embedder.encode_query), store
+    store.close()
+
+
+@pytest.mark.parametrize("prompt, where", [("Stop pg-instance-main1 --region us-east-1", "us-west-2"),
+                                           ("stop pg-instance-main1 in dev", "production")])
+def test_a_resource_named_exactly_is_sent_even_where_a_hint_points_elsewhere(words_estate, prompt, where):
+    """Issue 12, finding 4: the hint's filter hid the named resource and a look-alike was planned on."""
+    index, store = words_estate
+    sent = identify(prompt, index, store)
+    named = [r for r in sent if r.name == "pg-instance-main1"]
+    assert named and where in (named[0].account_name, named[0].region)
+
+
+@pytest.mark.parametrize("prompt, name, rtype", [("reboot the redis cache box", "redis-cache-box", "ec2_instance"),
+                                                 ("turn on versioning for the pg dumps bucket", "pg-dumps-bucket", "s3_bucket")])
+def test_a_name_typed_as_words_with_type_nouns_inside_is_that_resource(words_estate, prompt, name, rtype):
+    index, store = words_estate
+    sent = identify(prompt, index, store)
+    assert sent[0].name == name and sent[0].resource_type == rtype
+
+
+def test_a_tag_said_in_words_filters_and_without_a_carrier_the_prompt_is_looked_up_without_it(words_estate):
+    index, store = words_estate
+    assert [r.name for r in identify("stop the database for app billing", index, store)] == ["billing-db"]
+    assert identify("stop the database for app nosuchapp", index, store)  # candidates; the planner says none carries it

@@ -4,7 +4,10 @@ planner evaluation (``agent.evaluation``), nobody hands the planner the right re
 must find them, in the right account and region, or the case fails.
 
 A case states what a careful operator expects: the operation, the playbook, the target *names*, the
-account *name*, the region, whether approval is needed, or that the tool must ask instead of guess.
+account *name*, the region, whether approval is needed, or that the tool must ask instead of guess (and,
+with ``question_contains``, what the question must say). A question about the estate is also answered
+from the local index, as the service does (app.estate.answers); ``answer`` states what that answer must
+say (``contains``) and which resources it is about (``resources``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from agent.protocol import PlanResponse
 def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     """The planner checks (clarification, playbook, operation, approval), then targets by name and
     the account and region of the main step."""
+    said = _answer_problems(expect, response) + _question_problems(expect, response)
     if expect.get("clarification") and response.clarification is None and not response.script.steps \
             and response.warnings:
-        return []  # the sets say "ask or refuse": a plan with nothing to run and its reason is a refusal
-    problems = check({k: v for k, v in expect.items() if k not in ("targets", "account", "region", "parameters")},
-                     response)
+        return said  # the sets say "ask or refuse": a plan with nothing to run and its reason is a refusal
+    problems = said + check({k: v for k, v in expect.items()
+                             if k not in ("targets", "account", "region", "parameters", "answer", "question_contains")},
+                            response)
     if expect.get("clarification"):
         return problems
     steps = response.script.steps
@@ -57,6 +62,26 @@ def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     return problems
 
 
+def _answer_problems(expect: dict[str, Any], response: PlanResponse) -> list[str]:
+    wanted = expect.get("answer")
+    if not wanted:
+        return []
+    if response.answer is None:
+        return ["no answer from the estate"]
+    text = response.answer.text.lower()
+    problems = [f"answer lacks {w!r}: {response.answer.text}" for w in wanted.get("contains", [])
+                if str(w).lower() not in text]
+    if "resources" in wanted and sorted(set(response.answer.resources)) != sorted(set(wanted["resources"])):
+        problems.append(f"answer is about {response.answer.resources}, not {wanted['resources']}")
+    return problems
+
+
+def _question_problems(expect: dict[str, Any], response: PlanResponse) -> list[str]:
+    words = expect.get("question_contains") or []
+    question = response.clarification.question if response.clarification else ""
+    return [f"the question does not say {w!r}: {question!r}" for w in words if str(w).lower() not in question.lower()]
+
+
 def _values(data: Any) -> list[Any]:
     """Every scalar inside ``data``, depth first."""
     if isinstance(data, dict):
@@ -69,6 +94,7 @@ def _values(data: Any) -> list[Any]:
 def run_e2e(cases_file: Path, local_stack) -> EvalReport:
     """Start moto with the demo estate, sync it into a throwaway ``CLOUDOPS_HOME``, plan every case."""
     from app.config import save_config
+    from app.estate.answers import answer_question
     from app.estate.context import build_request
     from app.demo.demo_estate import demo_config, simulated_estate
     from app.estate.estate import Estate
@@ -89,6 +115,8 @@ def run_e2e(cases_file: Path, local_stack) -> EvalReport:
             planner = local_stack().planner("local")
             for case in cases:
                 response = planner.plan(build_request(case["prompt"], index, estate.store, config))
+                if response.answer is None:  # as the service does: the client answers from its index
+                    response.answer = answer_question(case["prompt"], index, estate.store)
                 problems = check_e2e(case["expect"], response)
                 report.results.append(CaseResult(case["id"], case["prompt"], not problems, problems,
                                                  response.classification.confidence, response.classification.playbook))

@@ -2,15 +2,21 @@
 user context; nothing else leaves the machine (no credentials, no other resources).
 
 Resources named exactly are always sent (all of them: the same name in two accounts must reach the
-planner so that it asks). Otherwise the best lookup hits that are close to the top one are sent, with
-their match scores, and the planner decides whether that is certain enough. A request to list the
-resources of a type ("list the databases in staging") sends every one the lookup's filters let through
-(type, account, region, tags), up to MAX_LISTED: a listing that silently stopped at eight would be wrong.
+planner so that it asks), even where a hint in the prompt points elsewhere: "stop pg-instance-main1 in
+dev" sends pg-instance-main1 from production, so that the planner can say where it is instead of acting on
+whatever the hint's filter let through. Otherwise the best lookup hits that are close to the top one are
+sent, with their match scores, and the planner decides whether that is certain enough. A request to list
+the resources of a type ("list the databases in staging"), a question about a set of them ("which
+instances are stopped?") and a request for all of them send every one the lookup's filters let through
+(type, account, region, tags, state), up to MAX_LISTED: a listing that silently stopped at eight would be
+wrong. A tag said in words ("for app billing") filters; when nothing carries it, the prompt is looked up
+without it, and the planner sees that no resource carries the tag.
 """
 
 from __future__ import annotations
 
 from agent.lexicon import lists_resources
+from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
 from app.config import Config
 from app.estate.lookup import LookupIndex
@@ -21,20 +27,54 @@ MAX_LISTED = 50
 CLOSE_TO_TOP = 0.75
 
 
-def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int = MAX_RESOURCES) -> list[IdentifiedResource]:
-    listing = lists_resources(prompt)
+def index_prompt(prompt: str, index: LookupIndex) -> ParsedPrompt:
+    """The prompt parsed with what the index knows: its accounts, its regions, its resources' names."""
+    accounts = {str(n): str(i) for n, i in zip(index.account_names, index.account_ids)}
+    return parse_prompt(prompt, accounts=accounts, regions=[str(r) for r in index._codes["region"].values],
+                        is_name=lambda word: bool(index.exact.get(word)))
+
+
+def wants_every_match(prompt: str, parsed: ParsedPrompt) -> bool:
+    """A listing, a question about a set of resources, or "all <things>" with no name: every resource the
+    filters let through is relevant, not the few best."""
+    return (lists_resources(prompt) or parsed.asks_for_a_set or parsed.everything
+            or (parsed.every and bool(parsed.type_nouns) and not parsed.names))
+
+
+def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int = MAX_RESOURCES, *,
+             parsed: ParsedPrompt | None = None) -> list[IdentifiedResource]:
+    parsed = parsed or index_prompt(prompt, index)
+    listing = wants_every_match(prompt, parsed)
     hits = index.search(prompt, limit=MAX_LISTED if listing else 25, every_match=listing)
-    if not hits:
-        return []
+    if not hits and parsed.tag_phrases:
+        hits = index.search(parsed.without([t.span for t in parsed.tag_phrases]) or prompt,
+                            limit=MAX_LISTED if listing else 25, every_match=listing)
     exact = [h for h in hits if h.components.get("exact")]
     if exact:
         chosen = exact + _beside_exact(index, exact, hits)
     elif listing:
         chosen, limit = hits, MAX_LISTED  # a listing is not cut at the usual few
     else:
-        chosen = [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit]
-    docs = store.documents([h.id for h in chosen])
-    return [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs][:limit]
+        chosen = [h for h in hits if h.score >= CLOSE_TO_TOP * hits[0].score][:limit] if hits else []
+    ids = [h.id for h in chosen]
+    named = [i for i in _named_ids(index, parsed) if i not in ids]
+    docs = store.documents(ids + named)
+    found = [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs]
+    # Named exactly, but hidden by a hint's filter: sent so that the planner says where it is.
+    elsewhere = [docs[i].to_identified(match_score=1.0, why="exact name (outside the place the prompt says)")
+                 for i in named if i in docs]
+    return (elsewhere + found)[:max(limit, len(elsewhere))]
+
+
+def _named_ids(index: LookupIndex, parsed: ParsedPrompt) -> list[str]:
+    """Document ids of the resources whose exact name or id the prompt types, wherever they are."""
+    out: list[str] = []
+    for span in parsed.names:
+        for row in index.exact.get(span.text) or []:
+            doc_id = str(index.ids[row])
+            if doc_id not in out:
+                out.append(doc_id)
+    return out[:MAX_RESOURCES]
 
 
 def _beside_exact(index: LookupIndex, exact: list, hits: list, most: int = 3) -> list:

@@ -51,6 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qdrant_edge import (Bm25, Bm25Config, CountRequest, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
+                         EdgeVectorParams, FacetRequest, FieldCondition, Filter, HasVectorCondition, KeywordIndexParams,
+                         MatchValue, Modifier, PayloadSchemaType, Point, PointVectors, ScalarQuantizationConfig,
+                         ScalarType, ScrollRequest, SparseVector, UpdateOperation)
 from sqlalchemy import Engine, event, text
 from sqlmodel import create_engine
 
@@ -127,8 +131,6 @@ def tag_pairs(tags: dict[str, str]) -> list[str]:
 
 
 def _bm25():
-    from qdrant_edge import Bm25, Bm25Config
-
     global _BM25_MODEL
     if _BM25_MODEL is None:
         _BM25_MODEL = Bm25(Bm25Config())
@@ -145,8 +147,6 @@ def words_vector(text_: str, *, query: bool = False):
 
 
 def names_vector(text_: str):
-    from qdrant_edge import SparseVector
-
     ids = trigram_ids(text_)
     return SparseVector(ids, [1.0] * len(ids))
 
@@ -181,9 +181,6 @@ def edge_config():
     """The shard's configuration. Dense vectors on disk (memory-mapped) with int8 copies in RAM for
     search (rescored from the originals), sparse indexes in RAM, payload on disk: what keeps a million
     resources under 1 GB (bench/bench_lookup.py)."""
-    from qdrant_edge import (Distance, EdgeConfig, EdgeSparseVectorParams, EdgeVectorParams, Modifier,
-                             ScalarQuantizationConfig, ScalarType)
-
     return EdgeConfig(
         vectors={DENSE: EdgeVectorParams(size=DIMENSION, distance=Distance.Cosine, on_disk=True)},
         sparse_vectors={WORDS: EdgeSparseVectorParams(modifier=Modifier.Idf),
@@ -274,7 +271,6 @@ def _edge_failure(exc: BaseException) -> bool:
 class _GuardedShard:
     """The Edge shard with every call's runtime failure turned into one sentence (IndexCorrupt naming the
     file, or IndexBusy): a damaged page is found when it is read, which may be long after opening."""
-
     def __init__(self, shard, folder: Path):
         self._shard = shard
         self._folder = folder
@@ -298,7 +294,6 @@ class _GuardedShard:
 
 class _FolderLock:
     """An exclusive, non-blocking lock on ``edge/.lock`` held while this process owns the shard."""
-
     def __init__(self, path: Path):
         self.path = path
         self.handle = None
@@ -348,7 +343,6 @@ class ScopeChange:
 @dataclass
 class ListingWrite:
     """What writing one scope's listing did, and the documents whose meaning vector is still to make."""
-
     change: ScopeChange
     to_embed: list[ResourceDocument] = field(default_factory=list)
 
@@ -362,7 +356,6 @@ class _Stored:
 
 class ResourceStore:
     """The estate's documents in one Edge shard, by scope (``account_id/region/service``)."""
-
     def __init__(self, directory: Path, qdrant_location: str | None = None, dimension: int = DIMENSION):
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -436,16 +429,12 @@ class ResourceStore:
         tmp.replace(pointer)
 
     def _create(self, folder: Path):
-        from qdrant_edge import EdgeShard
-
         shard = EdgeShard.create(str(folder), edge_config())
         self._create_indexes(shard)
         shard.close()
 
     @staticmethod
     def _create_indexes(shard) -> None:
-        from qdrant_edge import KeywordIndexParams, PayloadSchemaType, UpdateOperation
-
         have = set(shard.info().payload_schema)
         for name in KEYWORD_FIELDS:
             if name not in have:
@@ -458,8 +447,6 @@ class ResourceStore:
         self._create_indexes(self._shard)  # a shard Edge opened but cannot index is damaged: IndexCorrupt
 
     def _load(self, folder: Path):
-        from qdrant_edge import EdgeShard
-
         try:
             return _GuardedShard(EdgeShard.load(str(folder)), folder)
         except BaseException as exc:  # Edge raises one type for every failure; its message says which
@@ -498,8 +485,6 @@ class ResourceStore:
 
     def _scope_state(self, scope: str) -> dict[str, tuple[int, _Stored]]:
         """arn -> (point id, hashes, has a dense vector) for every point of ``scope``."""
-        from qdrant_edge import FieldCondition, Filter, HasVectorCondition, MatchValue
-
         in_scope = FieldCondition(key="scope", match=MatchValue(scope))
         with_dense = {pid for pid, _ in self._scroll(Filter(must=[in_scope, HasVectorCondition(DENSE)]), False)}
         return {payload["id"]: (pid, _Stored(payload.get("content_hash", ""), payload.get("dense_hash", ""),
@@ -508,8 +493,6 @@ class ResourceStore:
 
     def _scroll(self, flt, with_payload, page: int = 2048) -> Iterator[tuple[int, dict]]:
         """(point id, payload) of every point ``flt`` lets through, a page at a time."""
-        from qdrant_edge import ScrollRequest
-
         offset = None
         while True:
             records, offset = self.shard.scroll(ScrollRequest(offset=offset, limit=page, filter=flt,
@@ -525,8 +508,6 @@ class ResourceStore:
         A document whose content hash is unchanged is not written; one whose dense text is unchanged keeps its
         meaning vector; the others (and any point still waiting for one) are returned to embed. ``repair``
         rewrites unchanged documents too (their vectors kept)."""
-        from qdrant_edge import Point, UpdateOperation
-
         now = datetime.now(timezone.utc).isoformat()
         result = ListingWrite(ScopeChange())
         with self._write_lock:
@@ -585,8 +566,6 @@ class ResourceStore:
     def write_vectors(self, documents: list[ResourceDocument], vectors) -> int:
         """Add the meaning vectors of ``documents`` (made from :func:`dense_text`). A document that changed
         again since (another dense text now stored) or was deleted is skipped. Returns how many were written."""
-        from qdrant_edge import PointVectors, UpdateOperation
-
         if not documents:
             return 0
         with self._write_lock:
@@ -615,8 +594,6 @@ class ResourceStore:
 
     def pending_documents(self, limit: int | None = None) -> list[ResourceDocument]:
         """Documents still without a meaning vector (listed by an earlier sync that did not finish embedding)."""
-        from qdrant_edge import Filter, HasVectorCondition
-
         out = []
         for _, payload in self._scroll(Filter(must_not=[HasVectorCondition(DENSE)]), ["document", "read_at"]):
             out.append(document_of(payload))
@@ -626,8 +603,6 @@ class ResourceStore:
 
     def semantic_pending(self) -> int:
         """How many resources are searchable by name and words but not yet by meaning (cached per write)."""
-        from qdrant_edge import CountRequest, Filter, HasVectorCondition
-
         cached = self._pending
         if cached is not None and cached[0] == self.generation:
             return cached[1]
@@ -717,14 +692,10 @@ class ResourceStore:
 
     # -- reading ------------------------------------------------------------------------------------
     def count(self, flt=None) -> int:
-        from qdrant_edge import CountRequest
-
         return int(self.shard.count(CountRequest(exact=True, filter=flt)))
 
     def facet(self, key: str, flt=None, limit: int = 10000) -> list[tuple[Any, int]]:
         """(value, count) of a keyword payload field over the points ``flt`` lets through."""
-        from qdrant_edge import FacetRequest
-
         hits = self.shard.facet(FacetRequest(key=key, limit=limit, exact=True, filter=flt)).hits
         return [(h.value, int(h.count)) for h in hits]
 
@@ -770,8 +741,6 @@ class ResourceStore:
 
     def known(self, scope: str) -> dict[str, ResourceDocument]:
         """The scope's stored documents by resource_id: what an incremental listing may reuse."""
-        from qdrant_edge import FieldCondition, Filter, MatchValue
-
         docs = [document_of(p) for _, p in self._scroll(Filter(must=[FieldCondition(key="scope", match=MatchValue(scope))]),
                                                          ["document", "read_at"])]
         return {d.resource_id: d for d in docs}
@@ -821,7 +790,6 @@ class TeamMirror:
     """The team path: the same collection (point ids, payload schema, named vectors) written to a Qdrant
     server through qdrant-client (``QdrantClient(url=...)``; a folder location works too, for tests), so a
     team can share one estate view. Only written; this client searches its own shard."""
-
     def __init__(self, location: str):
         self.location = location
         self._client = None
@@ -875,8 +843,6 @@ class TeamMirror:
 
 def _optimize(folder: str) -> int:
     """The child process of :meth:`ResourceStore.optimize_in_background`: build the copy's HNSW graph."""
-    from qdrant_edge import EdgeShard
-
     shard = EdgeShard.load(folder)
     shard.optimize()
     shard.flush()

@@ -1,0 +1,96 @@
+"""Questions answered from the local index (app.estate.answers), with the data's age; requests get no
+answer, and what the index does not hold is not answered."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.estate.answers import answer_question
+from app.estate.documents import make_document
+from app.estate.lookup import LookupIndex
+from app.estate.resource_store import ResourceStore
+
+pytestmark = pytest.mark.slow
+PLACES = {"production": "111111111111", "staging": "222222222222", "dev": "333333333333"}
+
+
+def doc(rtype: str, name: str, account: str, region: str = "us-west-2", state: str | None = None, **attributes):
+    account_id = PLACES[account]
+    arn = f"arn:aws:{rtype.split('_')[0]}:{region}:{account_id}:{rtype}/{name}"
+    return make_document(resource_type=rtype, arn=arn, resource_id=name if rtype != "ec2_instance" else f"i-{abs(hash(arn)) % 10**8}",
+                         name=name, account_id=account_id, account_name=account, region=region, state=state,
+                         tags={"env": account}, attributes=attributes)
+
+
+@pytest.fixture
+def estate(tmp_path, stack):
+    embedder = stack.index.embedder
+    docs = [doc("ec2_instance", "bastion", "production", state="running"),
+            doc("ec2_instance", "bastion", "dev", state="running"),
+            doc("ec2_instance", "web-server-3", "production", state="stopped"),
+            doc("ec2_instance", "ci-build-runner", "dev", state="stopped"),
+            doc("ec2_instance", "web-server-1", "production", state="running"),
+            doc("rds_db_instance", "orders-db", "production", state="available", engine="postgres", engine_version="14.10"),
+            doc("rds_db_instance", "orders-db", "staging", state="available", engine="postgres", engine_version="14.10"),
+            doc("rds_db_instance", "billing-mysql", "production", state="available", engine="mysql", engine_version="8.0.35"),
+            doc("lambda_function", "image-resizer", "production", runtime="python3.12", memory_mb=1024, timeout_s=30),
+            doc("lambda_function", "orders-processor", "production", runtime="python3.12", memory_mb=256, timeout_s=30),
+            doc("lambda_function", "legacy-etl", "staging", runtime="python3.9", memory_mb=512, timeout_s=300),
+            doc("sns_topic", "ops-alerts", "production", subscriptions_confirmed=2)]
+    store = ResourceStore(tmp_path / "index")
+    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
+    for scope in {f"{d.account_id}/{d.region}/{d.service}" for d in docs}:
+        store.apply_scope(scope, [d for d in docs if f"{d.account_id}/{d.region}/{d.service}" == scope], vectors,
+                          write_qdrant=False)
+    yield LookupIndex.load(store, embedder.encode_query), store
+    store.close()
+
+
+def ask(estate, prompt: str, **kw):
+    index, store = estate
+    return answer_question(prompt, index, store, **kw)
+
+
+def test_is_it_running_answers_for_every_place_with_the_data_age(estate):
+    answer = ask(estate, "is the bastion running?")
+    assert answer.text.startswith("Yes") and "production / us-west-2" in answer.text and "dev / us-west-2" in answer.text
+    assert answer.resources == ["bastion"] and answer.as_of is not None
+    later = ask(estate, "is the bastion running?", now=answer.as_of + timedelta(minutes=4, seconds=5))
+    assert "synced 4 min ago" in later.text
+
+
+def test_which_ones_are_in_a_state(estate):
+    answer = ask(estate, "which instances are stopped?")
+    assert answer.text.startswith("2 stopped instances") and sorted(answer.resources) == ["ci-build-runner", "web-server-3"]
+    assert ask(estate, "is web-server-3 up?").text.startswith("No")
+
+
+def test_what_do_we_have_in_a_place(estate):
+    answer = ask(estate, "what databases do we have in production?")
+    assert answer.text.startswith("2 databases in production") and sorted(answer.resources) == ["billing-mysql", "orders-db"]
+
+
+def test_how_many_by_an_attribute_value_and_which_values_there_are(estate):
+    assert ask(estate, "how many lambdas run python3.9?").resources == ["legacy-etl"]
+    none = ask(estate, "how many lambdas run python3.11?")
+    assert none.text.startswith("No function") and "python3.12 (2)" in none.text and "python3.9 (1)" in none.text
+
+
+def test_an_attribute_of_a_named_resource(estate):
+    answer = ask(estate, "what engine version is orders-db on?")
+    assert "engine version 14.10" in answer.text and "staging" in answer.text and "production" in answer.text
+    answer = ask(estate, "what memory and timeout does image-resizer have?")
+    assert "memory 1024 MB" in answer.text and "timeout 30 s" in answer.text
+
+
+def test_a_place_that_contradicts_where_it_is_and_a_name_that_matches_nothing(estate):
+    assert "not in staging" in ask(estate, "is the bastion in staging running?").text
+    assert ask(estate, "is pg-instance-main3 running?").text == "Nothing named pg-instance-main3 is in the index."
+
+
+@pytest.mark.parametrize("prompt", ["stop the bastion", "can you reboot web-server-1?",
+                                    "who is subscribed to ops-alerts?"])
+def test_requests_and_what_the_index_does_not_hold_get_no_answer(estate, prompt):
+    assert ask(estate, prompt) is None
