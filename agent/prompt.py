@@ -279,6 +279,13 @@ _NOUN_PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(n).replace(r"\ ",
                            + r")(?![\w-])")
 
 
+_REGION_PATTERNS = [(word, value, re.compile(r"(?:\b(?:in|from|across)\s+(?:the\s+)?)?(?<![\w-])"
+                                             + re.escape(word).replace(r"\ ", r"\s+") + r"(?![\w-])(?:\s+region)?"))
+                    for word, value in REGION_WORDS.items()]
+_WORD_PATTERNS = {word: re.compile(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])")
+                  for word in [*ENVIRONMENT_WORDS, *STATE_WORDS, *ENGINE_WORDS]}
+
+
 def parse_prompt(prompt: str, *, accounts: Mapping[str, str] | None = None, regions: Iterable[str] = (),
                  is_name: NameCheck | None = None) -> ParsedPrompt:
     """Read ``prompt`` once. ``accounts``: known account names (and profiles) -> ids; ``regions``: known
@@ -311,12 +318,12 @@ def parse_prompt(prompt: str, *, accounts: Mapping[str, str] | None = None, regi
             parsed.type_nouns.append(TypeNoun(frozenset(_NOUN_TYPES[form]), form not in _SINGULAR_NOUNS,
                                               Span(match.start(), match.end(), form)))
     for word, state in STATE_WORDS.items():
-        for match in re.finditer(r"(?<![\w-])" + word + r"(?![\w-])", text):
+        for match in _WORD_PATTERNS[word].finditer(text):
             if free(match.start(), match.end()):
                 parsed.states.append((state, Span(match.start(), match.end(), word)))
     parsed.states.sort(key=lambda s: s[1].start)
     for word, engine in ENGINE_WORDS.items():
-        if any(free(m.start(), m.end()) for m in re.finditer(r"(?<![\w-])" + word + r"(?![\w-])", text)):
+        if any(free(m.start(), m.end()) for m in _WORD_PATTERNS[word].finditer(text)):
             parsed.engines.append(engine)
     _names(parsed, free)
     parsed.question = question_form(text)
@@ -391,10 +398,10 @@ def _places(parsed: ParsedPrompt, accounts: Mapping[str, str], regions: set[str]
     for match in re.finditer(r"(?:\b(?:in|from|on)\s+(?:the\s+)?)?" + SHORT_REGION.pattern, text):
         if free(match.start(), match.end()) and not is_name(match.group(0).split()[-1]):
             add("region", _short_region(match), match.group(0).split()[-1], match)
-    for word, value in REGION_WORDS.items():
-        pattern = r"(?:\b(?:in|from|across)\s+(?:the\s+)?)?(?<![\w-])" + re.escape(word).replace(r"\ ", r"\s+") \
-            + r"(?![\w-])(?:\s+region)?"
-        for match in re.finditer(pattern, text):
+    for word, value, pattern in _REGION_PATTERNS:
+        if word.split()[-1] not in text:
+            continue
+        for match in pattern.finditer(text):
             if not free(match.start(), match.end()) or is_name(word):
                 continue
             # A prefix counts only where a region of it is known (else the lookup says none is synced).
@@ -415,7 +422,7 @@ def _places(parsed: ParsedPrompt, accounts: Mapping[str, str], regions: set[str]
             add("account", match.group(1), match.group(1), match)
     parsed.places.sort(key=lambda p: p.span.start)
     for word, env in ENVIRONMENT_WORDS.items():
-        for match in re.finditer(r"(?<![\w-])" + word + r"(?![\w-])", text):
+        for match in _WORD_PATTERNS[word].finditer(text):
             inside_account = any(p.kind == "account" and p.span.start <= match.start() and match.end() <= p.span.end
                                  for p in parsed.places)
             if (inside_account or free(match.start(), match.end())) and not is_name(word):
@@ -469,8 +476,7 @@ def question_form(text: str) -> Question | None:
         return None
     if _COUNT.search(low):
         return Question("count")
-    if re.match(r"(?:which|what)\s+(?:\w+\s+){0,3}?(?:" + "|".join(map(re.escape, _plural_forms())) + r")\b", low) \
-            or re.match(r"(?:are\s+there|do\s+we\s+have|have\s+we\s+got|is\s+there|any)\b", low):
+    if _WHICH_THINGS.match(low) or re.match(r"(?:are\s+there|do\s+we\s+have|have\s+we\s+got|is\s+there|any)\b", low):
         return Question("which")
     if re.match(_AUX + r"\b", low) or re.match(r"(?:do|don't)\s+(?:we|you|i|they|any|our|my)\b", low):
         return Question("yes_no")
@@ -479,5 +485,6 @@ def question_form(text: str) -> Question | None:
     return None
 
 
-def _plural_forms() -> list[str]:
-    return sorted((f for f in _NOUN_TYPES if f not in _SINGULAR_NOUNS), key=len, reverse=True)
+_PLURAL_FORMS = sorted((f for f in _NOUN_TYPES if f not in _SINGULAR_NOUNS), key=len, reverse=True)
+# "which instances ...", "what three databases ...": a question about a set of resources of a type.
+_WHICH_THINGS = re.compile(r"(?:which|what)\s+(?:\w+\s+){0,3}?(?:" + "|".join(map(re.escape, _PLURAL_FORMS)) + r")\b")
