@@ -132,6 +132,10 @@ def test_a_sync_already_running_is_skipped_not_queued_and_tried_again_later():
     target.busy = False
     clock.now += timedelta(seconds=1)
     assert s.tick().outcome == "done" and target.calls == [("full", clock.now)]
+    target.busy = True
+    clock.now += timedelta(minutes=20)
+    assert s.tick().outcome == "skipped"
+    assert s.state()["last"]["kind"] == "full" and s.state()["last"]["outcome"] == "done"  # a skip is not news
 
 
 def test_a_manual_sync_counts_as_incremental_and_a_restart_keeps_the_book(tmp_path):

@@ -147,7 +147,10 @@ class SyncScheduler:
         self._deferred: list[Callable[[], object]] = []  # work waiting for the running sync to end
         self._deferred_lock = threading.Lock()
         self.running: SyncRun | None = None
-        self.last_run: SyncRun | None = None  # the last run that synced something, failed or was skipped
+        # What the tray shows: the last full or incremental run (its account-level errors cover every account),
+        # and apart from it the last events drain that synced or failed (an empty one is not news).
+        self.last_run: SyncRun | None = None
+        self.last_events_run: SyncRun | None = None
         self._thread: threading.Thread | None = None
 
     # ---- what is due ----------------------------------------------------------------------------
@@ -227,8 +230,10 @@ class SyncScheduler:
                 for done in ("full", "incremental") if kind == "full" else ("incremental",):
                     self.book.ran(done, run.started_at)
                     self._ran_here[done] = run.started_at
-        if run.outcome != "done" or run.scopes or kind != "events":  # an empty events drain is not news
+        if run.outcome != "skipped" and kind != "events":
             self.last_run = run
+        elif run.outcome == "failed" or (kind == "events" and run.scopes):
+            self.last_events_run = run
         self.run_deferred()
         return run
 
@@ -296,7 +301,7 @@ class SyncScheduler:
 
     def state(self) -> dict[str, Any]:
         """For ``/v1/status``: the run in progress, the last one, and what comes next."""
-        running, last, upcoming = self.running, self.last_run, None
+        running, last, events, upcoming = self.running, self.last_run, self.last_events_run, None
         try:
             times = {} if running else self.due_times()
             kind = min(times, key=times.get) if times else None
@@ -304,7 +309,7 @@ class SyncScheduler:
         except Exception:  # noqa: BLE001 - the state is informative; never fail /v1/status for it
             log.debug("sync scheduler: no next time", exc_info=True)
         return {"running": running.as_json() if running else None, "last": last.as_json() if last else None,
-                "next": upcoming}
+                "last_events": events.as_json() if events else None, "next": upcoming}
 
 
 def scheduler_for(service: SyncTarget, home: Path) -> SyncScheduler:
