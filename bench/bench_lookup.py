@@ -142,7 +142,7 @@ from app.estate.resource_store import DENSE, ResourceStore
 store = ResourceStore(Path({store!r}))
 vectors = dict(np.load({vectors!r}, allow_pickle=True).item())
 index = LookupIndex(store, lambda text: vectors[text])
-index.search("orders-db-17")
+index.search("pg-instance-main1")
 open_s = time.perf_counter() - started
 sets = json.loads({sets!r})
 out = {{"open_s": round(open_s, 2)}}
@@ -181,8 +181,10 @@ def probe(store_dir: Path, vectors_file: Path, rounds: int, with_model: bool) ->
     sets = {"hybrid_filtered": HYBRID_FILTERED, "hybrid": HYBRID, "pure_filters": PURE_FILTERS}
     code = _PROBE.format(root=str(ROOT), store=str(store_dir), vectors=str(vectors_file), rounds=rounds,
                          sets=json.dumps(sets), with_model=with_model)
-    reply = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    reply = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if reply.returncode != 0:
+        raise RuntimeError(f"the probe failed: {reply.stderr[-3000:]}")
     return json.loads(reply.stdout.strip().splitlines()[-1])
 
 

@@ -146,3 +146,33 @@ def test_blind_lookup_evaluation(tmp_path, capsys):
         print("\n" + report.summary())
     assert len(report.rows) >= 40
     assert report.accuracy >= 0.90, report.summary()
+
+
+def test_cloudops_search_says_no_match_notes_and_data_age(tmp_path):
+    """The real CLI over an index written as a sync writes it: an empty query is one sentence (exit 2); a
+    place with no synced region prints "no match" and the note (JSON: no hits, the note on stderr); every
+    hit carries synced_at and semantic_partial."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from agent.embeddings import shared_embedder
+    from conftest import index_eval_estate
+
+    index_eval_estate(tmp_path, shared_embedder())
+    env = {**os.environ, "CLOUDOPS_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+
+    def search(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app.interfaces.cli", "search", *args], capture_output=True,
+                              text=True, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=300)
+
+    empty = search("  ")
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+    europe = search("databases in europe")
+    assert europe.returncode == 0 and europe.stdout.startswith("no match: no European region is synced")
+    as_json = search("databases in europe", "--json")
+    assert json.loads(as_json.stdout) == [] and "note: no European region is synced" in as_json.stderr
+    rows = json.loads(search("pg-instance-main1", "--json").stdout)
+    assert rows[0]["name"] == "pg-instance-main1" and rows[0]["synced_at"] and rows[0]["semantic_partial"] is False
+    assert json.loads(search("zzzzqqq-nothing", "--json").stdout) == []
