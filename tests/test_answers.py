@@ -91,6 +91,7 @@ def test_a_place_that_contradicts_where_it_is_and_a_name_that_matches_nothing(es
 
 
 @pytest.mark.parametrize("prompt", ["stop the bastion", "can you reboot web-server-1?",
-                                    "who is subscribed to ops-alerts?"])
+                                    "who is subscribed to ops-alerts?", "which instances are public?",
+                                    "any lambdas with errors in the last hour?"])
 def test_requests_and_what_the_index_does_not_hold_get_no_answer(estate, prompt):
     assert ask(estate, prompt) is None

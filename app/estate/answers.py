@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from agent.facts import TYPE_NOUNS
-from agent.lexicon import plural_noun
+from agent.lexicon import ENGINE_WORDS, plural_noun
 from agent.mentions import find_mentions, unmatched_names
 from agent.prompt import ParsedPrompt
 from agent.protocol import Answer, IdentifiedResource
@@ -27,6 +27,11 @@ from app.estate.lookup import LookupIndex, QueryError
 from app.estate.resource_store import ResourceStore
 
 MAX_COUNTED = 2000  # a count reads at most this many documents
+# The words a question about a set is built of, besides what its filters read.
+_CONNECTIVES = frozenset("""what which how many much number count of the a an do does did we you i they our my have has
+    got are is was were there any some all every each in on at for from with by run runs running use uses using exist
+    exists existing currently current right now today still left total altogether overall list show me tell give
+    please pls hey hi ok so that those these them it its them""".split())
 MAX_NAMED_IN_TEXT = 12
 # Words that say "up" or "down" of a state, and the states that are each.
 _UP_WORDS = {"running", "up", "online", "alive", "available", "started", "active", "healthy"}
@@ -62,7 +67,7 @@ def answer_question(prompt: str, index: LookupIndex, store: ResourceStore, *, no
 # -- questions about a set of resources --------------------------------------------------------------
 
 def _about_a_set(prompt: str, parsed: ParsedPrompt, index: LookupIndex, store: ResourceStore, now: datetime,
-                 freshness) -> Answer:
+                 freshness) -> Answer | None:
     hits = index.search(prompt, limit=MAX_COUNTED, every_match=True)
     docs = store.documents([h.id for h in hits])
     resources = [docs[h.id].to_identified() for h in hits if h.id in docs]
@@ -75,6 +80,8 @@ def _about_a_set(prompt: str, parsed: ParsedPrompt, index: LookupIndex, store: R
         resources = [r for r in resources if _engine(r) and any(e in _engine(r) for e in parsed.engines)]
     noun = _noun(types, resources)
     values, missing = _value_filter(parsed, resources)
+    if _unread_words(parsed, resources):
+        return None  # "which buckets are public?": the index cannot tell, and all buckets are not the answer
     subject = values if values is not None else resources
     said = " ".join(_where_words(parsed))
     state = f"{parsed.state} " if parsed.state else ""
@@ -115,6 +122,17 @@ def _value_filter(parsed: ParsedPrompt, resources: list[IdentifiedResource]
                 if seen:
                     return [], (key, seen)
     return chosen, None
+
+
+def _unread_words(parsed: ParsedPrompt, resources: list[IdentifiedResource]) -> list[str]:
+    """Words of a question about a set that none of its filters read ("public" in "which buckets are
+    public?"): with any, the set the filters give is not the answer to the question."""
+    understood = [*parsed.hint_spans(), *(n.span for n in parsed.type_nouns), *(s for _, s in parsed.states),
+                  *(s for _, s in parsed.environments), *(t.span for t in parsed.tag_phrases), *parsed.quoted_spans]
+    values = {str(v).lower() for r in resources for v in r.attributes.values() if isinstance(v, str | int | float)}
+    words = re.findall(r"[a-z0-9][a-z0-9._=-]*[a-z0-9]|[a-z0-9]", parsed.without(understood))
+    return [w for w in words if w not in _CONNECTIVES and w not in values and "=" not in w
+            and w not in ENGINE_WORDS and not re.match(r"[a-z]{3,}\d", w)]
 
 
 def _said_values(parsed: ParsedPrompt, resources: list[IdentifiedResource]) -> str:
