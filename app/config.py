@@ -91,17 +91,74 @@ def config_path() -> Path:
 
 
 def load_config(path: Path | None = None) -> Config:
+    """The config file, or the defaults when there is none. Any problem with the file is a ConfigError whose
+    message is one sentence naming the file, the line and field, and what to do (see _unreadable and below)."""
     path = path or config_path()
     if not path.exists():
         return Config()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
         return Config.model_validate(data)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(_unreadable(path, exc)) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(_not_yaml(path, exc)) from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(_invalid(path, text, exc)) from None
+
+
+# -- ConfigError messages: one sentence naming the file, the line and field, and what to do ---------------
+def _unreadable(path: Path, exc: BaseException) -> str:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return (f"{path} cannot be read ({why}): make it a UTF-8 text file you can read (chmod u+rw {path}), or move it "
+            "away to start with no accounts configured")
+
+
+def _not_yaml(path: Path, exc: yaml.YAMLError) -> str:
+    # Where the broken construct starts (an unclosed bracket's line), else where the parser gave up.
+    mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = " ".join(str(getattr(exc, "problem", None) or type(exc).__name__).split())
+    return (f"{path} is not valid YAML{where} ({problem}): fix that line, or move the file away to start with no "
+            "accounts configured")
+
+
+def _invalid(path: Path, text: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    field_name = ".".join(loc) or "the top level"
+    line = _line_of(text, first["loc"])
+    where = f" line {line}" if line else ""
+    if first["type"] == "extra_forbidden":
+        problem, fix = "not a setting CloudOps knows", "remove or rename it"
+    else:
+        problem, fix = first["msg"].removeprefix("Value error, "), "fix that value"
+    return (f"{path}{where}, {field_name}: {problem}; {fix} (accounts can also be edited with "
+            "`cloudops accounts add` and `cloudops accounts remove`)")
+
+
+def _line_of(text: str, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (mapping keys and list indexes), or of its nearest
+    parent that exists; None when the text cannot be composed."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+# -- end of ConfigError messages --------------------------------------------------------------------------
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:

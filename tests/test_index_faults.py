@@ -164,10 +164,11 @@ def test_corrupt_resources_db_is_one_sentence_for_every_command_and_rebuild_rest
         assert_one_sentence(cli(env, *args), str(db))
 
     protected = _protected(home)
-    out = cli(env, "index", "rebuild", "--json")
+    out = cli(env, "index", "rebuild", "--json", "--yes")
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout)
-    assert str(db) in report["removed_files"] and report["errors"] == [] and report["added"] == before
+    assert report["replaced"] and report["previous_documents"] is None  # the old index could not be opened
+    assert report["errors"] == [] and report["added"] == before
     assert set(stored(home)) == ids_before
     assert _protected(home) == protected  # audit.db, state.db, config.yaml byte for byte
     assert assert_consistent(home) == before
@@ -200,7 +201,7 @@ def test_corrupt_shard_files_are_one_sentence_naming_them_and_rebuild_restores_t
         assert_one_sentence(cli(env, *args), str(shard))
 
     protected = _protected(home)
-    out = cli(env, "index", "rebuild", "--json")
+    out = cli(env, "index", "rebuild", "--json", "--yes")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["added"] == before
     assert assert_consistent(home) == before
@@ -215,7 +216,7 @@ def test_shard_held_by_another_process_is_one_sentence_and_rebuild_refuses(estat
     try:
         for args in (["sync", "--json"], ["search", "pg-instance-main1"]):
             assert_one_sentence(cli(env, *args), str(home / "index" / "edge"))
-        refused = cli(env, "index", "rebuild")
+        refused = cli(env, "index", "rebuild", "--yes")
         assert refused.returncode == 2 and "Traceback" not in refused.stderr and "another CloudOps process" in refused.stderr
         assert (home / "index" / "resources.db").exists() and (home / "index" / "edge").exists()  # nothing dropped
         status = cli(env, "status", "--json")  # SQLite only: works beside the owner
@@ -301,3 +302,159 @@ def test_no_access_key_or_secret_in_any_file_under_cloudops_home_after_syncs_cra
         for secret in _TEST_KEYS:
             assert secret.encode() not in data, path
         assert not pattern.search(data), (path, pattern.search(data).group())
+
+
+# -- rebuild: a new index beside the old one, swapped in only when complete ---------------------------
+
+def index_bytes(home: Path) -> dict[str, bytes]:
+    """Every file under index/, byte for byte: what "nothing was touched" means."""
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted((home / "index").rglob("*")) if p.is_file()}
+
+
+def assert_sentence(out: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert out.returncode == code, (out.returncode, out.stdout[-500:], out.stderr[-2000:])
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    for needle in needles:
+        assert needle in out.stderr, (needle, out.stderr)
+
+
+def _synced(estate) -> dict[str, str]:
+    home, env = estate["home"], estate["env"]
+    if not (home / "index").exists() or not stored(home):
+        assert cli(env, "sync").returncode == 0
+    return stored(home)
+
+
+def test_rebuild_refusals_say_why_in_one_sentence_and_touch_nothing(estate):
+    """No terminal and no --yes; a malformed config.yaml; accounts that cannot be reached (right after the
+    demo: its profiles are gone with its simulated AWS). Each is one sentence and the index stays byte for byte."""
+    home, env = estate["home"], estate["env"]
+    documents = _synced(estate)
+    before = index_bytes(home)
+
+    assert_sentence(cli(env, "index", "rebuild"), 3, "no terminal", "--yes")
+    assert index_bytes(home) == before
+
+    config = home / "config.yaml"
+    saved = config.read_bytes()
+    config.write_text(saved.decode() + "  - name: [broken\n")
+    try:
+        assert_sentence(cli(env, "index", "rebuild", "--yes"), 2, str(config), "line ")
+    finally:
+        config.write_bytes(saved)
+    assert index_bytes(home) == before
+
+    no_demo_aws = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    out = cli(no_demo_aws, "index", "rebuild", "--yes")
+    assert_sentence(out, 2, "'prod'", "'staging'", "'dev'", "cloudops demo --serve", "not touched")
+    assert "ProfileNotFound" not in out.stdout + out.stderr
+    assert index_bytes(home) == before and stored(home) == documents
+
+
+def test_an_interrupted_or_killed_rebuild_leaves_the_old_index_working(estate):
+    """Ctrl+C (SIGINT) while the new index is being made: it is deleted, the sentence says the old one is
+    unchanged. SIGKILL: the half-made one stays beside the old one until the next rebuild clears it. Either way
+    the old index answers searches with every document it had."""
+    home, env = estate["home"], estate["env"]
+    documents = _synced(estate)
+    build = home / "index.rebuild"
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        proc = subprocess.Popen(CLI + ["index", "rebuild", "--yes"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and not (build / "resources.db").exists():
+            time.sleep(0.01)
+        time.sleep(0.5)  # well inside the full sync (several seconds at EXTRA_PER_SCOPE)
+        assert proc.poll() is None, "the rebuild ended before it could be interrupted (grow EXTRA_PER_SCOPE)"
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=300)
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+            assert "interrupted" in stderr and "old index is unchanged" in stderr, stderr
+            assert not build.exists()
+        else:
+            assert proc.returncode == -signal.SIGKILL and build.exists()
+        assert stored(home) == documents
+        hits = json.loads(cli(env, "search", "pg-instance-main1", "--json").stdout)
+        assert hits[0]["name"] == "pg-instance-main1"
+
+    out = cli(env, "index", "rebuild", "--yes", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["replaced"] and report["previous_documents"] == len(documents) and report["added"] == len(documents)
+    assert not build.exists() and stored(home) == documents
+
+
+def test_a_rebuild_with_a_failing_scope_keeps_the_old_index(estate, monkeypatch):
+    """AWS refuses one service in one account during the rebuild: the new index would lack it, so the old one
+    is kept whole and the new one deleted."""
+    from botocore.awsrequest import AWSResponse
+
+    from app import awsclient
+    from app.config import load_config
+    from app.estate.index_admin import build, preflight
+    from test_sync import _Raw
+
+    home = estate["home"]
+    documents = _synced(estate)
+    monkeypatch.setenv("CLOUDOPS_HOME", str(home))
+
+    def deny(params, **kwargs):
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+                 "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://sqs", 400, {}, _Raw(b"")), error
+
+    def hook(client, account_name):
+        if account_name == "staging" and client.meta.service_model.service_name == "sqs":
+            client.meta.events.register("before-call.sqs.ListQueues", deny)
+
+    monkeypatch.setattr(awsclient, "CLIENT_HOOKS", [hook])
+    config = load_config(home / "config.yaml")
+    outcome = build(preflight(home, config), config)
+    assert not outcome.replaced and "failed" in outcome.kept_because
+    assert {(e["account"], e["service"]) for e in outcome.report["errors"]} == {("staging", "sqs")}
+    assert stored(home) == documents and not (home / "index.rebuild").exists()
+
+
+def test_rebuild_asks_first_on_a_terminal(estate):
+    """On a terminal the rebuild asks (y/N): Enter or "n" keeps everything; "y" rebuilds."""
+    import pty
+    import select
+
+    home, env = estate["home"], estate["env"]
+    documents = _synced(estate)
+
+    def answered(answer: str) -> tuple[int, str]:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(CLI + ["index", "rebuild"], env=env, cwd=ROOT, stdin=slave, stdout=slave,
+                                stderr=slave, close_fds=True)
+        os.close(slave)
+        seen, asked = b"", False
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if not asked and b"[y/N]" in seen:
+                    os.write(master, answer.encode() + b"\n")
+                    asked = True
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=300)
+        os.close(master)
+        assert asked, seen.decode(errors="replace")
+        return proc.returncode, seen.decode(errors="replace")
+
+    code, text = answered("n")
+    assert code == 3 and "nothing was touched" in text and "Traceback" not in text, text
+    assert "stays in use until the new one is complete" in text
+    assert stored(home) == documents and not (home / "index.rebuild").exists()
+    code, text = answered("y")
+    assert code == 0 and "rebuilt the index" in text, text
+    assert stored(home) == documents

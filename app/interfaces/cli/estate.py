@@ -74,11 +74,26 @@ def _print_sync(data: dict, as_json: bool, via: str | None = None) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
+    from app.estate.sync_failures import headline
+
     where = f" (through the running app at {via})" if via else ""
-    click.echo(f"synced {len(data['scopes'])} scopes in {data['duration_s']:.1f}s{where}: +{data['added']} "
+    click.echo(f"{headline(data)} ({data['duration_s']:.1f}s{where}): +{data['added']} "
                f"~{data['updated']} -{data['removed']} ={data['unchanged']} (embedded {data['embedded']})")
-    for err in data["errors"]:
-        click.echo(click.style(f"  failed {err['scope']}: {err['error']}", fg="red"), err=True)
+    print_failures(data["errors"])
+
+
+def print_failures(errors: list[dict]) -> None:
+    """A sync's failures on stderr, one sentence per failing account and region (not one line per scope)."""
+    if not errors:
+        return
+    from app.config import load_config
+    from app.demo.simulated_aws import is_demo_estate
+    from app.estate.sync_failures import failure_sentences
+
+    config = load_config()
+    profiles = {a.name: a.profile for a in config.effective_accounts()}
+    for line in failure_sentences(errors, profiles, demo=is_demo_estate(config)):
+        click.echo(click.style(f"  {line}", fg="red"), err=True)
 
 
 def _sync_events(estate, engine):

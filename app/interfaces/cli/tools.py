@@ -25,6 +25,8 @@ def audit(as_json: bool, limit: int) -> None:
     if as_json:
         click.echo(json.dumps(events, indent=2))
         return
+    if not events:
+        click.echo("no events yet: plans, approvals and runs are recorded here as they happen")
     for e in events:
         click.echo(f"{e['at']}  {e['kind']:<8} {e['operation'] or '':<22} {e['outcome'] or ''} "
                    f"{e['prompt'] or ''} {e['detail'] or ''}".rstrip())
@@ -82,8 +84,14 @@ def evaluate(cases: Path | None, e2e: bool) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--serve", is_flag=True, help="Keep the simulated AWS running afterwards (until Ctrl+C), so that "
+              "`cloudops run`, `sync` and the app work on the demo estate from another shell with the same "
+              "CLOUDOPS_HOME.")
+def demo(serve: bool) -> None:
     """Start moto on loopback, create a three-account demo estate, sync it, search it and plan requests."""
-    from app.demo.demo import run_demo
+    from app.demo.demo import DemoRefused, run_demo
 
-    sys.exit(run_demo(local_stack))
+    try:
+        sys.exit(run_demo(local_stack, serve=serve))
+    except DemoRefused as exc:
+        die(str(exc))
