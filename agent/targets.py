@@ -82,10 +82,11 @@ def _name_tokens(name: str) -> list[str]:
 
 def abbreviates(parsed: ParsedPrompt, resource: IdentifiedResource) -> bool:
     """Does the prompt name ``resource`` by some of its name's words, in order, from its first, with all of
-    its numbers ("pg main 1" for pg-instance-main1, never for pg-instance-main2)?"""
+    its numbers ("pg main 1" for pg-instance-main1, never for pg-instance-main2) or, when it has none, with
+    its last word too ("the payments dlq" for payments-queue-dlq)?"""
     name = _name_tokens(resource.display_name)
     numbers = [t for t in name if t.isdigit()]
-    if not numbers or len(name) < 3:
+    if len(name) < 3:
         return False
     words = _name_tokens(parsed.text)
     for i, word in enumerate(words):
@@ -97,7 +98,11 @@ def abbreviates(parsed: ParsedPrompt, resource: IdentifiedResource) -> bool:
                 break
             k = name.index(typed, k) + 1
             matched.append(typed)
-        if len(matched) >= 3 and len(matched) < len(name) and all(n in matched for n in numbers):
+        if len(matched) >= len(name):
+            continue  # the whole name typed with spaces: a mention already
+        if numbers and len(matched) >= 3 and all(n in matched for n in numbers):
+            return True
+        if not numbers and len(matched) >= 2 and matched[-1] == name[-1]:
             return True
     return False
 
@@ -216,9 +221,12 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
         else:
             if typed and not mentions:
                 return _no_such_name(typed[0], type_label, compatible or identified)
-            short = [r for r in compatible if abbreviates(parsed, r)]
-            if short:
-                named = [Mention(r, r.display_name, 0, 0) for r in short]
+            named = [Mention(r, r.display_name, 0, 0) for r in compatible if abbreviates(parsed, r)]
+        if len({m.resource.display_name for m in named}) > 1:
+            # Two different names fit what was typed ("orders dlq": orders-queue-dlq, orders-events-dlq): ask.
+            return TargetChoice(clarification=Clarification(
+                question=f"Several {type_label}s fit that name. Which one do you mean?",
+                candidates=[candidate(m.resource) for m in named]))
     if not compatible:
         others = [candidate(r) for r in identified]
         question = (f"Which {type_label} do you mean? I found none among the resources identified for this request"

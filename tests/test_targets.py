@@ -143,3 +143,19 @@ def test_a_named_resource_is_never_swapped_for_another(planner, prompt, resource
     assert not any(s.mutating for s in plan.script.steps), plan.script.steps
     acted = {t for s in plan.script.steps for t in s.targets}
     assert not acted & {"payments-aurora-instance-1", "dev-scratch-pg", "payments-db", "payments-events-db"}
+
+
+def test_a_name_abbreviated_without_a_number_keeps_its_first_and_last_word_and_two_fits_ask():
+    def queue(name: str) -> IdentifiedResource:
+        return IdentifiedResource(resource_type="sqs_queue", resource_id=f"https://sqs/111111111111/{name}", name=name,
+                                  account_id="111111111111", region="us-west-2", match_score=0.3)
+
+    dlq, other = queue("payments-queue-dlq"), queue("payments-queue")
+    choice = choose_targets("purge the payments dlq", ["sqs_queue"], [other, dlq], [], find_hints(
+        "purge the payments dlq", CONTEXT, [other, dlq]), "queue", parsed=request_prompt("purge the payments dlq",
+                                                                                          CONTEXT, [other, dlq]))
+    assert names(choice) == ["payments-queue-dlq"]
+    two = [dlq, queue("payments-events-dlq")]
+    choice = choose_targets("purge the payments dlq", ["sqs_queue"], two, [], find_hints("purge the payments dlq",
+                            CONTEXT, two), "queue", parsed=request_prompt("purge the payments dlq", CONTEXT, two))
+    assert not choice.targets and len(choice.clarification.candidates) == 2
