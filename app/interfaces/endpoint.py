@@ -348,15 +348,29 @@ def production_targets(plan: PlanResponse) -> list[str]:
     """The plan's targets that are production by account name or env tag: what the UI's banner names."""
     from agent.facts import PRODUCTION_VALUES, is_production
 
-    targets = {t for step in plan.script.steps for t in step.targets}
     out = [r.display_name + (f" ({r.account_name})" if r.account_name else "") for r in plan.identified_resources
-           if (r.resource_id in targets or r.arn in targets) and is_production(r)]
+           if _acted_on(r, plan.script.steps) and is_production(r)]
     for step in plan.script.steps:  # a target the lookup did not send still runs in its step's account
         name = (step.account_name or "").lower()
         if any(w in PRODUCTION_VALUES for w in name.replace("_", "-").split("-")) and \
                 not any(f"({step.account_name})" in o for o in out):
             out.append(f"account {step.account_name}")
     return out
+
+
+# -- ui: which identified resources a plan acts on (issue 15) ----------------------------------------
+def _acted_on(resource, steps) -> bool:
+    """A step names the resource (its id or ARN) in the resource's own account. The same name lives in
+    several accounts (orders-db in production and staging) and the lookup sends both: only the step's
+    account counts, or a staging plan would be bannered as production."""
+    def same_account(step) -> bool:
+        if resource.account_id and step.account_id:
+            return resource.account_id == step.account_id
+        return not (resource.account_name and step.account_name) or resource.account_name == step.account_name
+
+    return any((resource.resource_id in step.targets or (resource.arn and resource.arn in step.targets))
+               and same_account(step) for step in steps)
+# -- end ui ----------------------------------------------------------------------------------------------
 
 
 def _query(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:

@@ -2,7 +2,7 @@
 // The token is obtained first (pywebview bridge, this tab's session, or the paste form).
 
 import {api, bridgeToken, forgetToken, setToken, storedToken} from './api.js';
-import {clear} from './dom.js';
+import {clear, refreshAges} from './dom.js';
 import * as ask from './views/ask.js';
 import * as approval from './views/approval.js';
 import * as explorer from './views/explorer.js';
@@ -11,6 +11,8 @@ import * as settings from './views/settings.js';
 
 const VIEWS = {ask, explorer, audit, settings};
 const BRIDGE_WAIT_MS = 1500;
+const HEALTH_EVERY_MS = 5000;  // the header must not say "connected" for long after the app is gone
+const AGES_EVERY_MS = 30000;
 let cleanup = null;
 let started = false;
 
@@ -40,18 +42,31 @@ async function route() {
   cleanup = await module.render(view, params);
 }
 
+/** The header tells the truth about the connection: it asks /v1/health now and every few seconds. */
 async function checkConnection() {
   const conn = document.getElementById('conn');
   try {
     const health = await api('/v1/health');
     conn.textContent = `connected · v${health.version}`;
     conn.className = 'conn ok';
+    conn.title = '';
     return true;
   } catch (err) {
-    conn.textContent = err.status === 401 ? 'token refused' : 'not connected';
+    conn.textContent = err.status === 401 ? 'token refused' : 'disconnected';
+    conn.title = err.status === 401 ? 'The app restarted with a new token.'
+      : 'The local endpoint is not answering: is CloudOps still running? Nothing you press here can reach AWS.';
     conn.className = 'conn bad';
     return false;
   }
+}
+
+let healthTimer = null;
+function watchConnection() {
+  if (healthTimer) return;
+  healthTimer = setInterval(() => { if (document.visibilityState === 'visible') checkConnection(); }, HEALTH_EVERY_MS);
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') checkConnection(); });
+  window.addEventListener('focus', () => checkConnection());
+  setInterval(() => refreshAges(), AGES_EVERY_MS);
 }
 
 function showGate(message = '') {
@@ -76,6 +91,7 @@ async function start() {
     window.addEventListener('hashchange', route);
   }
   await checkConnection();
+  watchConnection();
   await route();
 }
 

@@ -45,10 +45,43 @@ export function toast(message) {
   toastTimer = setTimeout(() => el.classList.remove('shown'), 2500);
 }
 
+/** A time from the endpoint; one without a zone is UTC (SQLite keeps no zone), never local time. */
+export function parseTime(iso) {
+  const text = String(iso || '');
+  return new Date(/T.*(Z|[+-]\d\d:?\d\d)$/.test(text) || !text.includes('T') ? text : `${text}Z`);
+}
+
 export function formatTime(iso) {
   if (!iso) return '—';
-  const d = new Date(iso);
+  const d = parseTime(iso);
   return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+}
+
+/** How long ago, in the words the tray uses: 'just now', '4 min ago', '3 h ago', '2 days ago'. */
+export function ageWords(iso, now = Date.now()) {
+  const at = parseTime(iso).getTime();
+  if (!iso || Number.isNaN(at)) return null;
+  const seconds = Math.max(0, (now - at) / 1000);
+  if (seconds < 60) return 'just now';
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 2 * 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} days ago`;
+}
+
+/** 'synced 4 min ago' as a <time> element (the exact time in its tooltip), kept current by the ticker
+ * below; 'never synced' when there is no time. `prefix` replaces 'synced'. */
+export function ageLabel(iso, prefix = 'synced') {
+  if (!iso || ageWords(iso) === null) return h('span', {class: 'age never', 'data-testid': 'age'}, `never ${prefix}`);
+  const el = h('time', {class: 'age', datetime: iso, title: formatTime(iso), 'data-testid': 'age',
+    dataset: {prefix}}, `${prefix} ${ageWords(iso)}`);
+  return el;
+}
+
+/** Every age on the page is rewritten twice a minute, so a view left open does not lie about its data. */
+export function refreshAges(root = document) {
+  for (const el of root.querySelectorAll('time.age[datetime]')) {
+    el.textContent = `${el.dataset.prefix || 'synced'} ${ageWords(el.getAttribute('datetime'))}`;
+  }
 }
 
 /** An error box: role=alert so it is announced; the message is the endpoint's own words. */

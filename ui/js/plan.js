@@ -1,9 +1,13 @@
 // How a plan reads, in Quick ask and in the approval view alike: the explain plan, each step's AWS CLI
-// line (copyable), a risk badge coloured by level, a loud banner when any target is in production,
-// the risk reasons, impact and rollback, dry-run results, and after a run each step's outcome.
+// line (copyable), a risk badge coloured by level, a loud banner when any target is in production, a
+// warning when the data it was planned on may be out of date, what it acts on and how old that
+// knowledge is, the risk reasons, impact and rollback, dry-run results, and after a run each step's
+// outcome with the response of every read.
 
 import {api} from './api.js';
-import {copyText, errorBox, h, replace, toast} from './dom.js';
+import {ageLabel, copyText, errorBox, h, replace, toast} from './dom.js';
+import {actedOn} from './gate.js';
+import {renderOutput} from './output.js';
 
 export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'];
 
@@ -24,6 +28,13 @@ export function isMutating(plan) {
 export function canRun(plan) {
   return !plan.clarification && plan.script.steps.length > 0 && !plan.risk_assessment.denied;
 }
+
+/** The plan's state in the service: 'planned', 'approved', 'running', 'done' or 'denied'. */
+export function finished(status) {
+  return status === 'done' || status === 'running' || status === 'denied';
+}
+
+const STALE_WARNING = /^the data may be out of date/i;
 
 function copyButton(step) {
   return h('button', {type: 'button', class: 'small', 'aria-label': `Copy the command of step ${step.step_id}`,
@@ -59,10 +70,23 @@ function clarificationBlock(plan, onChoose) {
       onChoose ? h('button', {type: 'button', onclick: () => onChoose(cand)}, cand.label) : cand.label))));
 }
 
+/** What the steps act on, each with where it is, the state the index last saw and how old that is. */
+function targetsBlock(plan) {
+  const acted = actedOn(plan);
+  if (!acted.length) return null;
+  return h('ul', {class: 'targets', 'aria-label': 'Acts on'}, acted.map(r => h('li', {'data-testid': 'target'},
+    h('strong', {}, r.name || r.resource_id), ' ',
+    h('span', {class: 'muted'}, [r.resource_type, [r.account_name || r.account_id, r.region].filter(Boolean).join(' ')]
+      .filter(Boolean).join(' · ')),
+    r.current_state ? h('span', {class: 'state'}, ` · ${r.current_state}`) : null,
+    ' · ', ageLabel(r.synced_at))));
+}
+
 /** The plan as a card. `production` lists the targets that are production (from /v1/plans/<id>). */
 export function renderPlan(plan, production = [], {onChoose} = {}) {
   const risk = plan.risk_assessment;
   const c = plan.classification;
+  const stale = plan.confirmation && plan.confirmation.stale;
   const card = h('article', {class: 'plan', 'data-request-id': plan.request_id, 'aria-label': 'Plan'});
   if (production.length) {
     card.append(h('div', {class: 'banner production', role: 'alert', 'data-testid': 'production-banner'},
@@ -72,27 +96,56 @@ export function renderPlan(plan, production = [], {onChoose} = {}) {
     card.append(h('div', {class: 'banner denied', role: 'alert'},
       h('strong', {}, 'DENIED BY POLICY'), ` — ${risk.denied_reasons.join('; ')}`));
   }
+  if (stale) {
+    card.append(h('div', {class: 'banner stale', role: 'alert', 'data-testid': 'stale-banner'},
+      h('strong', {}, 'DATA MAY BE OUT OF DATE'), ` — ${stale}. Sync first, or acknowledge it to approve.`));
+  }
   card.append(h('header', {class: 'plan-head'},
     plan.clarification ? h('span', {class: 'badge risk-unknown'}, 'QUESTION') : riskBadge(risk.level),
     h('span', {class: 'playbook'}, c.playbook || 'no playbook'),
-    h('span', {class: 'muted'}, `confidence ${(c.confidence * 100).toFixed(0)}% · planned by ${plan.served_by}`)));
+    h('span', {class: 'muted'}, `confidence ${(c.confidence * 100).toFixed(0)}% · planned by ${plan.served_by}`),
+    plan.data_as_of ? h('span', {class: 'muted data-age', 'data-testid': 'plan-age'}, 'data ', ageLabel(plan.data_as_of)) : null));
+  if (plan.answer) {
+    card.append(h('div', {class: 'answer', role: 'status', 'data-testid': 'answer'}, h('p', {}, plan.answer.text),
+      plan.answer.as_of ? h('p', {class: 'hint'}, 'From the index, ', ageLabel(plan.answer.as_of)) : null));
+  }
   if (plan.clarification) {
     card.append(clarificationBlock(plan, onChoose));
   } else {
-    card.append(h('p', {class: 'explain'}, plan.explain_plan));
+    // The first line says what happens; the rest (how it was planned and checked) is a click away, so the
+    // commands are near the top of a small window.
+    const [summary, ...more] = plan.explain_plan.split('\n');
+    card.append(h('p', {class: 'explain'}, summary));
+    if (more.join('').trim()) {
+      card.append(h('details', {class: 'explain-more'}, h('summary', {}, 'How this plan was made and checked'),
+        h('p', {class: 'explain'}, more.join('\n').trim())));
+    }
+    const acts = targetsBlock(plan);
+    if (acts) card.append(h('h3', {}, 'Acts on'), acts);
     if (plan.script.steps.length) card.append(h('ol', {class: 'steps'}, plan.script.steps.map(stepItem)));
     const details = [];
     if (risk.reasons.length) details.push(h('h3', {}, 'Why this risk'), h('ul', {class: 'reasons'}, risk.reasons.map(r => h('li', {}, r))));
     if (risk.impact) details.push(h('h3', {}, 'Impact'), h('p', {}, risk.impact));
     if (risk.rollback) details.push(h('h3', {}, 'Rollback'), h('p', {}, risk.rollback));
     if (details.length) card.append(h('section', {class: 'risk-details'}, details));
-    card.append(h('p', {class: 'approval-note'}, risk.denied ? 'This plan cannot run.'
+    card.append(h('p', {class: 'approval-note', 'data-testid': 'approval-note'}, risk.denied ? 'This plan cannot run.'
       : !plan.script.steps.length ? 'Nothing to run (see the warnings).'
         : plan.approval_required ? 'Needs your approval before anything runs.' : 'Read-only: runs without approval.'));
   }
-  if (plan.warnings.length) card.append(h('ul', {class: 'warnings'}, plan.warnings.map(w => h('li', {}, w))));
+  const warnings = plan.warnings.filter(w => !(stale && STALE_WARNING.test(w)));
+  if (warnings.length) card.append(h('ul', {class: 'warnings'}, warnings.map(w => h('li', {}, w))));
   card.append(h('div', {class: 'run-result', 'aria-live': 'polite'}));
   return card;
+}
+
+/** After a run or a denial, wherever it happened: the note says so instead of asking for approval. */
+export function markFinished(card, status, elsewhere = false) {
+  const note = card.querySelector('.approval-note');
+  if (!note) return;
+  note.textContent = status === 'denied' ? `Denied${elsewhere ? ' in another window' : ''}: nothing ran. Plan again to run it.`
+    : status === 'running' ? `Running${elsewhere ? ' (started in another window)' : ''}…`
+      : `This plan ran${elsewhere ? ' (from another window)' : ''}. A plan runs once: plan again to run it again.`;
+  note.classList.add('finished');
 }
 
 export function showDryRun(card, results) {
@@ -140,6 +193,30 @@ function followProgress(card, plan) {
   return () => { stopped = true; };
 }
 
+/** A finished run on the card: each step's outcome, the response of each call (reads open, changes
+ * folded), and what state the run left. Used after a run here and for a plan that ran elsewhere. */
+export function showReport(card, plan, report) {
+  for (const s of report.steps) {
+    const bits = [];
+    if (s.aws_request_id) bits.push(`AWS request ${s.aws_request_id}`);
+    if (s.waited_for) bits.push(`waited for ${s.waited_for}`);
+    if (s.error) bits.push(s.error);
+    setStepStatus(card, s.step_id, s.status, bits.join(' · '));
+    const li = card.querySelector(`li.step[data-step="${CSS.escape(s.step_id)}"]`);
+    li?.querySelector('.read-result')?.remove();
+    if (li && s.status === 'succeeded' && s.output !== null && s.output !== undefined) {
+      li.append(renderOutput(s, {open: !s.mutating}));
+    }
+  }
+  const outcome = h('div', {class: report.ok ? 'done ok' : 'done failed', role: 'status', tabindex: '-1',
+    'data-testid': 'run-outcome', 'data-ok': String(report.ok)},
+  h('strong', {}, report.ok ? 'Done. ' : 'Stopped. '), report.state_left,
+  report.index_note ? h('p', {class: 'hint'}, report.index_note) : null);
+  replace(card.querySelector('.run-result'), outcome);
+  markFinished(card, 'done');
+  return outcome;
+}
+
 /** Run the plan (with `approvalId` when it changes anything) and show each step's progress and outcome. */
 export async function executePlan(card, plan, approvalId) {
   const result = card.querySelector('.run-result');
@@ -150,15 +227,7 @@ export async function executePlan(card, plan, approvalId) {
   try {
     const report = await api('/v1/execute', {method: 'POST', body: {request_id: plan.request_id, approval_id: approvalId}});
     stopFollowing();
-    for (const s of report.steps) {
-      const bits = [];
-      if (s.aws_request_id) bits.push(`AWS request ${s.aws_request_id}`);
-      if (s.waited_for) bits.push(`waited for ${s.waited_for}`);
-      if (s.error) bits.push(s.error);
-      setStepStatus(card, s.step_id, s.status, bits.join(' · '));
-    }
-    replace(result, h('div', {class: report.ok ? 'done ok' : 'done failed', role: 'status', 'data-testid': 'run-outcome',
-      'data-ok': String(report.ok)}, h('strong', {}, report.ok ? 'Done. ' : 'Stopped. '), report.state_left));
+    showReport(card, plan, report);
     return report;
   } catch (err) {
     stopFollowing();
@@ -166,4 +235,43 @@ export async function executePlan(card, plan, approvalId) {
     replace(result, errorBox(err, err.status === 403 ? 'Not run' : 'Run failed'));
     throw err;
   }
+}
+
+const WATCH_MS = 4000;
+
+/** Keep a view of a plan honest when another window acts on it: re-read GET /v1/plans/<id> when the
+ * window gets focus or becomes visible, and every few seconds while it is visible, and call
+ * `onChange(view)` when its status moves on. A plan runs once: once it is done or denied, watching
+ * stops. Returns {check(), stop()}. */
+export function watchPlan(requestId, initialStatus, onChange) {
+  let status = initialStatus;
+  let stopped = false;
+  let inFlight = false;
+  const check = async () => {
+    if (stopped || inFlight) return;
+    inFlight = true;
+    try {
+      const view = await fetchPlanView(requestId);
+      if (!stopped && view.status !== status) {
+        status = view.status;
+        onChange(view);
+      }
+      if (view.status === 'done' || view.status === 'denied') stop();
+    } catch (err) {
+      if (err.status === 404) stop();  // forgotten (an old plan of this session): nothing more to learn
+    } finally {
+      inFlight = false;
+    }
+  };
+  const onVisible = () => { if (document.visibilityState === 'visible') check(); };
+  const timer = setInterval(() => { if (document.visibilityState === 'visible') check(); }, WATCH_MS);
+  window.addEventListener('focus', check);
+  document.addEventListener('visibilitychange', onVisible);
+  function stop() {
+    stopped = true;
+    clearInterval(timer);
+    window.removeEventListener('focus', check);
+    document.removeEventListener('visibilitychange', onVisible);
+  }
+  return {check, stop, known: s => { status = s; }};
 }

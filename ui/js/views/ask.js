@@ -1,9 +1,14 @@
 // Quick ask: one prompt box with resource-name suggestions from the local index as you type; Enter
-// plans and shows the plan right under it; Ctrl+Enter (or the button) approves and runs it.
+// plans and shows the plan right under it, then what approving it takes (gate.js): a button that
+// names the action, and for critical or production plans the name typed first. Ctrl+Enter runs only
+// plans that need neither the typed name nor an out-of-date acknowledgement.
 
 import {api, inDesktop, qs} from '../api.js';
 import {errorBox, h, replace} from '../dom.js';
-import {canRun, executePlan, fetchPlanView, isMutating, renderPlan} from '../plan.js';
+import {actionLabel, confirmationGate, quickRunAllowed} from '../gate.js';
+import {canRun, executePlan, fetchPlanView, finished, isMutating, markFinished, renderPlan, showReport, watchPlan}
+  from '../plan.js';
+import {failureSentences} from '../syncstatus.js';
 
 const MIN_CHARS = 2;
 
@@ -18,7 +23,7 @@ export async function render(view) {
   let suggestions = [];
   let active = -1;
   let pending = null;
-  let current = null;  // {plan, production, card}
+  let current = null;  // {plan, production, card, gate, watch, ran, prompt}
   let busy = false;
   let generation = 0;  // bumped when a plan is asked for: suggestions asked before it are dropped
 
@@ -27,11 +32,16 @@ export async function render(view) {
     placeholder: 'Stop pg-instance-main1', 'aria-describedby': 'ask-hint', maxlength: '4000'});
   const list = h('ul', {id: 'suggestions', role: 'listbox', class: 'suggestions', hidden: true, 'aria-label': 'Resource names'});
   const planButton = h('button', {type: 'submit', class: 'primary'}, 'Plan');
-  const runButton = h('button', {type: 'button', id: 'approve-run', disabled: true,
-    'aria-keyshortcuts': 'Control+Enter', onclick: () => approveAndRun()}, 'Approve & run');
+  const runButton = h('button', {type: 'button', id: 'approve-run', class: 'primary', disabled: true,
+    onclick: () => approveAndRun()}, 'Run');
   const openButton = h('button', {type: 'button', id: 'open-approval', disabled: true,
     onclick: () => openApproval()}, 'Open approval view');
   const area = h('div', {id: 'plan-area', 'aria-live': 'polite'});
+  const gateArea = h('div', {id: 'ask-gate'});
+  const keyNote = h('p', {class: 'hint key-note', id: 'key-note', role: 'status', hidden: true});
+  const actions = h('div', {class: 'ask-actions', hidden: true}, gateArea,
+    h('div', {class: 'actions'}, runButton, openButton));
+  const syncAlert = h('div', {class: 'sync-alert', hidden: true, role: 'alert', 'data-testid': 'sync-alert'});
   const staleNote = h('p', {class: 'hint stale-note', id: 'stale-note', hidden: true},
     'The prompt changed since this plan: press Enter to plan it again before running.');
   const form = h('form', {class: 'ask-form', role: 'search', 'aria-label': 'Ask', onsubmit: e => { e.preventDefault(); plan(); }},
@@ -40,14 +50,17 @@ export async function render(view) {
 
   replace(view, h('section', {class: 'ask'},
     h('h1', {class: 'sr-only'}, 'Quick ask'),
+    syncAlert,
     form,
     h('p', {id: 'ask-hint', class: 'hint'},
-      h('kbd', {}, 'Enter'), ' plans · ', h('kbd', {}, 'Ctrl'), '+', h('kbd', {}, 'Enter'), ' approves and runs · ',
+      h('kbd', {}, 'Enter'), ' plans · ', h('kbd', {}, 'Ctrl'), '+', h('kbd', {}, 'Enter'),
+      ' runs a low-risk plan (never a critical or production one) · ',
       h('kbd', {}, '↓'), ' ', h('kbd', {}, '↑'), ' pick a name, ', h('kbd', {}, 'Tab'), ' takes it · ',
       h('kbd', {}, 'Esc'), ' closes'),
-    h('div', {class: 'actions'}, runButton, openButton),
     staleNote,
-    area));
+    keyNote,  // under the prompt, where the eyes are when Ctrl+Enter did nothing
+    area,
+    actions));
 
   function closeList() {
     suggestions = [];
@@ -112,7 +125,7 @@ export async function render(view) {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       closeList();
-      approveAndRun();
+      quickRun();
     } else if (event.key === 'ArrowDown' && open) {
       event.preventDefault();
       active = (active + 1) % suggestions.length;
@@ -133,7 +146,7 @@ export async function render(view) {
   view.addEventListener('keydown', event => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey) && event.target !== input) {
       event.preventDefault();
-      approveAndRun();
+      quickRun();
     }
   });
 
@@ -143,13 +156,23 @@ export async function render(view) {
   }
 
   function setButtons() {
-    const ready = current && canRun(current.plan) && !busy && !current.ran && !stale();
+    const runnable = current && canRun(current.plan) && !current.ran;
+    const ready = runnable && !busy && !stale() && (!current.gate || current.gate.ready());
     if (current) current.card.classList.toggle('stale', stale() && !current.ran);
     staleNote.hidden = !(current && stale() && !current.ran);
+    actions.hidden = !current;
     runButton.disabled = !ready;
-    if (current && current.production.length && ready) runButton.textContent = 'Approve & run in PRODUCTION';
-    else runButton.textContent = current && canRun(current.plan) && !isMutating(current.plan) ? 'Run' : 'Approve & run';
+    runButton.hidden = Boolean(current) && !runnable;
+    if (current) runButton.textContent = actionLabel(current.plan, current.production);
+    runButton.classList.toggle('danger-action', Boolean(current && current.production.length && isMutating(current.plan)));
     openButton.disabled = !current || Boolean(current.plan.clarification);
+  }
+
+  function forget() {
+    if (current && current.watch) current.watch.stop();
+    current = null;
+    replace(gateArea);
+    keyNote.hidden = true;
   }
 
   async function plan(prompt = input.value.trim()) {
@@ -158,21 +181,38 @@ export async function render(view) {
     if (pending) pending.abort();
     closeList();
     busy = true;
-    current = null;
+    forget();
     setButtons();
     replace(area, h('p', {class: 'muted'}, 'Planning…'));
     try {
       const response = await api('/v1/plan', {method: 'POST', body: {prompt}});
       const shown = await fetchPlanView(response.request_id);
       const card = renderPlan(shown.plan, shown.production, {onChoose: choose});
-      current = {plan: shown.plan, production: shown.production, card, ran: false, prompt};
+      const gate = canRun(shown.plan) ? confirmationGate(shown.plan, 'ask') : null;
+      current = {plan: shown.plan, production: shown.production, card, gate, ran: false, prompt};
       replace(area, card);
+      replace(gateArea, gate && gate.element);
+      if (gate) gate.onChange(setButtons);
+      if (finished(shown.status)) ranElsewhere(shown);
+      current.watch = watchPlan(shown.plan.request_id, shown.status, ranElsewhere);
     } catch (err) {
       replace(area, errorBox(err, 'Could not plan'));
     } finally {
       busy = false;
       setButtons();
     }
+  }
+
+  /** The approval window (or another tab) ran or denied this plan: show that here, with its report. */
+  function ranElsewhere(shown) {
+    if (!current || current.plan.request_id !== shown.plan.request_id || !finished(shown.status)) return;
+    if (current.here) return;  // this view runs it: its own report comes with the answer
+    current.ran = true;
+    if (shown.status === 'done' && shown.report) showReport(current.card, current.plan, shown.report);
+    markFinished(current.card, shown.status, true);
+    replace(gateArea);
+    keyNote.hidden = true;
+    setButtons();
   }
 
   /** A clarification's answer: a resource is pinned by its account and region, then planned again; a
@@ -189,28 +229,52 @@ export async function render(view) {
     }
   }
 
+  /** Ctrl+Enter: runs the plan on screen only when it needs no typed name and no acknowledgement. */
+  function quickRun() {
+    if (!current || !canRun(current.plan) || current.ran) return;
+    if (!quickRunAllowed(current.plan)) {
+      keyNote.hidden = false;
+      keyNote.textContent = current.plan.confirmation && current.plan.confirmation.phrase
+        ? `Ctrl+Enter does not run a ${current.plan.risk_assessment.level === 'critical' ? 'critical' : 'production'} plan: `
+          + `type ${current.plan.confirmation.phrase} below, then press “${actionLabel(current.plan, current.production)}”.`
+        : 'Ctrl+Enter does not run a plan on data that may be out of date: tick the box below, then press the button.';
+      return;
+    }
+    approveAndRun();
+  }
+
   async function approveAndRun() {
     if (!current || !canRun(current.plan) || busy || current.ran) return;
     if (stale()) { staleNote.hidden = false; return; }
+    if (current.gate && !current.gate.ready()) return;
     busy = true;
     setButtons();
-    const {plan: p, card} = current;
+    const mine = current;
+    const {plan: p, card} = mine;
+    mine.here = true;
     try {
       let approvalId = null;
       if (isMutating(p)) {
-        const approval = await api('/v1/approve', {method: 'POST', body: {request_id: p.request_id}});
+        const approval = await api('/v1/approve', {method: 'POST', body: {request_id: p.request_id, ...(mine.gate ? mine.gate.body() : {})}});
         approvalId = approval.approval_id;
       }
-      current.ran = true;
-      await executePlan(card, p, approvalId);
+      mine.ran = true;
+      replace(gateArea);
+      keyNote.hidden = true;
+      const outcome = await executePlan(card, p, approvalId);
+      if (current === mine) card.querySelector('[data-testid=run-outcome]')?.focus();
+      return outcome;
     } catch (err) {
-      // Refused before anything ran (not approved, expired, denied): the operator may try again.
-      if (err.status === 403 || err.status === 409) current.ran = false;
+      // Refused before anything ran (not approved, expired, name not typed): the operator may try again,
+      // unless the service says the plan already ran (from another window).
+      if (err.status === 403 || err.status === 409) { mine.ran = false; mine.here = false; }
       if (!card.querySelector('.run-result .error-box')) replace(card.querySelector('.run-result'), errorBox(err, 'Not run'));
+      if (mine.watch) mine.watch.check();
     } finally {
       busy = false;
       setButtons();
     }
+    return null;
   }
 
   function openApproval() {
@@ -220,6 +284,37 @@ export async function render(view) {
     else location.hash = `#${route}`;
   }
 
+  async function showSyncFailures() {
+    try {
+      const status = await api('/v1/status');
+      const sentences = failureSentences(status.scopes);
+      if (!sentences.length) return;
+      replace(syncAlert, h('strong', {}, 'Some data may be out of date. '),
+        sentences.length === 1 ? sentences[0].text
+          : `The last sync failed in ${sentences.length} places (${sentences.map(s => s.region ? `${s.account} ${s.region}` : s.account).join(', ')}). `,
+        ' ', h('a', {href: '#explorer'}, 'See the explorer'));
+      syncAlert.hidden = false;
+    } catch { /* the header says when the endpoint is gone */ }
+  }
+
+  // A launcher: each time the window is shown again (the desktop shell sends 'cloudops:shown'; a browser
+  // tab fires visibilitychange), the prompt has the focus at the top, never a button the operator left
+  // it on, and the plan on screen is checked again (it may have run in the approval window).
+  const onShown = () => {
+    if (document.visibilityState !== 'visible') return;
+    window.scrollTo(0, 0);
+    input.focus({preventScroll: true});
+    if (current && current.watch) current.watch.check();
+  };
+  window.addEventListener('cloudops:shown', onShown);
+  document.addEventListener('visibilitychange', onShown);
+
   input.focus();
-  return () => { if (pending) pending.abort(); };
+  showSyncFailures();
+  return () => {
+    if (pending) pending.abort();
+    forget();
+    window.removeEventListener('cloudops:shown', onShown);
+    document.removeEventListener('visibilitychange', onShown);
+  };
 }
