@@ -6,6 +6,8 @@ per process, so a second server would not be a clean slate anyway).
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 
 import boto3
@@ -123,3 +125,42 @@ def test_extra_per_scope_adds_that_many_per_scope(moto_env, estate):
 
     generated = _client(PROD, "sqs", "us-east-1").list_queues(QueueNamePrefix="")["QueueUrls"]
     assert any(url.rsplit("-", 1)[-1].isdigit() for url in generated), "generated queues end in a number"
+
+
+def test_the_aws_cli_reaches_each_demo_account_again_after_moto_restarts(tmp_path):
+    """The profiles `cloudops demo --serve` prints for the AWS CLI, used with two moto processes one after the
+    other (two demo runs): the AWS CLI caches assumed-role keys by role and session name, so each run's profiles
+    must name sessions of their own, or the second run's calls act in moto's default account with stale keys."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    if shutil.which("aws") is None or shutil.which("moto_server") is None:
+        pytest.skip("needs the AWS CLI and moto_server (pip install -e '.[test]')")
+    home = tmp_path / "home"  # the AWS CLI's cache (~/.aws/cli/cache) of this test alone
+    home.mkdir()
+    for round_ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            env = write_aws_config(tmp_path / f"aws-{round_}", DEMO_ACCOUNTS, f"http://127.0.0.1:{port}")
+            cli_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            cli_env.update(HOME=str(home), AWS_CONFIG_FILE=env["AWS_CONFIG_FILE"],
+                           AWS_SHARED_CREDENTIALS_FILE=env["AWS_SHARED_CREDENTIALS_FILE"])
+            out = subprocess.run(["aws", "sts", "get-caller-identity", "--profile", STAGING.profile, "--output", "json"],
+                                 capture_output=True, text=True, timeout=120, env=cli_env)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["Account"] == STAGING.account_id, (round_, out.stdout)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

@@ -27,6 +27,7 @@ import logging
 import random
 import time
 import urllib.request
+from urllib.parse import urlparse
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,9 @@ def write_aws_config(directory: Path, accounts: list[DemoAccount], endpoint_url:
             f"[profile {account.profile}]",
             f"role_arn = arn:aws:iam::{account.account_id}:role/{DEMO_ROLE}",
             f"source_profile = {SOURCE_PROFILE}",
-            f"role_session_name = cloudops-demo-{account.profile}",
+            # A session name of this moto's own: the AWS CLI caches assumed-role keys by role and session name
+            # (~/.aws/cli/cache), and keys from an earlier moto would act in moto's default account here.
+            f"role_session_name = cloudops-demo-{account.profile}-{urlparse(endpoint_url).port}",
             f"region = {account.regions[0] if account.regions else default_region}",
             f"endpoint_url = {endpoint_url}",
             "",
