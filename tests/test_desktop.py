@@ -114,6 +114,13 @@ def test_routes_only_open_known_windows():
     assert PLAN_ROUTE.match("plan/3f2a-11") and not PLAN_ROUTE.match("plan/../x") and not PLAN_ROUTE.match("http://x")
 
 
+def test_the_approval_window_is_an_ordinary_window():
+    """Not always on top: an on-top approval window covered Quick ask and took what was typed into it."""
+    from app.desktop.shell import WINDOWS
+
+    assert WINDOWS["approval"].on_top is False
+
+
 def test_endpoint_file_is_removed_only_when_it_is_ours(tmp_path):
     from app.desktop.shell import remove_endpoint_file
 
@@ -517,3 +524,179 @@ def test_tray_app_on_a_real_display(engine, display, tmp_path):
     assert not (home / "endpoint.json").exists()
     assert any("cloudops app: stopped" in line for line in lines)
     assert not [line for line in lines if "Traceback" in line], "".join(lines)  # a clean exit, no noise
+
+
+# ---- issue 15: approval in the real windows ----------------------------------------------------------
+
+def _window_box(env: dict, window: str) -> tuple[int, int, int, int]:
+    geometry = dict(line.split("=", 1) for line in _xdo(env, "getwindowgeometry", "--shell", window).splitlines())
+    return int(geometry["X"]), int(geometry["Y"]), int(geometry["WIDTH"]), int(geometry["HEIGHT"])
+
+
+def _click(env: dict, x: int, y: int) -> None:
+    _xdo(env, "mousemove", str(x), str(y))
+    time.sleep(0.2)
+    _xdo(env, "click", "1")
+    time.sleep(0.3)
+
+
+def _keys(env: dict, *keys: str) -> None:
+    for key in keys:
+        _xdo(env, "key", key)
+        time.sleep(0.15)
+
+
+def _events(info: dict, request_id: str | None = None) -> list[dict]:
+    events = httpx.get(info["url"] + "/v1/audit?limit=1000", headers={"Authorization": f"Bearer {info['token']}"},
+                       timeout=10).json()
+    return [e for e in events if request_id is None or e["request_id"] == request_id]
+
+
+def _wait_for(check, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _instance_state(name: str) -> str:
+    import boto3
+
+    ec2 = boto3.Session(profile_name="prod").client("ec2", region_name="us-west-2")
+    found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+    return [i["State"]["Name"] for r in found for i in r["Instances"]][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["gtk", "qt"])
+def test_critical_plan_in_the_real_windows(engine, display, tmp_path):
+    """Issue 15 on a real display, in the real UI (each Linux web engine) over a moto estate:
+    in Quick ask, Ctrl+Enter and single keys do nothing on a critical production plan; "Open approval
+    view" opens the approval window (an ordinary window, Quick ask hidden) where no key approves either;
+    a sentence typed into Quick ask reopened from the tray never reaches the approval window; approving
+    takes the typed name; the plan runs once, and a second Ctrl+Enter in Quick ask runs nothing."""
+    if engine == "qt" and (importlib.util.find_spec("PyQt6") is None or _qt_webengine_loads()):
+        pytest.skip(f"PyQt6 web engine does not load: apt-get install {APT}; pip install 'pywebview[qt]'")
+    if engine == "gtk" and _webkitgtk_missing():
+        pytest.skip(f"WebKitGTK does not load ({_webkitgtk_missing()}): apt-get install {APT}")
+    from app.config import save_config
+    from app.demo.demo_estate import demo_config, simulated_estate
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    shot = lambda name: subprocess.run(["import", "-window", "root", str(shots / f"{name}.png")], env=display,
+                                       timeout=60, check=False)
+    with simulated_estate():
+        save_config(demo_config(), home / "config.yaml")
+        env = {**os.environ, "DISPLAY": display["DISPLAY"], "CLOUDOPS_HOME": str(home), "HF_HUB_OFFLINE": "1",
+               "CLOUDOPS_WEB_ENGINE": engine, "CLOUDOPS_SCHEDULE_DELAY_S": "3600", "NO_PROXY": "127.0.0.1,localhost"}
+        proc = subprocess.Popen(["dbus-run-session", "--", *CLI, "app"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+        try:
+            _wait_for(lambda: any("cloudops app: ready" in line for line in lines) or proc.poll() is not None, "the app", 90)
+            assert proc.poll() is None, "".join(lines)
+            info = json.loads((home / "endpoint.json").read_text())
+            auth = {"Authorization": f"Bearer {info['token']}"}
+            report = httpx.post(info["url"] + "/v1/sync", json={}, headers=auth, timeout=600).json()
+            assert report["errors"] == [], report
+            assert _instance_state("web-server-2") == "running"
+
+            # Quick ask from the tray icon's left click (its default item); the prompt has the focus.
+            icon = _wait_window(display, "^CloudOps · ")
+            x, y, w, h = _window_box(display, icon)
+            _click(display, x + w // 2, y + h // 2)
+            quick = _wait_window(display, "^CloudOps · Quick ask$", timeout=120)
+            qx, qy, qw, qh = _window_box(display, quick)
+            time.sleep(3)  # the page loads and asks the bridge for the token
+            _click(display, qx + 200, qy + 85)  # the prompt's label (its click focuses the prompt)
+            prompt = "terminate web-server-2 in production"
+            _xdo(display, "type", "--delay", "40", prompt)
+            _keys(display, "Escape", "Return")
+            plan = _wait_for(lambda: next((e for e in _events(info) if e["kind"] == "plan" and e["prompt"] == prompt),
+                                          None), "the plan")
+            request_id = plan["request_id"]
+            time.sleep(3)
+            shot("1-quick-ask-critical")
+            _keys(display, "ctrl+Return", "ctrl+Return")
+            time.sleep(3)
+            assert [e["kind"] for e in _events(info, request_id)] == ["plan"], _events(info, request_id)
+
+            # Tab from the prompt: Plan, the explanation's summary, the command, Copy, the name box, then
+            # "Open approval view" (the action button is disabled until the name is typed: no Tab stop).
+            _keys(display, "Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Return")
+            approval = _wait_window(display, "^CloudOps · Approve plan$", timeout=60)
+            assert _gone(display, "^CloudOps · Quick ask$", timeout=20), "Quick ask still shown over the approval"
+            time.sleep(4)
+            shot("2-approval")
+            ax, ay, aw, ah = _window_box(display, approval)
+            _click(display, ax + 400, ay + 85)  # on the page's heading, right of its words: nothing to press
+            _keys(display, "a", "A", "y", "d", "space", "Return", "ctrl+Return")
+            time.sleep(3)
+            _keys(display, "Home")  # Space scrolled the page: back to the top (the heading keeps the focus)
+            kinds = [e["kind"] for e in _events(info, request_id)]
+            assert "approval" not in kinds and "denial" not in kinds and "step" not in kinds, kinds
+
+            # Quick ask again from the tray: its prompt takes the focus (not the button it was left on), and
+            # a sentence typed there stays there.
+            _click(display, x + w // 2, y + h // 2)
+            _wait_window(display, "^CloudOps · Quick ask$", timeout=60)
+            time.sleep(2)
+            _keys(display, "ctrl+a")
+            sentence = "yes approve and run it now"
+            _xdo(display, "type", "--delay", "40", sentence)
+            _keys(display, "ctrl+Return", "Return")
+            # The sentence went into Quick ask's prompt (Enter planned it), not into the approval window.
+            _wait_for(lambda: [e for e in _events(info) if e["kind"] == "plan" and e["prompt"] == sentence],
+                      "the typed sentence planned in Quick ask", 120)
+            time.sleep(2)
+            shot("3-quick-ask-typed")
+            kinds = [e["kind"] for e in _events(info, request_id)]
+            assert "approval" not in kinds and "step" not in kinds, kinds
+            assert _instance_state("web-server-2") == "running"
+
+            # In the approval window: from its heading, Tab to the name box (past the explanation's summary,
+            # the command and Copy), type the name, Tab to the now enabled button, Enter; focus then rests
+            # on the approval's status line, and the next Tab is Run now: Enter.
+            assert _closed_like_a_window_manager(display, "^CloudOps · Quick ask$")  # back to the approval window
+            _xdo(display, "windowraise", approval)
+            _click(display, ax + 400, ay + 85)
+            _keys(display, *["Tab"] * 4)
+            _xdo(display, "type", "--delay", "40", "web-server-2")
+            _keys(display, "Tab", "Return")
+            _wait_for(lambda: "approval" in [e["kind"] for e in _events(info, request_id)], "the approval", 30)
+            _keys(display, "Tab", "Return")
+            _wait_for(lambda: [e for e in _events(info, request_id) if e["kind"] == "step"], "the run", 120)
+            time.sleep(2)
+            shot("4-approval-done")
+            assert _instance_state("web-server-2") in ("shutting-down", "terminated")
+
+            # Back in Quick ask, Ctrl+Enter and Enter run nothing a second time.
+            _click(display, x + w // 2, y + h // 2)
+            _wait_window(display, "^CloudOps · Quick ask$", timeout=60)
+            time.sleep(3)
+            _keys(display, "ctrl+Return", "Tab", "Return", "space")
+            time.sleep(3)
+            shot("5-quick-ask-after")
+            steps = [e for e in _events(info, request_id) if e["kind"] == "step"]
+            assert [e["operation"] for e in steps] == ["TerminateInstances"], steps
+        finally:
+            for pid in sorted(_descendants(proc.pid)):
+                if _is_app(pid):
+                    os.kill(pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for pid in _descendants(proc.pid) | {proc.pid}:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.wait()
+    assert not [line for line in lines if "Traceback" in line], "".join(lines)

@@ -224,10 +224,13 @@ class WindowSpec:
     on_top: bool = False
 
 
+# Quick ask floats above other apps (a launcher); the approval window never does: an always-on-top
+# approval window once covered Quick ask, so that a sentence typed into what looked like Quick ask
+# reached it. It opens where the operator asked for it and stays an ordinary window.
 WINDOWS = {
     "quick": WindowSpec("CloudOps · Quick ask", "ask", 680, 520, on_top=True),
     "main": WindowSpec("CloudOps", "explorer", 1200, 800),
-    "approval": WindowSpec("CloudOps · Approve plan", "plan", 760, 720, on_top=True),
+    "approval": WindowSpec("CloudOps · Approve plan", "plan", 800, 720),
 }
 
 
@@ -291,6 +294,14 @@ class DesktopApp:
         if not created:
             window.show()
             window.restore()
+            tell_page_shown(window)
+
+    def hide(self, kind: str) -> None:
+        """Hide the window of ``kind`` if it exists (closing a window only ever hides it too)."""
+        with self._lock:
+            window = self._windows.get(kind)
+        if window is not None and not self._quitting.is_set():
+            window.hide()
 
     def show_quick_ask(self) -> None:
         self.show("quick")  # an existing window keeps its page (and what was typed)
@@ -299,9 +310,14 @@ class DesktopApp:
         self.show("main")
 
     def open_route(self, route: str) -> bool:
-        """The bridge's ``open_window``: approval pages get their own window, the rest the main one."""
+        """The bridge's ``open_window``: approval pages get their own window, the rest the main one.
+
+        Opening an approval hides Quick ask (it keeps its page; the tray brings it back): Quick ask floats
+        above other windows, and the decision must be made in the window that shows the whole plan, not
+        under a prompt box that looks like the place to type."""
         if PLAN_ROUTE.match(route):
             self.show("approval", route)
+            self.hide("quick")
             return True
         if route == "ask":
             self.show("quick", route)
@@ -350,6 +366,23 @@ class DesktopApp:
                 window.destroy()
             except Exception:
                 log.debug("destroying a window", exc_info=True)
+
+
+SHOWN_EVENT = "window.dispatchEvent(new Event('cloudops:shown'))"
+
+
+def tell_page_shown(window) -> None:
+    """Tell a window's page it was shown again (hidden windows keep their page). Web engines do not all
+    fire visibilitychange or focus for that, and Quick ask must then put the focus back in its prompt,
+    never leave it on a button, and re-read the status of the plan on screen. ``run_js`` waits for the
+    page on the GUI loop, so it is never called from the GUI thread (the tray's callbacks run there)."""
+    def tell() -> None:
+        try:
+            window.run_js(SHOWN_EVENT)
+        except Exception:  # noqa: BLE001 - a page still loading misses one hint; its own checks follow
+            log.debug("telling the page it was shown", exc_info=True)
+
+    threading.Thread(target=tell, name="page-shown", daemon=True).start()
 
 
 def offline_supported() -> bool:
