@@ -184,6 +184,15 @@ def _by_context(prompt: str, group: list[IdentifiedResource]) -> list[Identified
     return named or group
 
 
+def _belongs_to(resource: IdentifiedResource, owner: IdentifiedResource) -> bool:
+    """Is ``resource`` a member or a part of ``owner`` (an instance of its Auto Scaling group, a volume attached
+    to it, a service in its cluster)? Read from the relations and ARN-valued attributes the client sent."""
+    keys = {normalise(k) for k in (owner.resource_id, owner.name, owner.arn) if k}
+    related = [v for values in resource.relations.values() for v in values]
+    related += [v for v in resource.attributes.values() if isinstance(v, str) and (":" in v or "/" in v)]
+    return any(normalise(v) in keys or normalise(last_segment(v)) in keys for v in related)
+
+
 def _where(resource: IdentifiedResource) -> str:
     return " / ".join(x for x in (resource.account_name or resource.account_id, resource.region) if x)
 
@@ -236,6 +245,14 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
         return _named_targets(prompt, named, compatible, hints)
 
     pool = _narrow(compatible, hints)
+    # The prompt names a resource of another type ("stop the web-asg instances", "redeploy the api service on
+    # staging-cluster"): what belongs to it is what is meant, never an unrelated look-alike.
+    related = [r for r in pool if any(_belongs_to(r, m.resource) for m in mentions)]
+    if related:
+        pool = related
+        if parsed.plural and not read_only or parsed.every:
+            owners = ", ".join(dict.fromkeys(m.resource.display_name for m in mentions))
+            return TargetChoice(targets=related, warnings=[f"the {type_label}s of {owners}: acting on {len(related)}"])
     if parsed.engines and pool and not any(_engine_fits(r, parsed.engines) for r in pool):
         return TargetChoice(clarification=Clarification(
             question=f"No identified {type_label} runs {' or '.join(parsed.engines)}. Which one do you mean?",

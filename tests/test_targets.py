@@ -159,3 +159,13 @@ def test_a_name_abbreviated_without_a_number_keeps_its_first_and_last_word_and_t
     choice = choose_targets("purge the payments dlq", ["sqs_queue"], two, [], find_hints("purge the payments dlq",
                             CONTEXT, two), "queue", parsed=request_prompt("purge the payments dlq", CONTEXT, two))
     assert not choice.targets and len(choice.clarification.candidates) == 2
+
+
+def test_what_belongs_to_a_named_resource_of_another_type_is_what_is_meant():
+    asg = IdentifiedResource(resource_type="autoscaling_group", resource_id="web-asg", name="web-asg",
+                             account_id="111111111111", account_name="production", region="us-east-1", match_score=1.0)
+    members = [ec2("web-asg", n, score=1.0).model_copy(update={"relations": {"autoscaling_group": ["web-asg"]}})
+               for n in (1, 2)]
+    others = [ec2("web-server-1", 3, score=0.4), ec2("web-server-2", 4, score=0.4)]
+    choice = choose("stop the web-asg instances", ["ec2_instance"], [asg, *members, *others])
+    assert sorted(t.resource_id for t in choice.targets) == ["i-0001", "i-0002"]
