@@ -124,6 +124,9 @@ class OneSentenceGroup(click.Group):
         except OSError as exc:
             if exc.errno not in _FOLDER_ERRNOS or not exc.filename:
                 raise
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                die(f"{exc.filename} cannot be written ({exc.strerror}): free some space on that disk, or point "
+                    "CLOUDOPS_HOME at a folder on another one")
             die(f"{exc.filename} cannot be used ({exc.strerror}): {_folder_advice()}")
         except Exception as exc:  # noqa: BLE001 - only SQLite's "cannot open/write the file" is translated
             sentence = _sqlite_file_problem(exc)
