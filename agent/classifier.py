@@ -61,6 +61,7 @@ class ClassifierResult:
     types: frozenset[str]
     change_answered_by_read: bool = False
     deletion_told_to_keep: bool = False
+    routed: bool = False  # the operation catalogue agreed on this playbook's call (agent.catalogue_plan)
 
     @property
     def best(self) -> Scored | None:
@@ -70,6 +71,8 @@ class ClassifierResult:
     def no_match(self) -> bool:
         if not self.ranked:
             return True
+        if self.routed:
+            return self.deletion_told_to_keep
         best = self.ranked[0]
         # Little resemblance to any playbook text is still a match when the verb and the identified
         # resource's type both fit ("kick off catalog-sync"); otherwise it is a question.

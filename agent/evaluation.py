@@ -25,6 +25,40 @@ class CaseResult:
     problems: list[str]
     confidence: float
     playbook: str | None
+    chose: bool = True  # the answer named an operation (a plan, or a question about its target or values)
+
+
+# Confidence buckets of the reliability table: where a well calibrated planner's accuracy equals its confidence.
+BUCKETS = [(0.0, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0001)]
+
+
+def reliability(results: list["CaseResult"]) -> tuple[list[tuple[str, int, float, float]], float]:
+    """(bucket, answers, mean confidence, accuracy) over the answers that chose an operation, and the expected
+    calibration error (the answers' weighted gap between confidence and accuracy)."""
+    chosen = [r for r in results if r.chose]
+    rows = []
+    gap = 0.0
+    for lo, hi in BUCKETS:
+        inside = [r for r in chosen if lo <= r.confidence < hi]
+        if inside:
+            mean = sum(r.confidence for r in inside) / len(inside)
+            acc = sum(r.ok for r in inside) / len(inside)
+            rows.append((f"{lo:.2f}-{min(hi, 1.0):.2f}", len(inside), mean, acc))
+            gap += len(inside) * abs(mean - acc)
+    return rows, (gap / len(chosen) if chosen else 0.0)
+
+
+def reliability_table(results: list["CaseResult"]) -> list[str]:
+    rows, ece = reliability(results)
+    chosen = sum(r.chose for r in results)
+    lines = [f"  reliability (answers that chose an operation: {chosen} of {len(results)}; "
+             f"expected calibration error {ece:.3f})",
+             "    confidence   answers  mean conf  accuracy"]
+    lines += [f"    {b:<12} {n:>7}  {mean:>9.2f}  {acc:>8.0%}" for b, n, mean, acc in rows]
+    abstained = [r for r in results if not r.chose]
+    if abstained:
+        lines.append(f"    no operation named: {len(abstained)} answers, {sum(r.ok for r in abstained)} of them right")
+    return lines
 
 
 @dataclass
@@ -36,20 +70,14 @@ class EvalReport:
         return sum(r.ok for r in self.results) / len(self.results) if self.results else 0.0
 
     def calibration(self) -> list[tuple[str, int, float]]:
-        """(confidence bucket, cases, accuracy) for planned (non-clarification) answers."""
-        buckets = [(0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.01)]
-        rows = []
-        for lo, hi in buckets:
-            inside = [r for r in self.results if lo <= r.confidence < hi]
-            if inside:
-                rows.append((f"{lo:.2f}-{min(hi, 1.0):.2f}", len(inside), sum(r.ok for r in inside) / len(inside)))
-        return rows
+        """(confidence bucket, answers, accuracy) over the answers that chose an operation."""
+        return [(b, n, acc) for b, n, _, acc in reliability(self.results)[0]]
 
     def summary(self) -> str:
         failed = [r for r in self.results if not r.ok]
         lines = [f"planner eval: {sum(r.ok for r in self.results)}/{len(self.results)} correct "
                  f"({self.accuracy:.1%})"]
-        lines += [f"  confidence {b}: {n} cases, {acc:.0%} correct" for b, n, acc in self.calibration()]
+        lines += reliability_table(self.results)
         lines += [f"  FAIL {r.case_id}: {r.prompt!r} -> {r.playbook}: {'; '.join(r.problems)}" for r in failed]
         return "\n".join(lines)
 
@@ -114,5 +142,12 @@ def run(planner: Planner, directory: Path, cases_file: str = "plan_cases.yaml") 
         response = planner.plan(request_for(case, estate))
         problems = check(case["expect"], response)
         report.results.append(CaseResult(case["id"], case["prompt"], not problems, problems,
-                                         response.classification.confidence, response.classification.playbook))
+                                         response.classification.confidence, response.classification.playbook,
+                                         chose=chose_operation(response)))
     return report
+
+
+def chose_operation(response: PlanResponse) -> bool:
+    """Whether the answer named an operation: a plan, or a question about the target or a value of a named
+    operation (an abstention or "which operation do you mean?" names none)."""
+    return bool(response.script.steps) or response.classification.operation is not None

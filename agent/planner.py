@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from agent import slots
 from agent.bindings import BindingError, resolve
+from agent.catalogue import Catalogue, build_entries
+from agent.catalogue_plan import CatalogueRouter, Route, plan_entry
 from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
@@ -26,7 +28,7 @@ from agent.mentions import (Mention, candidate_types, find_hints, find_mentions,
                             without_hints)
 from agent.operations import StepBuildError, build_steps
 from agent.playbook import LoadedPlaybook, ParamSpec, Playbook, default_playbook_dir, load_playbooks
-from agent.playbook_index import IndexStats, PlaybookIndex
+from agent.playbook_index import CatalogueStats, IndexStats, PlaybookIndex
 from agent.policy import rule_matches
 from agent.protocol import (
     Candidate, Clarification, Classification, DenyRule, IdentifiedResource, PlanRequest, PlanResponse,
@@ -60,11 +62,17 @@ class Clarify(Exception):
 class AgentStack:
     """Playbooks, their index and the classifier: built once per process, shared by every request."""
 
-    def __init__(self, playbooks: list[LoadedPlaybook], index: PlaybookIndex, deny_rules: list[DenyRule] | None = None):
+    def __init__(self, playbooks: list[LoadedPlaybook], index: PlaybookIndex, deny_rules: list[DenyRule] | None = None,
+                 catalogue: Catalogue | None = None):
+        """``catalogue`` None builds the operation catalogue from the installed botocore (an empty Catalogue
+        leaves the reviewed playbooks alone)."""
         self.loaded = {lp.playbook.id: lp for lp in playbooks}
         self.playbooks: dict[str, Playbook] = {pid: lp.playbook for pid, lp in self.loaded.items()}
         self.index = index
         self.index_stats: IndexStats = index.sync(playbooks)
+        self.catalogue = catalogue if catalogue is not None else Catalogue(build_entries())
+        self.catalogue_stats: CatalogueStats = index.sync_catalogue(self.catalogue.entries)
+        self.router = CatalogueRouter(self.playbooks, self.catalogue, index)
         self.classifier = Classifier(self.playbooks, index)
         self.deny_rules = list(deny_rules or [])
         # The offline model (agent.llm.GapFiller): set on the client's local stack only, never on the server.
@@ -73,7 +81,8 @@ class AgentStack:
     @classmethod
     def build(cls, playbook_dir: Path | None = None, cache_dir: Path | None = None,
               embedder: Embedder | None = None, deny_rules: list[DenyRule] | None = None,
-              qdrant_location: str | None = None, db_url: str | None = None) -> "AgentStack":
+              qdrant_location: str | None = None, db_url: str | None = None,
+              catalogue: Catalogue | None = None) -> "AgentStack":
         """``qdrant_location`` (a Qdrant URL or folder) puts the playbook vectors in Qdrant instead of numpy;
         ``db_url`` (any SQLAlchemy/SQLModel URL: ``postgresql+psycopg://...``, ``sqlite:////srv/...``) holds
         the playbook metadata and vector cache, so a team's server workers share one cache."""
@@ -85,7 +94,7 @@ class AgentStack:
             index = PlaybookIndex.at(cache_dir, embedder, qdrant_location)
         else:
             index = PlaybookIndex(embedder, qdrant_location=qdrant_location)
-        return cls(playbooks, index, deny_rules)
+        return cls(playbooks, index, deny_rules, catalogue)
 
     def planner(self, served_by: ServedBy) -> "Planner":
         return Planner(self, served_by)
@@ -111,6 +120,20 @@ class Planner:
         if len(request.prompt) > 1000:
             warnings.append("long prompt: only the operation, names and values it states are used")
 
+        # --- the operation catalogue (agent/catalogue_plan.py): reviewed playbook, generated call, or none ---
+        route = self.stack.router.route(masked, request.prompt, mentions, result, resources, hints)
+        # -- question guard (agent.questions): a question never yields a change, a catalogue entry's neither --
+        if parsed.question is not None and route.kind == "entry" and route.entry is not None and route.entry.mutating:
+            route = Route("playbook")
+        # -- end of question guard --
+        if route.kind == "entry":
+            text = _value_text(request.prompt, mentions, None)
+            return plan_entry(self, route, request, mentions, hints, text, warnings, now)
+        if route.kind in ("abstain", "ask"):
+            return self._clarify(request, result, None, warnings, route.question, route.candidates)
+        result = _preferring(result, route)
+        # --- end of the catalogue's routing ---
+
         if result.no_match:
             # Suggestions are offered only when something came close; otherwise they would be noise.
             close = [c for c, s in zip(self._playbook_candidates(result, 3), result.ranked) if s.dense >= 0.45]
@@ -134,7 +157,7 @@ class Planner:
             if suggested is not None:
                 candidates = [suggested] + [c for c in candidates if c is not suggested]
                 question += f" (the offline model suggests {suggested.playbook}; nothing runs until you say)"
-            return self._clarify(request, result, best, warnings, question, candidates)
+            return self._clarify(request, result, None, warnings, question, candidates)  # no operation chosen
 
         noun = " or ".join(sorted({TYPE_NOUNS.get(t, t) for t in best.resource_types}))
         choice = choose_targets(request.prompt, best.resource_types, resources, mentions, hints, noun,
@@ -165,7 +188,7 @@ class Planner:
 
         risk = assess(best, [facts[t.resource_id] for t in runnable] or [facts[t.resource_id] for t in targets],
                       accounts=len(accounts))
-        self._apply_deny_rules(request, best, steps, runnable, facts, risk)
+        self._apply_deny_rules(request, best.id, steps, runnable, facts, risk)
         if not steps:
             warnings.append("nothing to run: every target failed a precondition")
         response = PlanResponse(
@@ -274,8 +297,8 @@ class Planner:
         self._llm_used = True
         return next(c for c in candidates if c.playbook == pick)
 
-    def _apply_deny_rules(self, request: PlanRequest, pb: Playbook, steps: list[Step], targets: list[IdentifiedResource],
-                          facts: dict[str, dict[str, Any]], risk: RiskAssessment) -> None:
+    def _apply_deny_rules(self, request: PlanRequest, playbook_id: str, steps: list[Step],
+                          targets: list[IdentifiedResource], facts: dict[str, dict[str, Any]], risk: RiskAssessment) -> None:
         rules = self.stack.deny_rules + list(request.user_context.deny_rules)
         by_id = {t.resource_id: t for t in targets}
         for step in steps:
@@ -283,7 +306,7 @@ class Planner:
                 target = by_id.get(target_id)
                 production = bool(facts.get(target_id, {}).get("production"))
                 for rule in rules:
-                    if rule_matches(rule, pb.id, step, target, production, risk.level) and rule.reason not in step.denied_by:
+                    if rule_matches(rule, playbook_id, step, target, production, risk.level) and rule.reason not in step.denied_by:
                         step.denied_by.append(rule.reason)
             for reason in step.denied_by:
                 if reason not in risk.denied_reasons:
@@ -346,10 +369,10 @@ def _note_model_failure(warnings: list[str]) -> None:
         warnings.append(MODEL_FAILED)
 
 
-def _value_text(prompt: str, mentions: list[Mention], target: IdentifiedResource) -> str:
+def _value_text(prompt: str, mentions: list[Mention], target: IdentifiedResource | None) -> str:
     """The prompt with the target's own name replaced by a sentinel: a name is never a value, but
-    other resources' names can be (the instance to fail over to)."""
-    own = sorted((m for m in mentions if m.resource is target), key=lambda m: m.start, reverse=True)
+    other resources' names can be (the instance to fail over to). ``target`` None: every name."""
+    own = sorted((m for m in mentions if target is None or m.resource is target), key=lambda m: m.start, reverse=True)
     text = normalise(prompt)
     for m in own:
         text = text[: m.start] + "§" + text[m.end:]
@@ -368,3 +391,15 @@ def _describe(t: IdentifiedResource) -> str:
     facts = [x for x in (t.engine, "Multi-AZ" if t.multi_az else None, t.current_state) if x]
     where = " / ".join(x for x in (t.account_name or t.account_id, t.region) if x)
     return f"{t.display_name}" + (f" ({', '.join(facts)})" if facts else "") + (f" in {where}" if where else "")
+
+
+def _preferring(result: ClassifierResult, route: Route) -> ClassifierResult:
+    """The classifier's result with the playbook the catalogue routed to ranked first: the catalogue agreed
+    on the call it makes (verb and object), so it is a match whatever its own retrieval score."""
+    if route.playbook_id is None or not result.ranked:
+        return result
+    ranked = sorted(result.ranked, key=lambda s: s.playbook_id != route.playbook_id)
+    if ranked[0].playbook_id == result.ranked[0].playbook_id and not result.no_match:
+        return result
+    return ClassifierResult(ranked, max(result.confidence, route.confidence), result.prompt_verbs, result.types,
+                            deletion_told_to_keep=result.deletion_told_to_keep, routed=True)

@@ -26,11 +26,13 @@ from typing import Callable, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from agent.catalogue import CatalogueEntry, catalogue_fingerprint
 from agent.embeddings import Embedder
 from agent.playbook import LoadedPlaybook
-from agent.text import sparse_counts
+from agent.text import sparse_counts, token_id, tokens
 
 COLLECTION = "playbooks"
 _NAMESPACE = uuid.UUID("6f1c2d9e-8a53-4b7e-9d1a-2f5b3c4d5e6f")
@@ -55,6 +57,28 @@ class UtteranceVector(SQLModel, table=True):
     point_id: str = Field(primary_key=True)
     playbook_id: str = Field(index=True)
     text: str
+    vector: bytes
+
+
+class OperationRecord(SQLModel, table=True):
+    """One catalogue entry as listed by ``GET /v1/operations`` and ``cloudops playbooks --all``."""
+
+    __tablename__ = "operation"
+    id: str = Field(primary_key=True)  # "rds.DeleteEventSubscription"
+    service: str = Field(index=True)
+    operation: str
+    access: str
+    title: str
+    fingerprint: str  # botocore release, catalogue derivation and access table it was built from
+    indexed_at: datetime
+
+
+class OperationVector(SQLModel, table=True):
+    """A catalogue text's vector, addressed by its content (model name + text): texts shared by two
+    releases of botocore, or by two homes on one machine, are embedded once."""
+
+    __tablename__ = "operation_vector"
+    text_hash: str = Field(primary_key=True)
     vector: bytes
 
 
@@ -248,28 +272,121 @@ def _retrying_lost_races(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _create_tables(engine: Engine) -> None:
+def _create_tables(engine: Engine, tables: list | None = None) -> None:
     """Create the metadata tables if missing, taking a lost creation race as "someone else made them"."""
-    tables = [PlaybookRecord.__table__, UtteranceVector.__table__]
+    tables = tables or [PlaybookRecord.__table__, UtteranceVector.__table__, OperationRecord.__table__,
+                        OperationVector.__table__]
     _retrying_lost_races(lambda: SQLModel.metadata.create_all(engine, tables=tables))
+
+
+def _engine(db_url: str) -> Engine:
+    """An engine for ``db_url``. An in-memory SQLite database exists once per connection, so it gets one
+    connection shared by every thread (StaticPool): the server answers ``GET /v1/playbooks`` from a worker
+    thread, and a pool of per-thread connections gave it an empty database ("no such table: playbook")."""
+    if db_url in ("sqlite://", "sqlite:///:memory:"):
+        return create_engine(db_url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    if db_url.startswith("sqlite"):
+        return create_engine(db_url, connect_args={"check_same_thread": False, "timeout": 30})
+    return create_engine(db_url)
 
 
 class PlaybookIndex:
     def __init__(self, embedder: Embedder, db_url: str = "sqlite://", qdrant_location: str | None = None):
         """``qdrant_location`` None keeps the vectors in numpy; ``:memory:``, a folder or a URL uses Qdrant."""
         self.embedder = embedder
-        self.engine: Engine = create_engine(db_url, connect_args={"check_same_thread": False} if db_url.startswith("sqlite") else {})
+        self.engine: Engine = _engine(db_url)
         _create_tables(self.engine)
         self.collection: NumpyCollection | QdrantCollection = (
             NumpyCollection() if qdrant_location is None else QdrantCollection(qdrant_location))
         self._df: Counter[int] = Counter()
         self._texts = 0
+        # Catalogue vectors are content-addressed and depend on botocore and the model only: a team's shared
+        # database keeps them itself; a local index shares one cache per machine (shared_vector_cache).
+        self._vector_engine: Engine = self.engine if db_url.startswith("postgresql") else _engine(vector_cache_url())
+        if self._vector_engine is not self.engine:
+            _create_tables(self._vector_engine, [OperationVector.__table__])
+        self.operations = OperationSearch.empty(embedder.dimension)
+        self._memo: tuple[str, np.ndarray] | None = None
 
     @classmethod
     def at(cls, directory: Path, embedder: Embedder, qdrant_location: str | None = None) -> "PlaybookIndex":
         """An index whose metadata and vector cache live in ``directory/playbooks.db``."""
         directory.mkdir(parents=True, exist_ok=True)
         return cls(embedder, db_url=f"sqlite:///{directory / 'playbooks.db'}", qdrant_location=qdrant_location)
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's vector, remembered for the next call: the classifier and the catalogue ask for the
+        same masked prompt, and the model call is most of a plan's time."""
+        if self._memo is None or self._memo[0] != query:
+            self._memo = (query, self.embedder.encode([query])[0])
+        return self._memo[1]
+
+    # -- the operation catalogue ----------------------------------------------------------------
+    def sync_catalogue(self, entries: list[CatalogueEntry]) -> CatalogueStats:
+        """Load the catalogue's vectors (embedding only texts never seen with this model), record its
+        entries for listing, and build the in-process search over them."""
+        return _retrying_lost_races(lambda: self._sync_catalogue(entries))
+
+    def _sync_catalogue(self, entries: list[CatalogueEntry]) -> CatalogueStats:
+        started = time.perf_counter()
+        stats = CatalogueStats(entries=len(entries), fingerprint=catalogue_fingerprint())
+        texts: list[str] = []
+        rows: list[int] = []
+        for i, entry in enumerate(entries):
+            for text in entry.texts():
+                texts.append(text)
+                rows.append(i)
+        hashes = [_text_hash(self.embedder.name, t) for t in texts]
+        vectors = self._cached_vectors(hashes)
+        missing = sorted({h for h in hashes if h not in vectors})
+        if missing:
+            todo = {h: t for h, t in zip(hashes, texts) if h in set(missing)}
+            encoded = self.embedder.encode(list(todo.values()))
+            fresh = {h: encoded[i].astype(np.float32) for i, h in enumerate(todo)}
+            self._store_vectors(fresh)
+            vectors.update(fresh)
+            stats.embedded_texts = len(fresh)
+        stats.texts = len(texts)
+        self._record_entries(entries, stats.fingerprint)
+        matrix = np.stack([vectors[h] for h in hashes]) if hashes else np.zeros((0, self.embedder.dimension), np.float32)
+        self.operations = OperationSearch(entries, np.asarray(rows, dtype=np.int64), matrix)
+        stats.seconds = round(time.perf_counter() - started, 3)
+        return stats
+
+    def _cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        wanted = set(hashes)
+        out: dict[str, np.ndarray] = {}
+        with Session(self._vector_engine) as session:
+            for row in session.exec(select(OperationVector)).all():
+                if row.text_hash in wanted:
+                    out[row.text_hash] = np.frombuffer(row.vector, dtype=np.float32)
+        return out
+
+    def _store_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        with Session(self._vector_engine) as session:
+            for text_hash, vector in vectors.items():
+                session.merge(OperationVector(text_hash=text_hash, vector=vector.astype(np.float32).tobytes()))
+            session.commit()
+
+    def _record_entries(self, entries: list[CatalogueEntry], fingerprint: str) -> None:
+        """One row per entry, rewritten only when the catalogue's fingerprint changed."""
+        with Session(self.engine) as session:
+            first = session.exec(select(OperationRecord).limit(1)).first()
+            count = len(session.exec(select(OperationRecord.id)).all()) if first else 0
+            if first is not None and first.fingerprint == fingerprint and count == len(entries):
+                return
+            for row in session.exec(select(OperationRecord)).all():
+                session.delete(row)
+            session.flush()
+            now = datetime.now(timezone.utc)
+            session.add_all([OperationRecord(id=e.id, service=e.service, operation=e.operation, access=e.access,
+                                             title=e.title(), fingerprint=fingerprint, indexed_at=now)
+                             for e in entries])
+            session.commit()
+
+    def operation_records(self) -> list[OperationRecord]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(OperationRecord).order_by(OperationRecord.id)).all())
 
     def sync(self, playbooks: list[LoadedPlaybook]) -> IndexStats:
         """Bring the cache and the collection in line with ``playbooks``; embed only what changed.
@@ -340,7 +457,7 @@ class PlaybookIndex:
     def search(self, query: str, *, limit: int = 60, system: str | None = None,
                services: list[str] | None = None, query_vector: list[float] | None = None) -> list[Hit]:
         """Per-playbook best dense and lexical scores for ``query``, optionally filtered by system/services."""
-        vector = query_vector if query_vector is not None else list(self.embedder.encode([query])[0])
+        vector = query_vector if query_vector is not None else list(self.query_vector(query))
         dense = self.collection.dense(vector, limit, system, services)
         counts = {t: float(c) for t, c in sparse_counts(query).items()}
         lexical = self.collection.sparse(counts, limit, system, services) if counts else []
@@ -362,3 +479,87 @@ class PlaybookIndex:
     def close(self) -> None:
         self.collection.close()
         self.engine.dispose()
+        self._vector_engine.dispose()
+
+
+@dataclass
+class CatalogueStats:
+    entries: int = 0
+    texts: int = 0
+    embedded_texts: int = 0
+    fingerprint: str = ""
+    seconds: float = 0.0
+
+
+def _text_hash(model: str, text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{model}\n{text}".encode("utf-8")).hexdigest()[:40]
+
+
+def vector_cache_url() -> str:
+    """Where a local index keeps catalogue vectors: ``CLOUDOPS_CATALOGUE_CACHE`` (a folder), else the
+    user's cache folder. Shared by every CLOUDOPS_HOME of the user: the vectors hold nothing of an estate
+    (botocore's operation names and documentation only), and embedding them costs ~20-30 s on 2 cores."""
+    import os
+
+    from platformdirs import user_cache_dir
+
+    folder = Path(os.environ.get("CLOUDOPS_CATALOGUE_CACHE") or user_cache_dir("cloudops-agent", appauthor=False))
+    old = os.umask(0o077)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "catalogue-vectors.db"
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    finally:
+        os.umask(old)
+    return f"sqlite:///{path}"
+
+
+class OperationSearch:
+    """Exact in-process search over the catalogue: dense (best of an entry's texts) and lexical (IDF-weighted
+    overlap with the entry's name, summary and members), both as one score per entry. Numpy whatever the
+    playbook collection is: the catalogue is the same for every deployment, and ~3,500 vectors are a
+    sub-millisecond product."""
+
+    def __init__(self, entries: list[CatalogueEntry], rows: np.ndarray, matrix: np.ndarray):
+        self.entries = entries
+        self.rows = rows
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(matrix) else np.ones((0, 1), np.float32)
+        self.matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+        postings: dict[int, list[tuple[int, float]]] = {}
+        for i, entry in enumerate(entries):
+            for tok, count in Counter(tokens(entry.lexical_text())).items():
+                postings.setdefault(token_id(tok), []).append((i, float(count)))
+        n = len(entries)
+        self._postings = {t: (np.array([i for i, _ in p], dtype=np.int64), np.array([c for _, c in p]) * idf(n, len(p)))
+                          for t, p in postings.items()}
+        self._idf = {t: idf(n, len(p)) for t, p in postings.items()}
+
+    @classmethod
+    def empty(cls, dimension: int) -> "OperationSearch":
+        return cls([], np.zeros(0, np.int64), np.zeros((0, dimension), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def dense(self, vector: np.ndarray) -> np.ndarray:
+        """Per entry, the best cosine of its texts to ``vector``."""
+        out = np.full(len(self.entries), -1.0, dtype=np.float32)
+        if len(self.entries):
+            query = np.asarray(vector, dtype=np.float32)
+            scores = self.matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+            np.maximum.at(out, self.rows, scores)
+        return out
+
+    def lexical(self, query: str) -> np.ndarray:
+        """Per entry, the IDF-weighted share of the query's words it holds (0..1)."""
+        out = np.zeros(len(self.entries), dtype=np.float64)
+        counts = Counter(token_id(t) for t in tokens(query))
+        best = sum(q * self._idf.get(t, 0.0) for t, q in counts.items()) or 1.0
+        for tok, q in counts.items():
+            hit = self._postings.get(tok)
+            if hit is not None:
+                out[hit[0]] += q * np.minimum(hit[1], self._idf[tok])
+        return np.minimum(out / best, 1.0)

@@ -286,7 +286,7 @@ class RiskAssessment(BaseModel):
 
 
 class Candidate(BaseModel):
-    kind: Literal["resource", "playbook"]
+    kind: Literal["resource", "playbook", "operation"]
     label: str
     resource_id: str | None = None
     resource_type: str | None = None
@@ -294,6 +294,8 @@ class Candidate(BaseModel):
     account_name: str | None = None
     region: str | None = None
     playbook: str | None = None
+    operation: str | None = Field(default=None, description="kind 'operation': a catalogue entry, service.Operation "
+                                  "(an API call no reviewed playbook covers).")
 
 
 class Clarification(BaseModel):

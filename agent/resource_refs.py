@@ -58,7 +58,7 @@ OPERATION_MEMBERS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
     ("elbv2", "DescribeTargetGroups"): {"Names": ("elbv2_target_group", "name")},
     **{("eks", op): {"name": ("eks_cluster", "resource_id")}
        for op in ("DescribeCluster", "DeleteCluster", "UpdateClusterConfig", "UpdateClusterVersion",
-                  "DescribeClusterVersions")},
+                  "DescribeClusterVersions", "ListUpdates", "DescribeUpdate", "DeregisterCluster")},
 }
 # Operations that create the resource their identifier member names: that value is a new name.
 CREATES: dict[tuple[str, str], str] = {

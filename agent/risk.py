@@ -60,7 +60,8 @@ def assess(playbook: Playbook, target_facts: list[dict], *, accounts: int = 1) -
     return RiskAssessment(level=level, reasons=reasons, impact=playbook.impact.strip(), rollback=playbook.rollback)
 
 
-def assess_operation(service: str, operation: str, target_facts: list[dict], *, accounts: int = 1) -> RiskAssessment:
+def assess_operation(service: str, operation: str, target_facts: list[dict], *, accounts: int = 1,
+                     parameters: list[dict] | None = None) -> RiskAssessment:
     """Risk of an operation no reviewed playbook covers, from the access-level table alone: reads are low,
     reads that return secrets or data are high, writes are at least high ("no reviewed playbook"),
     deletions and terminations critical. Production and scope are added as for playbooks."""

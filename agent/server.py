@@ -126,7 +126,21 @@ def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
                           "read_only": pb.read_only, "version": pb.version,
                           "content_hash": record.content_hash if record else None,
                           "git_commit": record.git_commit if record else None})
-        return JSONResponse({"playbooks": items})
+        return JSONResponse({"playbooks": items, "operations": len(stack.catalogue),
+                             "operations_route": "/v1/operations"})
+
+    async def operations(request: Request) -> JSONResponse:
+        """The operation catalogue: every API call of the estate's services the planner can make, with its
+        access level, whether it needs approval, and the reviewed playbooks that make it (``?service=rds``
+        narrows)."""
+        stack = await run_in_threadpool(holder.get)
+        service = request.query_params.get("service")
+        items = [e.row(stack.router.covering.get(e.id, [])) for e in stack.catalogue
+                 if service is None or e.service == service]
+        if service is not None and not items:
+            return error(404, f"no operations for service {service!r}; the catalogue covers "
+                         + ", ".join(sorted({e.service for e in stack.catalogue})))
+        return JSONResponse({"fingerprint": stack.catalogue_stats.fingerprint, "count": len(items), "operations": items})
 
     async def embed(request: Request) -> JSONResponse:
         body = await parse_body(request, EmbedRequest)
@@ -138,7 +152,8 @@ def plan_routes(holder: StackHolder, served_by: ServedBy) -> list[Route]:
                                           vectors=vectors.round(6).tolist()).model_dump())
 
     return [Route("/v1/plan", plan, methods=["POST"]), Route("/v1/playbooks", playbooks, methods=["GET"]),
-            Route("/v1/embed", embed, methods=["POST"])]
+            Route("/v1/operations", operations, methods=["GET"]), Route("/v1/embed", embed, methods=["POST"])]
+
 
 
 def create_app(factory: Callable[[], AgentStack], *, eager: bool = True) -> Starlette:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from agent.evaluation import CaseResult, EvalReport, check
+from agent.evaluation import CaseResult, EvalReport, check, chose_operation
 from agent.protocol import PlanResponse
 
 
@@ -91,6 +91,18 @@ def _values(data: Any) -> list[Any]:
     return [data]
 
 
+def _refusal(request, response: PlanResponse, playbooks) -> str | None:
+    from app.execution.verify import PlanRefused, TrustContext, verify_plan
+
+    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                         playbooks=playbooks, prompt=request.prompt)
+    try:
+        verify_plan(response, trust)
+    except PlanRefused as exc:
+        return str(exc)
+    return None
+
+
 def run_e2e(cases_file: Path, local_stack) -> EvalReport:
     """Start moto with the demo estate, sync it into a throwaway ``CLOUDOPS_HOME``, plan every case."""
     from app.config import save_config
@@ -112,14 +124,21 @@ def run_e2e(cases_file: Path, local_stack) -> EvalReport:
             if not sync.ok:
                 raise RuntimeError(f"the demo estate did not sync: {sync.errors[:3]}")
             index = estate.lookup()
-            planner = local_stack().planner("local")
+            stack = local_stack()
+            planner = stack.planner("local")
             for case in cases:
-                response = planner.plan(build_request(case["prompt"], index, estate.store, config))
+                request = build_request(case["prompt"], index, estate.store, config)
+                response = planner.plan(request)
                 if response.answer is None:  # as the service does: the client answers from its index
                     response.answer = answer_question(case["prompt"], index, estate.store)
-                problems = check_e2e(case["expect"], response)
+                # Every plan is checked as the client checks it before anyone sees it (app/execution/verify.py):
+                # a plan the client would refuse is a failure of the case, whatever it says.
+                refused = _refusal(request, response, stack.playbooks)
+                problems = ([f"refused by the client's verification: {refused}"] if refused else []) \
+                    + check_e2e(case["expect"], response)
                 report.results.append(CaseResult(case["id"], case["prompt"], not problems, problems,
-                                                 response.classification.confidence, response.classification.playbook))
+                                                 response.classification.confidence, response.classification.playbook,
+                                                 chose=chose_operation(response)))
             estate.close()
         finally:
             if saved_home is None:

@@ -161,6 +161,9 @@ def _claimed_targets(step: Step, known: _Resources, account: AwsAccount) -> list
     out: list[IdentifiedResource] = []
     for target in step.targets:
         fitting = [r for r in known.find(target) if _fits(r, account, step.region)]
+        # A target is a resource_id: the resource with that id, before others that merely carry it as a name
+        # (an Auto Scaling group's instances are tagged with the group's name).
+        fitting.sort(key=lambda r: r.resource_id != target)
         if not fitting:
             raise PlanRefused(f"{step.step_id} says it acts on {target!r}, which the lookup did not identify "
                               f"in {account.name} / {step.region}")

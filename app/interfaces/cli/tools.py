@@ -35,7 +35,10 @@ def audit(as_json: bool, limit: int) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--dir", "playbook_dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def playbooks(as_json: bool, playbook_dir: Path | None) -> None:
+@click.option("--all", "everything", is_flag=True, help="Also list the operation catalogue: every API call of the "
+              "13 estate services, generated from the installed botocore (what GET /v1/operations serves).")
+@click.option("--service", default=None, help="With --all: only this service's operations (e.g. rds).")
+def playbooks(as_json: bool, playbook_dir: Path | None, everything: bool, service: str | None) -> None:
     """Validate and list the playbooks (exit 2 naming the file and field of the first bad one)."""
     from agent.playbook import PlaybookError, default_playbook_dir, load_playbooks
 
@@ -45,12 +48,33 @@ def playbooks(as_json: bool, playbook_dir: Path | None) -> None:
         die(str(exc))
     rows = [{"id": lp.playbook.id, "service": lp.playbook.service, "operation": lp.playbook.main_operation,
              "read_only": lp.playbook.read_only, "title": lp.playbook.title} for lp in loaded]
+    operations = _catalogue_rows(loaded, service) if everything else []
+    if everything and service and not operations:
+        die(f"no operations for service {service!r}; the catalogue covers ec2, rds, s3, lambda, dynamodb, ecs, "
+            "elbv2, autoscaling, sqs, sns, eks, cloudformation, iam")
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"playbooks": rows, "operations": operations} if everything else rows, indent=2))
         return
     for row in rows:
         click.echo(f"{row['id']:<44} {row['operation']:<28} {'read-only' if row['read_only'] else 'mutating'}")
     click.echo(f"{len(rows)} playbooks valid")
+    if everything:
+        for op in operations:
+            reviewed = ("reviewed: " + ", ".join(op["reviewed_by"])) if op["reviewed_by"] else "generated"
+            click.echo(f"{op['id']:<58} {op['access']:<26} {'approval' if op['approval'] else 'no approval':<11} "
+                       f"{reviewed}")
+        click.echo(f"{len(operations)} operations in the catalogue (botocore's models of the estate's services)")
+
+
+def _catalogue_rows(loaded, service: str | None) -> list[dict]:
+    """The catalogue as ``GET /v1/operations`` lists it: built from the installed botocore (no model needed)."""
+    from agent.catalogue import build_entries
+
+    covering: dict[str, list[str]] = {}
+    for lp in loaded:
+        for step in lp.playbook.steps:
+            covering.setdefault(f"{lp.playbook.step_service(step)}.{step.operation}", []).append(lp.playbook.id)
+    return [e.row(covering.get(e.id, [])) for e in build_entries() if service is None or e.service == service]
 
 
 @main.command()
@@ -67,15 +91,26 @@ def schema(out: Path) -> None:
 
 @main.command(name="eval")
 @click.option("--cases", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder of the set (default: tests/eval, or tests/eval_e2e with --e2e).")
+              help="Folder of the set (default: tests/eval, tests/eval_e2e with --e2e, tests/eval_catalogue with "
+                   "--catalogue).")
 @click.option("--e2e", is_flag=True, help="End to end: sync the demo estate from moto, then look up and plan "
               "every prompt of the set's cases.yaml.")
-def evaluate(cases: Path | None, e2e: bool) -> None:
-    """Run an evaluation set and print accuracy and calibration."""
+@click.option("--catalogue", is_flag=True, help="The operation catalogue's set: right operation, another (mutating) "
+              "operation chosen, abstained of the impossible.")
+def evaluate(cases: Path | None, e2e: bool, catalogue: bool) -> None:
+    """Run an evaluation set and print accuracy and its reliability table (confidence bucket -> accuracy)."""
+    if e2e and catalogue:
+        die("--e2e and --catalogue are two different sets: choose one")
+    if cases is not None and not cases.is_dir():
+        die(f"--cases {cases}: no such folder")
     if e2e:
         from app.demo.e2e_eval import run_e2e
 
         report = run_e2e((cases or Path("tests/eval_e2e")) / "cases.yaml", local_stack)
+    elif catalogue:
+        from agent.catalogue_eval import run as run_catalogue
+
+        report = run_catalogue(local_stack().planner("local"), cases or Path("tests/eval_catalogue"))
     else:
         from agent.evaluation import run
 
