@@ -448,8 +448,9 @@ def plan_entry(planner: "Planner", route: Route, request: PlanRequest, mentions:
         return _question(planner, request, classification, warnings, ask.question, ask.candidates)
     facts = [resource_facts(t, target_count=len(targets), cross_account=len({t.account_id for t in targets}) > 1)
              for t in targets]
+    sent = [{k: v for s in steps if t.resource_id in s.targets for k, v in s.parameters.items()} for t in targets]
     risk = assess_operation(entry.service, entry.operation, facts, accounts=len({t.account_id for t in targets}) or 1,
-                            parameters=[s.parameters for s in steps])
+                            parameters=sent if targets else [s.parameters for s in steps])
     facts_by_id = {t.resource_id: f for t, f in zip(targets, facts)}
     planner._apply_deny_rules(request, f"catalogue:{entry.id}", steps, targets, facts_by_id, risk)
     approval = any(s.mutating for s in steps) or entry.needs_approval

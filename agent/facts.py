@@ -17,8 +17,11 @@ ENVIRONMENT_KEYS = ("env", "environment", "stage", "tier")
 FACT_NAMES = frozenset({
     "production", "multi_az", "has_read_replicas", "is_read_replica", "state", "engine",
     "deletion_protection", "versioning", "resource_type", "target_count", "cross_account",
-    "has_members", "encrypted",
+    "has_members", "encrypted", "min_size", "max_size", "desired_capacity", "desired_count", "messages",
+    "messages_in_flight",
 })
+# A condition's value may compare instead of match: {param.DesiredCapacity: {lt: fact.min_size}}.
+COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 
 # How a type is called in a risk reason ("production database").
 TYPE_NOUNS = {
@@ -72,16 +75,32 @@ def resource_facts(resource: IdentifiedResource, *, target_count: int = 1, cross
         "cross_account": cross_account,
         "has_members": bool(members) if members is not None else None,
         "encrypted": _flag(resource, "encrypted", "storage_encrypted"),
+        # Sizes and counts the synced document carries (Auto Scaling groups, ECS services, SQS queues).
+        "min_size": _number(resource, "min_size"), "max_size": _number(resource, "max_size"),
+        "desired_capacity": _number(resource, "desired_capacity"), "desired_count": _number(resource, "desired_count"),
+        "messages": _number(resource, "approximate_messages"),
+        "messages_in_flight": _number(resource, "approximate_messages_not_visible"),
     }
 
 
-def condition_holds(condition: dict[str, Any], facts: dict[str, Any]) -> bool:
-    """Every key must hold. Lists mean 'one of'; ``<fact>_not`` negates; ``target_count`` takes a minimum."""
+def _number(resource: IdentifiedResource, key: str) -> int | None:
+    value = resource.attributes.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def condition_holds(condition: dict[str, Any], facts: dict[str, Any], params: dict[str, Any] | None = None) -> bool:
+    """Every key must hold. Lists mean 'one of'; ``<fact>_not`` negates; ``target_count`` takes a minimum.
+
+    ``param.<Member>`` reads the value the call sends (``params``: the API parameters of the target's step).
+    A value may compare: ``{lt: 1}``, ``{ge: fact.min_size}``, ``{ne: param.MinSize}`` (eq, ne, lt, le, gt,
+    ge). Anything unknown (a fact the client did not send, a member the call leaves out) does not hold."""
     for key, expected in condition.items():
-        negate = key.endswith("_not")
+        negate = key.endswith("_not") and not key.startswith("param.")
         name = key[:-4] if negate else key
-        actual = facts.get(name)
-        if name == "target_count":
+        actual = (params or {}).get(name[6:]) if name.startswith("param.") else facts.get(name)
+        if isinstance(expected, dict):
+            holds = _compares(actual, expected, facts, params or {})
+        elif name == "target_count":
             holds = actual is not None and actual >= int(expected)
         elif actual is None:
             return False
@@ -94,3 +113,27 @@ def condition_holds(condition: dict[str, Any], facts: dict[str, Any]) -> bool:
         if holds == negate:
             return False
     return True
+
+
+def reference(value: Any, facts: dict[str, Any], params: dict[str, Any]) -> Any:
+    """``fact.<name>`` or ``param.<Member>`` in a comparison, else the literal itself."""
+    if isinstance(value, str) and value.startswith("fact."):
+        return facts.get(value[5:])
+    if isinstance(value, str) and value.startswith("param."):
+        return params.get(value[6:])
+    return value
+
+
+def _compares(actual: Any, comparison: dict[str, Any], facts: dict[str, Any], params: dict[str, Any]) -> bool:
+    (op, raw), = comparison.items()
+    other = reference(raw, facts, params)
+    if actual is None or other is None:
+        return False
+    if op in ("eq", "ne"):
+        same = actual == other if isinstance(actual, (bool, int, float)) else str(actual).lower() == str(other).lower()
+        return same if op == "eq" else not same
+    try:
+        a, b = float(actual), float(other)
+    except (TypeError, ValueError):
+        return False
+    return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]

@@ -186,8 +186,12 @@ class Planner:
         except StepBuildError as exc:
             return self._clarify(request, result, best, warnings + [str(exc)], f"I could not build a valid call: {exc}", [])
 
-        risk = assess(best, [facts[t.resource_id] for t in runnable] or [facts[t.resource_id] for t in targets],
-                      accounts=len(accounts))
+        # Preconditions on the call's own values (param.DesiredCapacity below the group's minimum), now built.
+        steps, runnable = self._value_preconditions(best, steps, runnable, facts, warnings)
+        sent = {t.resource_id: _sent_to(t, steps) for t in targets}
+        assessed = runnable or targets
+        risk = assess(best, [facts[t.resource_id] for t in assessed], accounts=len(accounts),
+                      parameters=[sent[t.resource_id] for t in assessed])
         self._apply_deny_rules(request, best.id, steps, runnable, facts, risk)
         if not steps:
             warnings.append("nothing to run: every target failed a precondition")
@@ -211,9 +215,40 @@ class Planner:
         second = self.stack.playbooks[result.ranked[1].playbook_id]
         return result.ranked[1].type_fit >= result.ranked[0].type_fit and second.main_operation != best.main_operation
 
+    def _value_preconditions(self, pb: Playbook, steps: list[Step], runnable: list[IdentifiedResource],
+                             facts: dict[str, dict[str, Any]], warnings: list[str]
+                             ) -> tuple[list[Step], list[IdentifiedResource]]:
+        """Preconditions that read ``param.<Member>``: checked on each built step with its target's facts; a
+        blocking one drops the step (and its target), as a fact precondition does before building."""
+        checks = [pre for pre in pb.preconditions if pre.when.members]
+        if not checks:
+            return steps, runnable
+        blocked: set[str] = set()
+        by_id = {t.resource_id: t for t in runnable}
+        for step in steps:
+            for target_id in step.targets:
+                target, target_facts = by_id.get(target_id), facts.get(target_id, {})
+                for pre in checks:
+                    if target is None or not condition_holds(pre.when.facts, target_facts, step.parameters):
+                        continue
+                    fmt = _SafeFormat({**{k: v for k, v in target_facts.items() if v is not None}, **step.parameters,
+                                       "name": target.display_name})
+                    message = pre.message.format_map(fmt)
+                    if pre.severity == "block":
+                        warnings.append(f"skipped {target.display_name}: {message}")
+                        blocked.add(target_id)
+                    elif message not in warnings:
+                        warnings.append(message)
+        kept = [s for s in steps if not set(s.targets) & blocked]
+        for n, step in enumerate(kept, 1):
+            step.step_id = f"step-{n}"
+        return kept, [t for t in runnable if t.resource_id not in blocked]
+
     def _preconditions(self, pb: Playbook, target: IdentifiedResource, facts: dict[str, Any], warnings: list[str]) -> bool:
         blocked = False
         for pre in pb.preconditions:
+            if pre.when.members:
+                continue  # read the call's values: checked once the steps are built (_value_preconditions)
             names = {k[:-4] if k.endswith("_not") else k for k in pre.when.facts}
             unknown = [n for n in names if facts.get(n) is None]
             fmt = _SafeFormat({**{k: v for k, v in facts.items() if v is not None}, "name": target.display_name})
@@ -360,6 +395,15 @@ class Planner:
         elif steps:
             lines.append("Read-only: no approval needed.")
         return "\n".join(lines)
+
+
+def _sent_to(target: IdentifiedResource, steps: list[Step]) -> dict[str, Any]:
+    """The API parameters the steps acting on ``target`` send, merged (what risk rules' param.<Member> read)."""
+    out: dict[str, Any] = {}
+    for step in steps:
+        if target.resource_id in step.targets:
+            out.update(step.parameters)
+    return out
 
 
 def _note_model_failure(warnings: list[str]) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent import aws_models
 from agent.bindings import placeholders
-from agent.facts import FACT_NAMES
+from agent.facts import COMPARISONS, FACT_NAMES
 from agent.protocol import RESOURCE_TYPES, RiskLevel, canonical_resource_type
 
 MAX_PLAYBOOK_BYTES = 64 * 1024
@@ -73,23 +73,57 @@ class ParamSpec(_Strict):
 
 
 class Condition(_Strict):
-    """All listed facts must hold. A list value means 'one of'; a ``<fact>_not`` key negates."""
+    """All listed facts must hold. A list value means 'one of'; a ``<fact>_not`` key negates.
+
+    ``param.<Member>`` reads the value the call sends (checked against the steps' operations at load), and a
+    value may compare: ``{param.DesiredCapacity: {lt: fact.min_size}}``, ``{messages_in_flight: {gt: 0}}``
+    (eq, ne, lt, le, gt, ge; the right side a literal, ``fact.<name>`` or ``param.<Member>``)."""
 
     model_config = ConfigDict(extra="allow")
 
     @model_validator(mode="after")
     def _known_facts(self) -> "Condition":
-        for key in self.model_extra or {}:
-            base = key[:-4] if key.endswith("_not") else key
-            if base not in FACT_NAMES:
-                raise ValueError(f"unknown fact {key!r}; known: {', '.join(sorted(FACT_NAMES))}")
+        for key, value in (self.model_extra or {}).items():
+            if key.startswith("param."):
+                if not _MEMBER.match(key[6:]):
+                    raise ValueError(f"{key!r}: param. takes an API member name, e.g. param.DesiredCapacity")
+            else:
+                base = key[:-4] if key.endswith("_not") else key
+                if base not in FACT_NAMES:
+                    raise ValueError(f"unknown fact {key!r}; known: {', '.join(sorted(FACT_NAMES))}, param.<Member>")
+            if isinstance(value, dict):
+                _check_comparison(key, value)
         if not self.model_extra:
             raise ValueError("a condition needs at least one fact")
         return self
 
     @property
+    def members(self) -> list[str]:
+        """The API members the condition reads (its keys and its comparisons' references)."""
+        out = [k[6:] for k in self.facts if k.startswith("param.")]
+        out += [v[6:] for c in self.facts.values() if isinstance(c, dict) for v in c.values()
+                if isinstance(v, str) and v.startswith("param.")]
+        return out
+
+    @property
     def facts(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+_MEMBER = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,80}$")
+
+
+def _check_comparison(key: str, comparison: dict[str, Any]) -> None:
+    if len(comparison) != 1 or next(iter(comparison)) not in COMPARISONS:
+        raise ValueError(f"{key}: a comparison is one of {', '.join(sorted(COMPARISONS))} with its value, "
+                         f"e.g. {{lt: fact.min_size}}")
+    (op, value), = comparison.items()
+    if isinstance(value, str) and value.startswith("fact.") and value[5:] not in FACT_NAMES:
+        raise ValueError(f"{key}.{op}: unknown fact {value!r}")
+    if isinstance(value, str) and value.startswith("param.") and not _MEMBER.match(value[6:]):
+        raise ValueError(f"{key}.{op}: {value!r} is not param.<Member>")
+    if not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"{key}.{op}: compare with a number, a word, fact.<name> or param.<Member>")
 
 
 class Precondition(_Strict):
@@ -279,6 +313,14 @@ def _check_semantics(pb: Playbook, path: Path) -> None:
                 _check_ref(ref, param_names, path, f"parameters[{index}].default", batch=False)
     if pb.read_only and any(pb.is_mutating(s) for s in pb.steps):
         raise PlaybookError(path, "read_only", "a read-only playbook has a mutating step")
+    step_members = {m for step in pb.steps for m in aws_models.input_members(pb.step_service(step), step.operation)}
+    conditions = [(f"preconditions[{i}].when", p.when) for i, p in enumerate(pb.preconditions)]
+    conditions += [(f"risk.rules[{i}].when", r.when) for i, r in enumerate(pb.risk.rules)]
+    for where, condition in conditions:
+        for member in condition.members:
+            if member not in step_members:
+                raise PlaybookError(path, f"{where}.param.{member}", "no step of this playbook sends that member; "
+                                    "known: " + ", ".join(sorted(step_members)))
 
 
 def _check_ref(ref: str, params: set[str], path: Path, field: str, *, batch: bool) -> None:

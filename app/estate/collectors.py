@@ -509,6 +509,7 @@ def sqs_queues(account: AccountSession, account_id: str, region: str, *,
         docs.append(_doc(
             account, account_id, region, resource_type="sqs_queue", arn=arn, resource_id=url, name=name, tags=tags,
             attributes={"queue_url": url, "approximate_messages": _int(a.get("ApproximateNumberOfMessages")),
+                        "approximate_messages_not_visible": _int(a.get("ApproximateNumberOfMessagesNotVisible")),
                         "visibility_timeout": _int(a.get("VisibilityTimeout")),
                         "fifo": a.get("FifoQueue", "false").lower() == "true",
                         "encrypted": bool(a.get("KmsMasterKeyId")) or a.get("SqsManagedSseEnabled", "false") == "true"},

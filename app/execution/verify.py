@@ -278,13 +278,17 @@ def _local_risk(plan: PlanResponse, steps: list[Step], targets: list[IdentifiedR
                 trust: TrustContext) -> tuple[RiskAssessment, Playbook | None]:
     accounts = len({t.account_id or t.account_name for t in targets}) or 1
     facts = [resource_facts(t, target_count=len(targets), cross_account=accounts > 1) for t in targets]
+    # -- the call's own values (issue 13 item 4): rules read param.<Member> of the steps, as the planner's do --
+    sent = [{k: v for s in steps if t.resource_id in s.targets for k, v in s.parameters.items()} for t in targets]
     playbook = _curated(plan, steps, trust.playbooks)
     if playbook is not None:
-        return assess(playbook, facts, accounts=accounts), playbook
+        return assess(playbook, facts, accounts=accounts, parameters=sent), playbook
     local = RiskAssessment(level="low", reasons=[])
     for step in steps:
         step_targets = [f for t, f in zip(targets, facts) if t.resource_id in step.targets]
-        one = assess_operation(step.service, step.operation, step_targets, accounts=accounts)
+        one = assess_operation(step.service, step.operation, step_targets, accounts=accounts,
+                               parameters=[step.parameters for _ in step_targets] or [step.parameters])
+        # -- end of the call's own values --
         local.level = stricter(local.level, one.level)
         local.reasons += [r for r in one.reasons if r not in local.reasons]
     return local, None
