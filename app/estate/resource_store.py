@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 from qdrant_edge import (Bm25, Bm25Config, CountRequest, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
-                         EdgeVectorParams, FacetRequest, FieldCondition, Filter, HasVectorCondition, KeywordIndexParams,
-                         MatchValue, Modifier, PayloadSchemaType, Point, PointVectors, ScalarQuantizationConfig,
-                         ScalarType, ScrollRequest, SparseVector, UpdateOperation)
+                         EdgeVectorParams, FacetRequest, FieldCondition, Filter, HasVectorCondition, HnswIndexConfig,
+                         KeywordIndexParams, MatchValue, Memory, Modifier, Point, PointVectors,
+                         ScalarQuantizationConfig, ScalarType, ScrollRequest, SparseVector, UpdateOperation)
 from sqlalchemy import Engine, event, text
 from sqlmodel import create_engine
 
@@ -178,14 +178,18 @@ def document_of(payload: dict[str, Any], synced_at: datetime | None = None) -> R
 
 
 def edge_config():
-    """The shard's configuration. Dense vectors on disk (memory-mapped) with int8 copies in RAM for
-    search (rescored from the originals), sparse indexes in RAM, payload on disk: what keeps a million
-    resources under 1 GB (bench/bench_lookup.py)."""
+    """The shard's configuration, chosen for a million resources in under 1 GB of RAM
+    (bench/bench_lookup.py): dense vectors on disk (memory-mapped) with int8 copies in RAM for search,
+    rescored from the originals (binary quantization was tried: it missed true neighbours even rescored);
+    the HNSW graph, the sparse indexes and the payload (with the document) on disk, so only the pages a
+    search touches are resident."""
     return EdgeConfig(
         vectors={DENSE: EdgeVectorParams(size=DIMENSION, distance=Distance.Cosine, on_disk=True)},
-        sparse_vectors={WORDS: EdgeSparseVectorParams(modifier=Modifier.Idf),
-                        NAMES: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+        sparse_vectors={WORDS: EdgeSparseVectorParams(modifier=Modifier.Idf, memory=Memory.Cold),
+                        NAMES: EdgeSparseVectorParams(modifier=Modifier.Idf, memory=Memory.Cold)},
         quantization_config=ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, always_ram=True),
+        hnsw_config=HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10000, memory=Memory.Cold),
+        payload_memory=Memory.Cold,
     )
 
 
@@ -438,10 +442,10 @@ class ResourceStore:
         have = set(shard.info().payload_schema)
         for name in KEYWORD_FIELDS:
             if name not in have:
-                shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword))
+                shard.update(UpdateOperation.create_field_index(name, KeywordIndexParams(memory=Memory.Cold)))
         for name in PREFIX_FIELDS:
             if name not in have:
-                shard.update(UpdateOperation.create_field_index(name, KeywordIndexParams(prefix=True)))
+                shard.update(UpdateOperation.create_field_index(name, KeywordIndexParams(prefix=True, memory=Memory.Cold)))
 
     def _ensure_indexes(self) -> None:
         self._create_indexes(self._shard)  # a shard Edge opened but cannot index is damaged: IndexCorrupt
