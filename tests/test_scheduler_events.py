@@ -347,6 +347,20 @@ def test_a_run_during_a_scheduled_sync_answers_at_once_and_its_scopes_are_read_a
     rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier="pg-instance-main1")
 
 
+def test_the_settings_page_changes_the_running_schedule(app_service):
+    """PUT /v1/settings writes config.yaml; the scheduler reads it at its next look, no restart."""
+    service, client = app_service.service, app_service.client
+    s = SyncScheduler(service, first_delay_s=0)
+    before = s.due_times()["incremental"]
+    saved = client.get("/v1/settings").json()["schedules"]
+    try:
+        assert client.put("/v1/settings", json={"schedules": {"full_every_s": 3600, "incremental_every_s": 60}}).status_code == 200
+        after = s.due_times()["incremental"]
+        assert timedelta(minutes=13) < before - after < timedelta(minutes=16)
+    finally:
+        client.put("/v1/settings", json={"schedules": saved})
+
+
 def test_the_scheduler_skips_while_a_manual_sync_runs(app_service):
     service, client, held = app_service.service, app_service.client, app_service.held
     s = SyncScheduler(service, first_delay_s=0)
