@@ -18,9 +18,7 @@ def accounts() -> None:
 @accounts.command(name="list")
 @click.option("--json", "as_json", is_flag=True)
 def accounts_list(as_json: bool) -> None:
-    from app.config import load_config
-
-    config = load_config()
+    config = _load_config_or_die()
     rows = [a.model_dump() for a in config.accounts]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -40,9 +38,9 @@ def accounts_add(name: str, profile: str | None, regions: tuple[str, ...], keys:
     from pydantic import ValidationError
 
     from agent.protocol import describe_validation
-    from app.config import AccountConfig, load_config, save_config
+    from app.config import AccountConfig, save_config
 
-    config = load_config()
+    config = _load_config_or_die()
     try:
         account = AccountConfig(name=name, profile=profile, regions=list(regions))
     except ValidationError as exc:
