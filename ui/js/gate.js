@@ -96,7 +96,7 @@ export function confirmationGate(plan, id) {
     const why = (c.reasons || []).join('; ');
     parts.push(h('div', {class: 'confirm-box', role: 'group', 'aria-labelledby': `${id}-confirm-label`},
       h('p', {id: `${id}-confirm-why`, class: 'confirm-why'},
-        h('strong', {}, 'This runs:'), ` (${why})`),
+        h('strong', {}, `${why ? why[0].toUpperCase() + why.slice(1) : 'This needs the name typed'}.`), ' It runs exactly:'),
       h('ul', {class: 'confirm-commands'}, changingSteps(plan).map(s => h('li', {}, h('code', {}, s.command)))),
       h('label', {for: `${id}-confirm`, id: `${id}-confirm-label`}, 'To approve, type ', h('strong', {class: 'phrase'}, c.phrase)),
       typed));

@@ -67,8 +67,9 @@ function flatFields(record) {
 /** Identity first (names, ids), then state, then what kind of thing it is; ARNs and times last. */
 function rank(key) {
   if (key === 'Name') return 0;
-  if (/(Identifier|Name)$/.test(key) && !/(Group|Subnet|Zone|Dns|Device|Parameter|Option|Key)/.test(key)) return 1;
-  if (/Id$/.test(key) && !/(Vpc|Subnet|Image|Owner|Kms|Group|Hosted|Resource)/.test(key)) return 2;
+  const secondary = /(Group|Subnet|Zone|Dns|Device|Parameter|Option|Key|Certificate|Kms|Snapshot|Resource|Source|Vpc|Image|Owner|Hosted|Reservation|Client|Ami|Network|Attachment)/;
+  if (/(Identifier|Name)$/.test(key) && !secondary.test(key)) return 1;
+  if (/Id$/.test(key) && !secondary.test(key)) return 2;
   if (/^(State|Status|DBInstanceStatus|State\.Name|Status\.Name|StateName)$/.test(key) || /Status$/.test(key)) return 3;
   if (/(Type|Class|Engine|EngineVersion|Runtime|Size|AllocatedStorage|MultiAZ)$/.test(key)) return 4;
   if (/(Arn|ARN|Time|Date|Url|URL)$/.test(key)) return 8;

@@ -88,9 +88,12 @@ export function renderPlan(plan, production = [], {onChoose} = {}) {
   const c = plan.classification;
   const stale = plan.confirmation && plan.confirmation.stale;
   const card = h('article', {class: 'plan', 'data-request-id': plan.request_id, 'aria-label': 'Plan'});
-  if (production.length) {
+  if (production.length && isMutating(plan)) {
     card.append(h('div', {class: 'banner production', role: 'alert', 'data-testid': 'production-banner'},
-      h('strong', {}, 'PRODUCTION'), ` — this plan acts on production: ${production.join(', ')}`));
+      h('strong', {}, 'PRODUCTION'), ` — this plan changes production: ${production.join(', ')}`));
+  } else if (production.length) {  // a read: said, but not as an alarm next to its LOW RISK badge
+    card.append(h('div', {class: 'banner production-read', 'data-testid': 'production-banner'},
+      h('strong', {}, 'PRODUCTION, READ-ONLY'), ` — reads ${production.join(', ')}; nothing changes`));
   }
   if (risk.denied) {
     card.append(h('div', {class: 'banner denied', role: 'alert'},

@@ -77,7 +77,7 @@ export async function render(view, {requestId}) {
     if (done) return;
     approveButton.disabled = !gate.ready();
   };
-  gate.onChange(setReady);
+  gate.onChange(() => { setReady(); if (gate.ready()) approveButton.scrollIntoView({block: 'nearest'}); });
   setReady();
 
   /** Nothing left to press: the plan ran or was denied (here or elsewhere); `final` false while it

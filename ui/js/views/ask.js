@@ -39,8 +39,10 @@ export async function render(view) {
   const area = h('div', {id: 'plan-area', 'aria-live': 'polite'});
   const gateArea = h('div', {id: 'ask-gate'});
   const keyNote = h('p', {class: 'hint key-note', id: 'key-note', role: 'status', hidden: true});
-  const actions = h('div', {class: 'ask-actions', hidden: true}, gateArea,
-    h('div', {class: 'actions'}, runButton, openButton));
+  const readyHint = h('span', {class: 'hint ready-hint', id: 'ready-hint'});
+  // The buttons are a direct child of the page section so that they can stay in sight at the bottom of
+  // the small Quick ask window while the plan above them is read (CSS position: sticky).
+  const actions = h('div', {class: 'actions ask-actions', hidden: true}, runButton, openButton, readyHint);
   const syncAlert = h('div', {class: 'sync-alert', hidden: true, role: 'alert', 'data-testid': 'sync-alert'});
   const staleNote = h('p', {class: 'hint stale-note', id: 'stale-note', hidden: true},
     'The prompt changed since this plan: press Enter to plan it again before running.');
@@ -60,6 +62,7 @@ export async function render(view) {
     staleNote,
     keyNote,  // under the prompt, where the eyes are when Ctrl+Enter did nothing
     area,
+    gateArea,
     actions));
 
   function closeList() {
@@ -161,9 +164,13 @@ export async function render(view) {
     if (current) current.card.classList.toggle('stale', stale() && !current.ran);
     staleNote.hidden = !(current && stale() && !current.ran);
     actions.hidden = !current;
+    actions.classList.toggle('sticky', Boolean(runnable));  // in sight while there is something to decide
     runButton.disabled = !ready;
     runButton.hidden = Boolean(current) && !runnable;
     if (current) runButton.textContent = actionLabel(current.plan, current.production);
+    const c = (current && current.plan.confirmation) || {};
+    readyHint.textContent = !runnable || !current.gate || current.gate.ready() ? ''
+      : c.phrase ? `Type ${c.phrase} in the box above to enable it.` : 'Tick the box above to enable it.';
     runButton.classList.toggle('danger-action', Boolean(current && current.production.length && isMutating(current.plan)));
     openButton.disabled = !current || Boolean(current.plan.clarification);
   }
@@ -192,7 +199,7 @@ export async function render(view) {
       current = {plan: shown.plan, production: shown.production, card, gate, ran: false, prompt};
       replace(area, card);
       replace(gateArea, gate && gate.element);
-      if (gate) gate.onChange(setButtons);
+      if (gate) gate.onChange(() => { setButtons(); if (gate.ready()) runButton.scrollIntoView({block: 'nearest'}); });
       if (finished(shown.status)) ranElsewhere(shown);
       current.watch = watchPlan(shown.plan.request_id, shown.status, ranElsewhere);
     } catch (err) {

@@ -24,6 +24,20 @@ function buildTree(groups) {
   return [...accounts.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The lookup's reasons for a hit ('exact orders', 'fuzzy name 90', 'words 1.00', 'semantic 0.58', tag
+ * matches) in words; the scores stay in the cell's tooltip. */
+function whyInWords(why) {
+  const words = (why || []).map(reason => {
+    const fuzzy = reason.match(/^fuzzy name (\d+)/);
+    if (/^exact /.test(reason)) return 'exact name';
+    if (fuzzy) return `name ${fuzzy[1]}% alike`;
+    if (/^words /.test(reason)) return 'same words';
+    if (/^semantic /.test(reason)) return 'similar meaning';
+    return reason;
+  });
+  return [...new Set(words)].slice(0, 2).join(', ');
+}
+
 /** The element's top and bottom are inside the window. */
 function inView(el) {
   const box = el.getBoundingClientRect();
@@ -143,7 +157,7 @@ export async function render(view) {
         h('td', {}, h('button', {type: 'button', class: 'link', onclick: () => open(r.id), dataset: {id: r.id}}, r.name)),
         h('td', {}, r.resource_type), h('td', {}, r.account_name), h('td', {}, r.region), h('td', {}, r.state || '—'),
         ageCell(r),
-        extra ? h('td', {class: 'muted'}, (r.why || []).join(', ')) : null)))));
+        extra ? h('td', {class: 'muted', title: (r.why || []).join(', ')}, whyInWords(r.why)) : null)))));
   }
 
   let shown = 0;  // answers can arrive out of order: only the latest request may paint the results
