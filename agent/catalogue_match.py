@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -281,18 +282,27 @@ _RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@=+*-]*[A-Za-z0-9*]")
 
 
 def _phrases(text: str) -> str:
-    """Join phrases into the words the API names use; a plural stays plural ("lambdas" -> "functions")."""
-    def joined(replacement: str):
-        def sub(match: re.Match[str]) -> str:
-            said = match.group(0)
-            plural = said.endswith("s") and not said.endswith(("ss", "us")) and replacement.strip() \
-                and not replacement.endswith("s")
-            return replacement + ("s" if plural else "")
-        return sub
+    """Join phrases into the words the API names use; a plural stays plural ("lambdas" -> "functions").
+    One pass of one alternation (first listed phrase wins at a position, as in _PHRASES' order)."""
+    return _ALL_PHRASES.sub(_replace_phrase, text)
 
-    for pattern, replacement in _PHRASES:
-        text = pattern.sub(joined(replacement), text)
-    return text
+
+def _replace_phrase(match: re.Match[str]) -> str:
+    replacement = _PHRASES[int(match.lastgroup[1:])][1]
+    said = match.group(0)
+    plural = said.endswith("s") and not said.endswith(("ss", "us")) and replacement.strip() \
+        and not replacement.endswith("s")
+    return replacement + ("s" if plural else "")
+
+
+_ALL_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern.pattern})" for i, (pattern, _) in enumerate(_PHRASES)))
+
+
+@lru_cache(maxsize=None)
+def member_words(member: str) -> tuple[str, ...]:
+    """A member or output name as the matcher's words: SecurityGroupIds -> ("security", "group", "id").
+    Cached: the 13 services' 20,000-odd member names repeat (DryRun, MaxResults, NextToken, Tags)."""
+    return tuple(singular(w) for w in _phrases(normalise(xform_name(member, " "))).split() if w not in _PREPOSITIONS)
 
 
 def name_parts(operation: str) -> tuple[str, list[str], list[str]]:
@@ -569,12 +579,11 @@ class OperationMatcher:
         self.tails = [set(tail) for _, _, tail in parts]
         self.plural_heads = [bool(e.head) and e.head[-1].endswith("s") and singular(e.head[-1]) != e.head[-1]
                              for e in entries]
-        self.members = [{singular(w) for m in e.members for w in _phrases(xform_name(m, " ")).split()
-                         if w not in _PREPOSITIONS} for e in entries]
+        self.members = [{w for m in e.members for w in member_words(m)} for e in entries]
         # What a read answers ("status" of DescribeDBInstances, "VisibilityTimeout" of GetQueueAttributes):
         # "what's the status of X" is answered by describing X.
-        self.returns = [{singular(w) for name in e.returns for w in _phrases(normalise(xform_name(name, " "))).split()}
-                        if not e.mutating else set() for e in entries]
+        self.returns = [{w for name in e.returns for w in member_words(name)} if not e.mutating else set()
+                        for e in entries]
         # The documentation's first sentence: it may name what the API name does not ("capacity" quotas of
         # DescribeLimits). It only keeps a word from counting against an entry.
         self.summaries = [{stem(singular(w)) for w in re.findall(r"[a-z0-9]+", _phrases(normalise(e.summary)))}
@@ -583,8 +592,7 @@ class OperationMatcher:
         # and the words of input members ("timeout" is UpdateFunctionConfiguration's, not a concurrency's).
         self.vocabulary = frozenset(w for h, t in zip(self.heads, self.tails) for w in set(h) | t) \
             | {w for words in TYPE_OBJECTS.values() for w in words} | {verb for verb, _, _ in parts} \
-            | {singular(_phrases(xform_name(m, " ")).split()[-1]) for e in entries for m in e.members
-               if len(m) > 2}
+            | {member_words(m)[-1] for e in entries for m in e.members if len(m) > 2 and member_words(m)}
         self.vocabulary_stems = frozenset(stem(w) for w in self.vocabulary)
         self.nouns = frozenset(w for h, t in zip(self.heads, self.tails) for w in set(h) | t)
         by_word: dict[str, list[int]] = {}

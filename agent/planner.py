@@ -70,7 +70,7 @@ class AgentStack:
         self.playbooks: dict[str, Playbook] = {pid: lp.playbook for pid, lp in self.loaded.items()}
         self.index = index
         self.index_stats: IndexStats = index.sync(playbooks)
-        self.catalogue = catalogue if catalogue is not None else Catalogue(build_entries())
+        self.catalogue = catalogue if catalogue is not None else Catalogue(index.cached_catalogue() or build_entries())
         self.catalogue_stats: CatalogueStats = index.sync_catalogue(self.catalogue.entries)
         self.router = CatalogueRouter(self.playbooks, self.catalogue, index)
         self.classifier = Classifier(self.playbooks, index)

@@ -14,6 +14,7 @@ the same answers.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -61,15 +62,17 @@ class UtteranceVector(SQLModel, table=True):
 
 
 class OperationRecord(SQLModel, table=True):
-    """One catalogue entry as listed by ``GET /v1/operations`` and ``cloudops playbooks --all``."""
+    """One catalogue entry, whole (``entry``: CatalogueEntry.to_dict as JSON): a warm start reads the catalogue
+    from here instead of walking botocore's shapes again."""
 
-    __tablename__ = "operation"
+    __tablename__ = "catalogue_entry"
     id: str = Field(primary_key=True)  # "rds.DeleteEventSubscription"
     service: str = Field(index=True)
     operation: str
     access: str
     title: str
     fingerprint: str  # botocore release, catalogue derivation and access table it was built from
+    entry: str
     indexed_at: datetime
 
 
@@ -380,9 +383,25 @@ class PlaybookIndex:
             session.flush()
             now = datetime.now(timezone.utc)
             session.add_all([OperationRecord(id=e.id, service=e.service, operation=e.operation, access=e.access,
-                                             title=e.title(), fingerprint=fingerprint, indexed_at=now)
+                                             title=e.title(), fingerprint=fingerprint, indexed_at=now,
+                                             entry=json.dumps(e.to_dict(), separators=(",", ":")))
                              for e in entries])
             session.commit()
+
+    def cached_catalogue(self) -> list[CatalogueEntry] | None:
+        """The catalogue recorded by an earlier build, if it was built from this botocore, this derivation and
+        this access table; else None (the caller builds it from botocore)."""
+        try:
+            with Session(self.engine) as session:
+                rows = session.exec(select(OperationRecord).order_by(OperationRecord.id)).all()
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+            return None
+        if not rows or rows[0].fingerprint != catalogue_fingerprint():
+            return None
+        try:
+            return [CatalogueEntry.from_dict(json.loads(r.entry)) for r in rows]
+        except (ValueError, TypeError, KeyError):
+            return None
 
     def operation_records(self) -> list[OperationRecord]:
         with Session(self.engine) as session:

@@ -65,8 +65,13 @@ def test_the_catalogue_is_cached_with_the_index_and_embeds_only_new_texts(tmp_pa
     assert stats.entries == len(entries) and stats.embedded_texts == embedder.texts >= len(entries)
     assert len(first.operation_records()) == len(entries) and first.operation_records()[0].fingerprint == stats.fingerprint
     first.close()
-    # Another index (another CLOUDOPS_HOME, a restart) finds every vector in the cache.
+    # A restart reads the entries back whole (no walk of botocore's shapes) ...
+    again = PlaybookIndex.at(tmp_path / "a", embedder)
+    assert again.cached_catalogue() == sorted(entries, key=lambda e: e.id)
+    again.close()
+    # ... and another index (another CLOUDOPS_HOME) finds every vector in the cache.
     second = PlaybookIndex.at(tmp_path / "b", embedder)
+    assert second.cached_catalogue() is None
     before = embedder.texts
     assert second.sync_catalogue(entries).embedded_texts == 0 and embedder.texts == before
     # A changed documentation sentence (a new botocore) embeds that text alone.
