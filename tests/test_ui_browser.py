@@ -392,8 +392,11 @@ def test_explorer_counts_match_the_estate(page, app_env):
     expect(page.locator(".results tbody tr", has_text="orders-db")).to_have_count(0)
     expect(page.locator(".sync-status tbody tr")).to_have_count(
         len(httpx.get(f"{app_env['url']}/v1/status", headers=app_env["headers"]).json()["scopes"]))
+    expect(page.locator(".sync-progress")).to_contain_text(  # the app's own schedule
+        re.compile(r"Next (full|incremental|events) sync at|A scheduled \w+ sync is running"))
     page.click("#sync-now")
     expect(page.locator("#toast")).to_contain_text("Sync done", timeout=300_000)
+    expect(page.locator(".sync-progress")).to_contain_text(re.compile(r"Sync done in \d+ s: 0 added"))
 
 
 def test_settings_errors_name_the_field(page, app_env):

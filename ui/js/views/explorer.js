@@ -4,11 +4,12 @@
 // account and region at the top of the page, with the raw rows folded away at the bottom.
 
 import {api, qs} from '../api.js';
-import {ageLabel, errorBox, h, parseTime, replace, toast} from '../dom.js';
+import {ageLabel, ageWords, errorBox, h, parseTime, replace, toast} from '../dom.js';
 import {errorInWords, failureSentences, isFailing} from '../syncstatus.js';
 
 const FILTERS = [['account', 'Account'], ['region', 'Region'], ['service', 'Service'], ['type', 'Type'], ['state', 'State']];
 const SYNC_POLL_MS = 1000;
+const SLOW_START_S = 20;  // no scope done by then: say that AWS may not be answering
 
 function buildTree(groups) {
   const accounts = new Map();
@@ -48,7 +49,7 @@ export async function render(view) {
   const filters = {account: '', region: '', service: '', type: '', state: ''};
   let all = null;
   let scopes = new Map();  // 'account_id/region/service' -> sync status row: each resource's data age
-  let lastReportErrors = [];
+  let manualErrors = null;  // this page's Sync now report's errors (fresher than the scheduler's last run)
 
   const searchInput = h('input', {id: 'explorer-search', type: 'search', autocomplete: 'off', spellcheck: 'false',
     placeholder: 'env=prod AND app=main, postgres in staging, orders-db…'});
@@ -229,8 +230,8 @@ export async function render(view) {
   }
 
   /** The failing places as sentences at the top of the page; the raw rows stay at the bottom, folded. */
-  function paintFailures(rows) {
-    const sentences = failureSentences(rows, lastReportErrors);
+  function paintFailures(rows, accountErrors) {
+    const sentences = failureSentences(rows, accountErrors);
     syncAlert.hidden = !sentences.length;
     replace(syncAlert, sentences.length ? [
       h('p', {}, h('strong', {}, sentences.length === 1 ? 'The last sync failed in one place; its data may be out of date.'
@@ -245,7 +246,11 @@ export async function render(view) {
       const status = await api('/v1/status');
       scopes = new Map(status.scopes.map(s => [s.scope, s]));
       const failed = status.scopes.filter(isFailing);
-      paintFailures(status.scopes);
+      // Accounts that could not be reached at all have no scope rows: the app's last scheduled sync
+      // (or this page's own Sync now) says which.
+      const scheduled = (status.schedule && status.schedule.last && status.schedule.last.errors) || [];
+      paintFailures(status.scopes, manualErrors ?? scheduled);
+      paintSchedule(status.schedule);
       const newest = status.scopes.map(s => s.last_success).filter(Boolean).sort().pop();
       const oldest = status.scopes.map(s => s.last_success).filter(Boolean).sort()[0];
       replace(statusBox, h('h2', {id: 'sync-title'}, 'Sync status'),
@@ -269,6 +274,16 @@ export async function render(view) {
     }
   }
 
+  /** The app's own syncs (its scheduler): one running now, or when the next one is due. */
+  function paintSchedule(schedule) {
+    if (syncButton.disabled || !schedule) return;  // this page's own Sync now is reporting progress
+    if (schedule.running) {
+      syncProgress.textContent = `A scheduled ${schedule.running.kind} sync is running (started ${ageWords(schedule.running.started_at)}).`;
+    } else if (schedule.next && schedule.next.at) {
+      syncProgress.textContent = `Next ${schedule.next.kind} sync at ${parseTime(schedule.next.at).toLocaleTimeString()}.`;
+    }
+  }
+
   /** Sync now, with progress: the scopes read so far (from /v1/status while the sync runs). */
   async function syncNow() {
     syncButton.disabled = true;
@@ -287,7 +302,9 @@ export async function render(view) {
           const seconds = Math.round((Date.now() - started) / 1000);
           if (polling) {
             syncProgress.textContent = `${touched.length}${total ? ` of ${total}` : ''} scopes read` +
-              `${failing ? `, ${failing} failed` : ''} · ${seconds} s`;
+              `${failing ? `, ${failing} failed` : ''} · ${seconds} s` +
+              (!touched.length && seconds >= SLOW_START_S ? ' · no answer from AWS yet: it may be unreachable '
+                + '(each call is retried several times before a scope is given up)' : '');
           }
         } catch { /* the final answer still comes */ }
       }
@@ -295,7 +312,7 @@ export async function render(view) {
     poll();
     try {
       const report = await api('/v1/sync', {method: 'POST', body: {}});
-      lastReportErrors = report.errors || [];
+      manualErrors = report.errors || [];
       const failed = report.errors.length;
       const line = `Sync done in ${Math.round(report.duration_s)} s: ${report.added} added, ${report.updated} updated, ` +
         `${report.removed} removed` + (failed ? `; ${failed} scope${failed === 1 ? '' : 's'} failed (see the top of the page)` : '');
