@@ -587,6 +587,15 @@ def test_describe_shows_its_data_as_text(page, app_env):
     assert result.locator("img").count() == 0
     assert [e["outcome"] for e in audit(app_env, request_id) if e["kind"] == "step"] == ["succeeded"]
 
+    # A listing (one describe per database): one table of what was asked for, above the steps.
+    plan_in_quick_ask(page, "list the databases in staging")
+    page.click("#approve-run")
+    table = page.locator("[data-testid=combined-result]")
+    expect(table.locator("h3")).to_have_text("DescribeDBInstances: 2 items from 2 calls", timeout=120_000)
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table.locator("tbody tr", has_text="orders-db")).to_contain_text("postgres")
+    expect(table.locator("tbody tr", has_text="qa-mysql-01")).to_contain_text("stopped")
+
 
 def test_data_age_on_every_screen_that_shows_a_resource(page, app_env):
     connect(page, app_env)

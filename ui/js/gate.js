@@ -64,11 +64,11 @@ export function actionLabel(plan, production = []) {
   return `${verbs.join(' and ')} ${listed(names) || steps[0].operation}${where ? ` in ${where}` : ''}`;
 }
 
-/** Whether Ctrl+Enter may approve and run this plan: not when it is critical, needs a typed name
- * (production, critical), or needs the out-of-date acknowledgement. */
+/** Whether Ctrl+Enter may approve and run this plan: only a low-risk one that needs no typed name
+ * (production, critical) and no out-of-date acknowledgement. Medium and high risk take the button. */
 export function quickRunAllowed(plan) {
   const c = plan.confirmation || {};
-  return !c.phrase && !c.stale && plan.risk_assessment.level !== 'critical';
+  return !c.phrase && !c.stale && plan.risk_assessment.level === 'low';
 }
 
 /**

@@ -166,3 +166,13 @@ export function renderOutput(outcome, {open = true} = {}) {
   return h('details', {class: 'read-result', open, 'data-testid': 'read-result', dataset: {step: outcome.step_id}},
     h('summary', {}, title), body);
 }
+
+/** Several reads of one operation (a listing: 'list the databases in production' describes each one):
+ * their records in one table, above the steps (whose own responses stay, folded). */
+export function renderCombined(outcomes) {
+  const records = outcomes.flatMap(o => (o.output_truncated ? [] : findRecords(o.output)));
+  const operation = outcomes[0].operation;
+  return h('section', {class: 'read-result combined', 'data-testid': 'combined-result'},
+    h('h3', {}, `${operation}: ${records.length} item${records.length === 1 ? '' : 's'} from ${outcomes.length} calls`),
+    records.length ? recordTable(records) : h('p', {class: 'muted'}, 'The responses are empty.'));
+}

@@ -7,7 +7,7 @@
 import {api} from './api.js';
 import {ageLabel, copyText, errorBox, h, replace, toast} from './dom.js';
 import {actedOn} from './gate.js';
-import {renderOutput} from './output.js';
+import {renderCombined, renderOutput} from './output.js';
 
 export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'];
 
@@ -199,6 +199,10 @@ function followProgress(card, plan) {
 /** A finished run on the card: each step's outcome, the response of each call (reads open, changes
  * folded), and what state the run left. Used after a run here and for a plan that ran elsewhere. */
 export function showReport(card, plan, report) {
+  const reads = report.steps.filter(s => s.status === 'succeeded' && !s.mutating && s.output !== null && s.output !== undefined);
+  const perOperation = new Map();
+  for (const s of reads) perOperation.set(s.operation, (perOperation.get(s.operation) || 0) + 1);
+  const listed = new Set([...perOperation].filter(([, n]) => n > 1).map(([operation]) => operation));
   for (const s of report.steps) {
     const bits = [];
     if (s.aws_request_id) bits.push(`AWS request ${s.aws_request_id}`);
@@ -208,14 +212,18 @@ export function showReport(card, plan, report) {
     const li = card.querySelector(`li.step[data-step="${CSS.escape(s.step_id)}"]`);
     li?.querySelector('.read-result')?.remove();
     if (li && s.status === 'succeeded' && s.output !== null && s.output !== undefined) {
-      li.append(renderOutput(s, {open: !s.mutating}));
+      li.append(renderOutput(s, {open: !s.mutating && !listed.has(s.operation)}));
     }
   }
+  const combined = [...listed].map(operation => renderCombined(reads.filter(s => s.operation === operation)));
   const outcome = h('div', {class: report.ok ? 'done ok' : 'done failed', role: 'status', tabindex: '-1',
     'data-testid': 'run-outcome', 'data-ok': String(report.ok)},
   h('strong', {}, report.ok ? 'Done. ' : 'Stopped. '), report.state_left,
   report.index_note ? h('p', {class: 'hint'}, report.index_note) : null);
   replace(card.querySelector('.run-result'), outcome);
+  // A listing's table goes above the steps, right under what the plan acts on: what was asked for.
+  card.querySelector('.combined-results')?.remove();
+  if (combined.length) card.querySelector('ol.steps')?.before(h('div', {class: 'combined-results'}, combined));
   markFinished(card, 'done');
   return outcome;
 }

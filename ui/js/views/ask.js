@@ -56,7 +56,7 @@ export async function render(view) {
     form,
     h('p', {id: 'ask-hint', class: 'hint'},
       h('kbd', {}, 'Enter'), ' plans · ', h('kbd', {}, 'Ctrl'), '+', h('kbd', {}, 'Enter'),
-      ' runs a low-risk plan (never a critical or production one) · ',
+      ' runs a low-risk plan (never a change to production, never a critical one) · ',
       h('kbd', {}, '↓'), ' ', h('kbd', {}, '↑'), ' pick a name, ', h('kbd', {}, 'Tab'), ' takes it · ',
       h('kbd', {}, 'Esc'), ' closes'),
     staleNote,
@@ -241,10 +241,13 @@ export async function render(view) {
     if (!current || !canRun(current.plan) || current.ran) return;
     if (!quickRunAllowed(current.plan)) {
       keyNote.hidden = false;
-      keyNote.textContent = current.plan.confirmation && current.plan.confirmation.phrase
+      const c = current.plan.confirmation || {};
+      const action = `“${actionLabel(current.plan, current.production)}”`;
+      keyNote.textContent = c.phrase
         ? `Ctrl+Enter does not run a ${current.plan.risk_assessment.level === 'critical' ? 'critical' : 'production'} plan: `
-          + `type ${current.plan.confirmation.phrase} below, then press “${actionLabel(current.plan, current.production)}”.`
-        : 'Ctrl+Enter does not run a plan on data that may be out of date: tick the box below, then press the button.';
+          + `type ${c.phrase} below, then press ${action}.`
+        : c.stale ? `Ctrl+Enter does not run a plan on data that may be out of date: tick the box below, then press ${action}.`
+          : `Ctrl+Enter runs only low-risk plans: this one is ${current.plan.risk_assessment.level} risk; press ${action}.`;
       return;
     }
     approveAndRun();

@@ -312,6 +312,7 @@ export async function render(view) {
     poll();
     try {
       const report = await api('/v1/sync', {method: 'POST', body: {}});
+      polling = false;  // before the final line: a progress answer still in flight must not overwrite it
       manualErrors = report.errors || [];
       const failed = report.errors.length;
       const line = `Sync done in ${Math.round(report.duration_s)} s: ${report.added} added, ${report.updated} updated, ` +
@@ -320,6 +321,7 @@ export async function render(view) {
       syncProgress.textContent = line;
       await reload();
     } catch (err) {
+      polling = false;
       syncProgress.textContent = '';
       replace(syncAlert, errorBox(err, 'Sync failed'));
       syncAlert.hidden = false;
@@ -331,11 +333,13 @@ export async function render(view) {
   }
 
   async function reload() {
+    const asked = shown;
     try {
       all = await api('/v1/explorer?limit=1');
       paintFilters(all.facets);
       await loadStatus();  // first: the rows' ages come from it
-      await list();
+      if (shown === asked) await list();  // unless the operator searched or picked meanwhile
+      else paintTree();
     } catch (err) {
       replace(results, errorBox(err));
     }
