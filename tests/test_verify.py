@@ -237,3 +237,12 @@ def test_a_change_acts_only_on_what_the_prompt_names(planner):
                     **_rendered("rds", "StopDBInstance", {"DBInstanceIdentifier": "pg-instance-main2"}))
     with pytest.raises(PlanRefused, match="names pg-instance-main1, but step-1 changes pg-instance-main2"):
         verify_plan(swapped, trust)
+
+
+def test_a_question_is_never_answered_with_a_change(honest):
+    plan, trust = honest
+    trust.prompt = "is pg-instance-main1 running?"
+    with pytest.raises(PlanRefused, match="question"):
+        verify_plan(plan, trust)  # the honest stop plan, sent for a question
+    trust.prompt = "can you stop pg-instance-main1?"  # a request phrased politely is still a request
+    assert verify_plan(plan, trust).script.steps

@@ -107,8 +107,11 @@ class OperationsService:
         self.home = home
         self.records: OrderedDict[str, PlanRecord] = OrderedDict()
         self.lock = threading.Lock()
-        # Set by the question answerer when it is installed: prompt, index, store -> Answer | None.
-        self.answer_question: Callable[..., Answer | None] | None = None
+        # Questions about the estate ("is the bastion running?") are answered from this client's index:
+        # (prompt, index, store, freshness=) -> Answer | None.
+        from app.estate.answers import answer_question
+
+        self.answer_question: Callable[..., Answer | None] | None = answer_question
 
     # -- what the client knows ---------------------------------------------------------------------
     @cached_property
@@ -210,7 +213,7 @@ class OperationsService:
                     "warnings": local.warnings + [f"this client refused the plan it was given ({exc}); nothing will run"]})
         response.warnings[:0] = warnings
         if self.answer_question is not None and response.answer is None:
-            answer = self.answer_question(request.prompt, self.lookup(), self.estate.store)
+            answer = self.answer_question(request.prompt, self.lookup(), self.estate.store, freshness=freshness)
             if answer is not None:
                 response.answer = answer
         self.audit.record("plan", request_id=response.request_id, prompt=request.prompt, plan_hash=response.plan_hash,

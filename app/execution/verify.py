@@ -244,6 +244,21 @@ def _refuse_untargeted_names(step: Step) -> None:
             raise PlanRefused(f"{step.step_id} acts on no identified resource but names {value!r} ({name})")
 
 
+def _check_question(steps: list[Step], trust: TrustContext) -> None:
+    """A question about the estate is answered by reading: a plan that changes something in answer to
+    "which instances are stopped?" is refused, whoever made it."""
+    if not trust.prompt:
+        return
+    from agent.prompt import question_form
+
+    if question_form(trust.prompt) is None:
+        return
+    for step in steps:
+        if access(step.service, step.operation).mutating:
+            raise PlanRefused(f"the request reads as a question, and {step.step_id} would change something "
+                              f"({step.operation})")
+
+
 def _check_named_targets(steps: list[Step], targets: list[IdentifiedResource], trust: TrustContext) -> None:
     """When the prompt names resources, a change acts only on them or their own members: the lookup also
     sends near neighbours (pg-instance-main2 beside pg-instance-main1), and a plan that picks one of those
@@ -369,6 +384,7 @@ def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
                                        "plan_hash": None, "checked_by": "client", "confirmation": None,
                                        "data_as_of": _oldest(trust.resources)})
     _check_named_targets(steps, targets, trust)
+    _check_question(steps, trust)
     local, playbook = _local_risk(plan, steps, targets, trust)
     # The plan's own assessment (the server's, or the local stack's with the prompt's values) counts too:
     # the stricter of the two wins and every reason is shown.
