@@ -78,7 +78,7 @@ _PHRASES: list[tuple[re.Pattern[str], str]] = [(re.compile(r"(?<![\w-])" + p + r
 # Words that stand for an object without naming a different one: an API name's generic words
 # (UpdateFunctionConfiguration, ModifyInstanceAttribute) need not be said when the prompt names the rest.
 GENERIC = frozenset({"configuration", "attribute", "setting", "detail", "info", "information", "property",
-                     "metadata", "description"})
+                     "metadata", "description", "resource"})
 _GENERIC_STEMS = frozenset(stem(w) for w in GENERIC)
 # What a question asks about a resource's state ("is X healthy?"): answered by describing it, never an
 # object of its own.
@@ -162,7 +162,8 @@ VERBS: dict[str, tuple[str, ...]] = {
                                                         "find", "inspect", "look", "check", "tell", "info")},
     **{w: ("list", "describe", "get") for w in ("list", "ls", "enumerate")},
     **{w: ("get", "describe", "list", "head", "download") for w in ("get", "fetch", "retrieve", "obtain", "grab")},
-    **{w: _CREATE for w in ("create", "make", "build", "provision", "setup")},
+    **{w: _CREATE for w in ("create", "build", "provision", "setup")},
+    "make": (*_CREATE, *_CHANGE),  # "make a snapshot", "make X private"
     "backup": ("create",), "snapshot": ("create",), "redeploy": ("update",), "block": ("put", "enable", "modify", "update"),
     "unblock": ("delete", "disable", "put"), "pull": ("get", "describe", "list", "download"),
     "add": ("add", "create", "attach", "associate", "register", "put", "tag", "authorize", "assign"),
@@ -309,6 +310,8 @@ def name_parts(operation: str) -> tuple[str, list[str], list[str]]:
     """(verb, head, tail) of an API name as the matcher compares them: phrases joined first ("time to
     live" is one word), then cut at the first preposition, singular."""
     words = _phrases(xform_name(re.sub(r"V\d+$", "", operation), " ")).split()  # ListObjectsV2: list objects
+    if len(words) > 2 and words[1] == "or":  # CreateOrUpdateTags: create tags
+        words = [words[0], *words[3:]]
     verb, rest = words[0], words[1:]
     cut = next((i for i, w in enumerate(rest) if w in _PREPOSITIONS and i > 0), len(rest))
     return verb, [singular(w) for w in rest[:cut]], [singular(w) for w in rest[cut:] if w not in _PREPOSITIONS]
@@ -651,8 +654,13 @@ class OperationMatcher:
         if prompt.question and entry.needs_approval:
             return None  # a question never yields a change, nor hands out data or secrets
         head, tail, members = self.heads[i], self.tails[i], self.members[i]
-        if prompt.mentioned_types and not (set(entry.resource_types) & prompt.mentioned_types):
-            return None  # the prompt names a resource this call cannot take
+        if prompt.mentioned_types and not (set(entry.resource_types) & prompt.mentioned_types) and (
+                entry.bindings or not head or not set(head) <= set(named_objects)
+                or not _takes_any_resource(entry, prompt.mentioned_types)):
+            # The prompt names a resource this call cannot take; a call of the resource's own service that
+            # takes any resource by a free identifier may still be what the prompt names in words ("recent
+            # RDS events for orders-db": DescribeEvents' SourceIdentifier).
+            return None
         said = set(named_objects)
         missing = [w for w in head for _ in range(head[w] - min(head[w], words.get(w, 0)))]
         if missing:
@@ -725,6 +733,16 @@ _MAKING = ("Create", "Run", "Copy", "Restore", "Import", "Register", "Allocate",
            "Export", "Start")
 SERVICES_COVERED = ("EC2", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB", "Auto Scaling", "SQS", "SNS", "EKS",
                     "CloudFormation", "IAM")
+
+
+_ANY_RESOURCE = frozenset({"SourceIdentifier", "ResourceIdentifier", "ResourceName", "ResourceArn", "SourceArn",
+                           "ResourceId", "resourceArn"})
+
+
+def _takes_any_resource(entry: CatalogueEntry, types: set[str]) -> bool:
+    from agent.protocol import RESOURCE_TYPES
+
+    return bool(_ANY_RESOURCE & set(entry.members)) and entry.service in {RESOURCE_TYPES[t] for t in types}
 
 
 def _family(entry: CatalogueEntry) -> str:

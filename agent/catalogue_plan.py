@@ -122,6 +122,7 @@ class CatalogueRouter:
         self.matcher = OperationMatcher(catalogue.entries)
         # Words typo repair must leave alone: the catalogue's own, and what operators put around a request.
         self.words = frozenset(self.matcher.vocabulary | self.matcher.nouns | set(_LEAD_IN) | set(_STOP)
+                               | {w for words in self.matcher.members for w in words}
                                | {w for pb in playbooks.values() for t in (pb.title, *pb.utterances)
                                   for w in re.findall(r"[a-z]+", t.lower())})
         self.owns = {pid: _playbook_words(pb, catalogue) for pid, pb in playbooks.items()}
@@ -133,6 +134,8 @@ class CatalogueRouter:
         from agent.classifier import playbook_verbs
 
         self._by_cli = {(e.service, cli_operation_name(e.operation)): e for e in catalogue.entries}
+        # The members each playbook's steps send (bound from targets or its parameters).
+        self._sends = {pid: {m for step in pb.steps for m in step.parameters} for pid, pb in playbooks.items()}
 
         self._verbs = {pid: playbook_verbs(pb) for pid, pb in playbooks.items()}
         self.covering: dict[str, list[str]] = {}
@@ -195,9 +198,14 @@ class CatalogueRouter:
                 return self._covering(near.entry.id, current, result, cat)
             # The call whose own name says more of what the request names is the more specific answer
             # ("instance status checks": DescribeInstanceStatus, not the reviewed describe of the instance).
-            accounts = reviewed and self._by_head(best, cat) <= self._core_of(current, cat)
+            accounts = reviewed and (self._by_head(best, cat) <= self._core_of(current, cat) or (
+                # A question the reviewed describe answers whole ("how many tasks is api-service running?":
+                # its runningCount) stays with it; an imperative names the call it wants.
+                cat.prompt.question and self.playbooks[current].read_only and not self._unexplained_by(current, cat)))
+            others = {m.resource.resource_type for m in mentions} - set(self.playbooks[current].resource_types) \
+                if current is not None else set()
             if accounts and (
-                    lists_resources(prompt) and self.playbooks[current].read_only
+                    lists_resources(prompt) and self.playbooks[current].read_only and not others
                     or (self._api_verb_agrees(current, cat) and not self._object_disagrees(current, cat))):
                 # Listing resources of a type is the reviewed describe over every identified one (the project's
                 # listing design); otherwise the playbook keeps a tie the catalogue cannot break.
@@ -247,11 +255,33 @@ class CatalogueRouter:
 
     def _covering(self, entry_id: str, current: str | None, result: "ClassifierResult", cat: CatalogueResult) -> Route:
         """The reviewed playbook that makes this call: the classifier's first choice if it does, else the
-        best ranked of those that do."""
-        covering = self.covering[entry_id]
+        best ranked of those that do; none if the prompt sets a member none of them sends ("enable deletion
+        protection on X" is ModifyDBInstance, but not the instance-class playbook's): then the entry."""
+        said = self._said_members(entry_id, cat)
+        covering = [pid for pid in self.covering[entry_id] if said <= self._sends[pid]]
+        if not covering:
+            entry = self.catalogue.by_id[entry_id]
+            return Route("entry", entry=entry, confidence=cat.confidence, catalogue=cat)
         ranked = [s.playbook_id for s in result.ranked if s.playbook_id in covering]
         pick = current if current in covering else (ranked[0] if ranked else covering[0])
         return Route("playbook", playbook_id=pick, confidence=max(cat.confidence, result.confidence), catalogue=cat)
+
+    def _said_members(self, entry_id: str, cat: CatalogueResult) -> set[str]:
+        """Members of the call whose every word the request names (BackupRetentionPeriod in "set the backup
+        retention period to 14 days"), leaving out the ones that name what it acts on."""
+        from agent.catalogue_match import member_words
+
+        entry = self.catalogue.by_id[entry_id]
+        named = set(cat.prompt.named)
+        bound = {b.member for b in entry.bindings}
+        out = set()
+        for member in entry.members:
+            words = [w for w in member_words(member) if w not in ("enable", "is")]
+            if member in bound or member == "DryRun" or not words or len(member) <= 4:
+                continue
+            if all(w in named for w in words) and not (len(words) == 1 and words[0] in GENERIC | {"name", "id", "type"}):
+                out.add(member)
+        return out
 
     def _object_disagrees(self, pid: str, cat: CatalogueResult) -> bool:
         """The playbook's call acts on something the prompt does not name ("delete the lambda X" names the
@@ -515,6 +545,13 @@ def _steps(entry: CatalogueEntry, request: PlanRequest, mentions: list[Mention],
         if naming:  # "delete the key pair" with no name: a write that names nothing acts on nothing said
             raise Ask(f"{entry.service} {entry.operation} needs to know what to act on: "
                       + "; ".join(_member_help(entry, m) for m in naming[:3]) + ". Say it in the request.")
+    if entry.verb in ("delete", "remove", "untag") and any(h.startswith("tag") for h in entry.head) and not any(
+            m in params for m in ("Tags", "TagKeys", "tagKeys", "Keys")) \
+            and not re.search(r"\b(?:all|every)\s+(?:the\s+|its\s+|of\s+its\s+)?tags?\b", normalise(request.prompt)):
+        # Without the keys some of these calls remove every tag: name them or nothing is planned.
+        tagged = next((m for m in ("TagKeys", "tagKeys", "Tags", "Keys") if m in members), "TagKeys")
+        raise Ask(f"Which tags should {entry.service} {entry.operation} remove? Say their keys "
+                  f"({_member_help(entry, tagged)}); nothing is removed unnamed.")
     missing = [m for m in entry.required if m not in params and m not in bound]
     if missing:
         raise Ask(f"{entry.service} {entry.operation} needs " + "; ".join(_member_help(entry, m) for m in missing)

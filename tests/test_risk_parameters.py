@@ -55,10 +55,11 @@ def test_scaling_a_production_group_to_zero_is_high_risk_with_the_reason(planner
     assert calm.risk_assessment.level == "medium"
 
 
-def test_below_the_groups_minimum_is_not_planned_and_says_why(planner):
-    p = plan(planner, "scale web-asg to 1", [asg(min_size=2, desired=4)])
-    assert p.script.steps == []
+def test_below_the_groups_minimum_says_aws_refuses_it_and_is_high_risk(planner):
+    p = plan(planner, "scale web-asg to 1", [asg(min_size=2, desired=4, env="staging")])
+    assert p.script.steps[0].parameters["DesiredCapacity"] == 1 and p.risk_assessment.level == "high"
     assert any("below web-asg's minimum size 2" in w and "AWS refuses it" in w for w in p.warnings)
+    assert any("below the group's minimum size 2" in r for r in p.risk_assessment.reasons)
 
 
 def test_reserved_concurrency_zero_is_high_risk(planner):

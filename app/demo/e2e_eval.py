@@ -23,16 +23,24 @@ from agent.evaluation import CaseResult, EvalReport, check, chose_operation
 from agent.protocol import PlanResponse
 
 
+_OWN_KEYS = ("targets", "account", "region", "parameters", "answer", "question_contains", "service", "mutating",
+             "mentions")
+
+
 def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     """The planner checks (clarification, playbook, operation, approval), then targets by name and
-    the account and region of the main step."""
-    said = _answer_problems(expect, response) + _question_problems(expect, response)
+    the account and region of the main step.
+
+    Also the keys of tests/eval_e2e_blind4: ``service`` (of the main step), ``mutating: false`` (no step
+    changes anything), ``answer: true`` with ``mentions`` (names the answer from the index must say); a
+    question's case states no more than that."""
+    said = _answer_problems(expect, response) + _question_problems(expect, response) + _change_problems(expect, response)
+    if "answer" in expect and "clarification" not in expect:
+        return said  # a question: answered from the index, nothing changed
     if expect.get("clarification") and response.clarification is None and not response.script.steps \
             and response.warnings:
         return said  # the sets say "ask or refuse": a plan with nothing to run and its reason is a refusal
-    problems = said + check({k: v for k, v in expect.items()
-                             if k not in ("targets", "account", "region", "parameters", "answer", "question_contains")},
-                            response)
+    problems = said + check({k: v for k, v in expect.items() if k not in _OWN_KEYS}, response)
     if expect.get("clarification"):
         return problems
     steps = response.script.steps
@@ -48,6 +56,8 @@ def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
         if sorted(acted) != sorted(expect["targets"]):
             problems.append(f"targets {acted} != {expect['targets']}")
     main = next((s for s in steps if s.mutating), steps[0] if steps else None)
+    if "service" in expect and (main.service if main else response.classification.service) != expect["service"]:
+        problems.append(f"service {main.service if main else response.classification.service} != {expect['service']}")
     if "account" in expect and (main is None or main.account_name != expect["account"]):
         problems.append(f"account {main.account_name if main else None} != {expect['account']}")
     if "region" in expect and (main is None or main.region != expect["region"]):
@@ -62,6 +72,12 @@ def check_e2e(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     return problems
 
 
+def _change_problems(expect: dict[str, Any], response: PlanResponse) -> list[str]:
+    if expect.get("mutating") is False and any(s.mutating for s in response.script.steps):
+        return [f"a change was planned: {[s.operation for s in response.script.steps if s.mutating]}"]
+    return []
+
+
 def _answer_problems(expect: dict[str, Any], response: PlanResponse) -> list[str]:
     wanted = expect.get("answer")
     if not wanted:
@@ -69,6 +85,10 @@ def _answer_problems(expect: dict[str, Any], response: PlanResponse) -> list[str
     if response.answer is None:
         return ["no answer from the estate"]
     text = response.answer.text.lower()
+    if wanted is True:  # tests/eval_e2e_blind4: the names the answer must mention
+        said = text + " " + " ".join(response.answer.resources).lower()
+        return [f"answer does not mention {n!r}: {response.answer.text}" for n in expect.get("mentions") or []
+                if str(n).lower() not in said]
     problems = [f"answer lacks {w!r}: {response.answer.text}" for w in wanted.get("contains", [])
                 if str(w).lower() not in text]
     if "resources" in wanted and sorted(set(response.answer.resources)) != sorted(set(wanted["resources"])):
@@ -127,8 +147,14 @@ def run_e2e(cases_file: Path, local_stack) -> EvalReport:
             stack = local_stack()
             planner = stack.planner("local")
             for case in cases:
-                request = build_request(case["prompt"], index, estate.store, config)
-                response = planner.plan(request)
+                try:
+                    request = build_request(case["prompt"], index, estate.store, config)
+                    response = planner.plan(request)
+                except Exception as exc:  # noqa: BLE001 - one case that breaks the client is a failure, not the end
+                    report.results.append(CaseResult(case["id"], case["prompt"], False,
+                                                     [f"the client failed: {type(exc).__name__}: {exc}"], 0.0, None,
+                                                     chose=False))
+                    continue
                 if response.answer is None:  # as the service does: the client answers from its index
                     response.answer = answer_question(case["prompt"], index, estate.store)
                 # Every plan is checked as the client checks it before anyone sees it (app/execution/verify.py):
