@@ -357,7 +357,7 @@ class PromptObjects:
 
 # Where one clause ends and another begins: operators add context ("reporting is done for the quarter",
 # "before we run the migration") that names things the request is not about.
-_CLAUSE_BREAK = re.compile(r"[,;:!?()\[\]]|\.(?:\s|$)|\s[-–—]+\s|(?<![\w-])(?:before|after|because|since|so|while|but|though|"
+_CLAUSE_BREAK = re.compile(r"[,;!?()\[\]]|:(?=\s|$)|\.(?:\s|$)|\s[-–—]+\s|(?<![\w-])(?:before|after|because|since|so|while|but|though|"
                            r"although|cause|cuz|once|until|unless|whereas|then|we|we're|were|i|i'm|im|they|they're|"
                            r"someone|somebody|it's|its|it\s+is|which|that's|thats)(?![\w-])")
 _VERB_MARK = "qqverbqq"
@@ -425,6 +425,9 @@ def analyse(masked: str, mentioned_types: Iterable[str] = (), raw_prompt: str | 
         if arn:
             services.add(_ARN_SERVICE.get(arn.group(1), arn.group(1)))
             values.append(raw)
+            kind = re.match(r"^arn:[^:]+:[^:]+:[^:]*:[^:]*:([a-z-]+)[/:]", raw.lower())
+            if kind:  # arn:aws:iam::aws:policy/ReadOnlyAccess names a policy
+                implied.update(singular(w) for w in _phrases(kind.group(1).replace("-", " ")).split())
         elif (found := next(((o, svc) for pattern, o, svc in _ID_OBJECTS if pattern.match(raw)), None)) is not None:
             implied.update(found[0])
             services.add(found[1])
@@ -602,7 +605,7 @@ class OperationMatcher:
         for i, (head, tail) in enumerate(zip(self.heads, self.tails)):
             for word in set(head) | tail:
                 by_word.setdefault(word, []).append(i)
-            if not head:
+            if not head or set(head) <= GENERIC:  # Publish, TagResource: candidates by verb and binding
                 by_word.setdefault("", []).append(i)
         self.by_word = by_word
 

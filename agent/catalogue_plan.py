@@ -232,6 +232,9 @@ class CatalogueRouter:
             return False  # "list the ecs clusters" is not about RDS clusters
         if not pb.read_only and (cat.prompt.question or (cat.prompt.verbs and set(cat.prompt.api_verbs()) <= set(_READS))):
             return False  # a question or a request to read never becomes a change ("list the backups")
+        if pb.read_only and cat.prompt.verbs and not cat.prompt.question \
+                and not set(cat.prompt.api_verbs()) & set(_READS):
+            return False  # nor is a request to change answered with a read ("tag X with k=v")
         unexplained = self._unexplained_by(pid, cat)
         if not unexplained:
             return True
@@ -467,6 +470,7 @@ def plan_entry(planner: "Planner", route: Route, request: PlanRequest, mentions:
     """The plan for one catalogue entry, or a question that names what is missing (never a guess)."""
     entry = route.entry
     assert entry is not None
+    value_text = _cased_value_text(request.prompt, mentions, value_text)
     classification = Classification(
         intent=entry.verb, system="aws", service=entry.service, operation=entry.operation,
         confidence=route.confidence, playbook=None, method=CATALOGUE_METHOD,
@@ -502,6 +506,18 @@ def plan_entry(planner: "Planner", route: Route, request: PlanRequest, mentions:
         identified_resources=request.identified_resources, explain_plan="\n".join(lines),
         script=Script(steps=steps), risk_assessment=risk, approval_required=approval, clarification=None,
         warnings=warnings, playbook_version=None, plan_hash=plan_hash(steps))
+
+
+def _cased_value_text(prompt: str, mentions: list[Mention], lowered: str) -> str:
+    """The prompt with the names it mentions replaced by a sentinel, in the operator's own case (ARNs, keys,
+    payloads are case-sensitive). Mention spans index the NFKC-folded lowercase text; when folding changed the
+    length, the folded text is all there is."""
+    if len(normalise(prompt)) != len(prompt):
+        return lowered
+    text = prompt
+    for m in sorted(mentions, key=lambda m: m.start, reverse=True):
+        text = text[: m.start] + "§" + text[m.end:]
+    return text
 
 
 def _question(planner: "Planner", request: PlanRequest, classification: Classification, warnings: list[str],
@@ -586,7 +602,11 @@ def _steps(entry: CatalogueEntry, request: PlanRequest, mentions: list[Mention],
         if group:
             first = group[0]
             account = account_info(first, request.user_context)
-            region = first.region or request.user_context.default_region
+            configured = next((a for a in request.user_context.aws_accounts
+                               if a.account_id and a.account_id == first.account_id), None)
+            # Global resources (IAM roles) have no region: the account's first, as the index lists them.
+            region = first.region or request.user_context.default_region or (
+                configured.regions[0] if configured and configured.regions else None)
             if not region:
                 raise Ask(f"No region is known for {first.display_name}; name one (e.g. 'in us-east-1').")
             account_id, account_name, profile = account.account_id, account.name, account.profile

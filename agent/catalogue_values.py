@@ -131,6 +131,14 @@ def extract(entry: CatalogueEntry, prompt: str, value_text: str, bound: set[str]
                                and re.search(r"Ids?$", m)), None)
                 if member is not None:
                     take(member, [token] if members[member].type_name == "list" else token, token.lower())
+        arn = re.match(r"^arn:[^:]+:[^:]+:[^:]*:[^:]*:([a-z-]+)[/:]", token, re.IGNORECASE)
+        if arn:  # an ARN of a kind the call takes by ARN (PolicyArn of AttachRolePolicy), or its only ARN member
+            kind = arn.group(1).lower().replace("-", "")
+            arns = [m for m in free if re.search(r"(Arn|ARN|Arns)$", m)]
+            member = next((m for m in arns if "".join(_words(m)[:-1]).lower() == kind), None) \
+                or (arns[0] if len(arns) == 1 and arns[0] in entry.required else None)
+            if member is not None:
+                take(member, [token] if members[member].type_name == "list" else token, token.lower())
         if _AZ.match(token) and "AvailabilityZone" in free:
             take("AvailabilityZone", token, token)
         if _EMAIL.match(token) and "Endpoint" in free:

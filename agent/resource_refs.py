@@ -73,7 +73,7 @@ CREATES: dict[tuple[str, str], str] = {
     ("s3", "CreateBucket"): "Bucket", ("lambda", "CreateFunction"): "FunctionName",
     ("dynamodb", "CreateTable"): "TableName", ("autoscaling", "CreateAutoScalingGroup"): "AutoScalingGroupName",
     ("cloudformation", "CreateStack"): "StackName", ("iam", "CreateRole"): "RoleName",
-    ("eks", "CreateCluster"): "name",
+    ("eks", "CreateCluster"): "name", ("ecs", "CreateService"): "serviceName",
 }
 
 _ARN = re.compile(r"^arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):(\d{12}|aws)?:(.+)$")
