@@ -29,7 +29,10 @@ def test_evaluation_set(planner, capsys, label, directory, cases, floor):
 
 E2E_SETS = [("end to end (tests/eval_e2e)", ROOT / "tests" / "eval_e2e", 0.95),
             ("end to end held-out (tests/eval_e2e_holdout)", ROOT / "tests" / "eval_e2e_holdout", 0.85),
-            ("end to end held-out 3 (tests/eval_e2e_blind3)", ROOT / "tests" / "eval_e2e_blind3", 0.90)]
+            ("end to end held-out 3 (tests/eval_e2e_blind3)", ROOT / "tests" / "eval_e2e_blind3", 0.90),
+            # Blind set 4: first run 64.6% (188/291, README); its misses were read after that run, so its figure is a
+            # development figure now (72.2% when this floor was set).
+            ("end to end held-out 4 (tests/eval_e2e_blind4)", ROOT / "tests" / "eval_e2e_blind4", 0.68)]
 
 
 @pytest.mark.slow
