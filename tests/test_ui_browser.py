@@ -599,6 +599,8 @@ def test_describe_shows_its_data_as_text(page, app_env):
 
 def test_data_age_on_every_screen_that_shows_a_resource(page, app_env):
     connect(page, app_env)
+    plan_in_quick_ask(page, "is the bastion in dev running?")  # answered from the index, with its age
+    expect(page.locator("[data-testid=answer]")).to_contain_text(re.compile(r"running.*synced (just now|\d+ min ago)"))
     plan_in_quick_ask(page, "stop pg-instance-main1")
     expect(page.locator("[data-testid=plan-age]")).to_contain_text(re.compile(r"data synced (just now|\d+ min ago)"))
     expect(page.locator("[data-testid=target]", has_text="pg-instance-main1")).to_contain_text(re.compile("synced"))

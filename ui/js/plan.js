@@ -110,7 +110,8 @@ export function renderPlan(plan, production = [], {onChoose} = {}) {
     plan.data_as_of ? h('span', {class: 'muted data-age', 'data-testid': 'plan-age'}, 'data ', ageLabel(plan.data_as_of)) : null));
   if (plan.answer) {
     card.append(h('div', {class: 'answer', role: 'status', 'data-testid': 'answer'}, h('p', {}, plan.answer.text),
-      plan.answer.as_of ? h('p', {class: 'hint'}, 'From the index, ', ageLabel(plan.answer.as_of)) : null));
+      // The answer usually says its data age itself ('(synced 1 min ago)'); else it is added here.
+      plan.answer.as_of && !/\bsynced\b/.test(plan.answer.text) ? h('p', {class: 'hint'}, 'From the index, ', ageLabel(plan.answer.as_of)) : null));
   }
   if (plan.clarification) {
     card.append(clarificationBlock(plan, onChoose));
