@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,7 +188,6 @@ def main() -> None:
             xdo(env, "type", "--delay", "30", SEARCH)
             keys(env, "Return")
             time.sleep(3)
-            subprocess.run(["import", "-window", "root", "/tmp/cloudops-shots-root.png"], env=env, check=False, timeout=60)
             shoot(env, main_window, "explorer.png")
 
             # A read result in the main window: Alt+1 is Quick ask there.
@@ -215,6 +215,7 @@ def main() -> None:
             for helper in helpers:
                 helper.terminate()
                 helper.wait(timeout=10)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
