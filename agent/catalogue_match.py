@@ -278,14 +278,27 @@ def _verb_key(word: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- prompts
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.:/@=+*-]*[a-z0-9*]|[a-z0-9]")
+# A trailing slash keeps a key prefix whole ("under images/" names a prefix, not images).
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.:/@=+*-]*[a-z0-9*/]|[a-z0-9]")
 _RAW_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@=+*-]*[A-Za-z0-9*]")
 
 
 def _phrases(text: str) -> str:
     """Join phrases into the words the API names use; a plural stays plural ("lambdas" -> "functions").
-    One pass of one alternation (first listed phrase wins at a position, as in _PHRASES' order)."""
-    return _ALL_PHRASES.sub(_replace_phrase, text)
+    One alternation (first listed phrase wins at a position, as in _PHRASES' order), tried only where a word
+    starts with what some phrase starts with: trying it at every character was most of a warm start."""
+    out: list[str] = []
+    last = 0
+    for word in _WORD_START.finditer(text):
+        start = word.start()
+        if start < last or word.group(0)[:2] not in _PHRASE_PREFIXES:
+            continue
+        match = _ALL_PHRASES.match(text, start)
+        if match is None:
+            continue
+        out += [text[last:start], _replace_phrase(match)]
+        last = match.end()
+    return "".join(out) + text[last:] if out else text
 
 
 def _replace_phrase(match: re.Match[str]) -> str:
@@ -297,6 +310,9 @@ def _replace_phrase(match: re.Match[str]) -> str:
 
 
 _ALL_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern.pattern})" for i, (pattern, _) in enumerate(_PHRASES)))
+_WORD_START = re.compile(r"(?<![\w-])[a-z0-9]+")
+# The first two letters of every word a phrase may start with (a superset is fine: it only costs a try).
+_PHRASE_PREFIXES = frozenset(w[:2] for w in re.findall(r"[a-z0-9]+", " ".join(p.pattern for p, _ in _PHRASES)))
 
 
 @lru_cache(maxsize=None)
@@ -749,8 +765,13 @@ def _takes_any_resource(entry: CatalogueEntry, types: set[str]) -> bool:
 
 
 def _family(entry: CatalogueEntry) -> str:
-    """A call and its batch form (DeleteScheduledAction, BatchDeleteScheduledAction) answer one request."""
-    return entry.service + "." + re.sub(r"^Batch|Batch$", "", entry.operation)
+    """A call and its batch form (DeleteScheduledAction, BatchDeleteScheduledAction), or its newer version
+    (ListObjects, ListObjectsV2), answer one request."""
+    return entry.service + "." + re.sub(r"^Batch|Batch$|V\d+$", "", entry.operation)
+
+
+def same_family(a: CatalogueEntry, b: CatalogueEntry) -> bool:
+    return _family(a) == _family(b)
 
 
 def _interchangeable(a: Match, b: Match, matcher: OperationMatcher) -> bool:

@@ -29,7 +29,7 @@ from botocore import xform_name
 from agent import aws_models
 from agent.catalogue import Binding, Catalogue, CatalogueEntry
 from agent.catalogue_match import (
-    _LEAD_IN, _READ, _STOP, AMBIGUOUS_MARGIN, GENERIC, STATE_WORDS, TYPE_OBJECTS, CatalogueResult, OperationMatcher, _phrases, analyse, name_parts, singular,
+    _LEAD_IN, _READ, _STOP, AMBIGUOUS_MARGIN, GENERIC, STATE_WORDS, TYPE_OBJECTS, CatalogueResult, OperationMatcher, _phrases, analyse, name_parts, same_family, singular,
 )
 from agent.catalogue_values import extract
 from agent.facts import TYPE_NOUNS, resource_facts
@@ -193,8 +193,9 @@ class CatalogueRouter:
                          confidence=cat.confidence, catalogue=cat)
         if best is not None:
             near = next((m for m in cat.matches[1:] if m.entry.id in self.covering
-                         and best.score - m.score < AMBIGUOUS_MARGIN), None)
-            if near is not None:  # a reviewed call nearly as good as the best one: the reviewed tier
+                         and (best.score - m.score < AMBIGUOUS_MARGIN or same_family(m.entry, best.entry))), None)
+            if near is not None:  # a reviewed call nearly as good as the best one, or the reviewed version of
+                # the same call (ListObjectsV2 for ListObjects): the reviewed tier
                 return self._covering(near.entry.id, current, result, cat)
             # The call whose own name says more of what the request names is the more specific answer
             # ("instance status checks": DescribeInstanceStatus, not the reviewed describe of the instance).
@@ -631,7 +632,3 @@ def _steps(entry: CatalogueEntry, request: PlanRequest, mentions: list[Mention],
         for t in ts:
             unique.setdefault(id(t), t)
     return steps, list(unique.values())
-
-
-def explain_member(member: str) -> str:
-    return xform_name(member, " ")

@@ -65,21 +65,6 @@ def _tokens(text: str) -> list[tuple[int, str]]:
     return [(m.start(), _clean(m.group(0))) for m in _VALUE.finditer(text)]
 
 
-def _after(text: str, phrase: str, limit: int = 4) -> list[str]:
-    """Up to ``limit`` tokens after ``phrase`` (whole words), skipping fillers."""
-    match = re.search(r"(?<![\w-])" + re.escape(phrase) + r"s?(?![\w-])", text)
-    if not match:
-        return []
-    out = []
-    for _, token in _tokens(text[match.end():])[: limit + 3]:
-        if token.lower() in _FILLERS:
-            continue
-        out.append(token)
-        if len(out) >= limit:
-            break
-    return out
-
-
 def _is_value(token: str) -> bool:
     """Looks like a name or id rather than a word: it has a digit, a dash, a dot, an underscore or a slash."""
     return bool(re.search(r"[\d_./:@-]", token)) and not token.startswith("§")

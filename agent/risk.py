@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.facts import TYPE_NOUNS, condition_holds
-from agent.playbook import Condition, Playbook, PlaybookError, RiskRule, _field_path
+from agent.playbook import Playbook, PlaybookError, RiskRule, _field_path
 from agent.protocol import RISK_ORDER, RiskAssessment
 
 PARAMETER_RISKS_PATH = Path(__file__).parent / "data" / "parameter_risks.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
+from functools import lru_cache
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the of for to in on at my our this that these those it its and or please can you i "
@@ -16,8 +17,10 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+@lru_cache(maxsize=65536)
 def stem(token: str) -> str:
-    """A tiny suffix stripper: enough to make 'instances'/'instance' and 'stopping'/'stop' meet."""
+    """A tiny suffix stripper: enough to make 'instances'/'instance' and 'stopping'/'stop' meet. Cached: the
+    catalogue's 1,771 texts repeat the same few thousand words."""
     for suffix, keep in (("ing", 4), ("ies", 3), ("es", 4), ("ed", 4), ("s", 3)):
         if token.endswith(suffix) and len(token) - len(suffix) >= keep:
             base = token[: -len(suffix)]

@@ -28,11 +28,12 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import head_types
-from agent.text import REGION_IN_TEXT, normalise
+from agent.lexicon import ENVIRONMENT_WORDS, REGION_WORDS, STATE_WORDS
+from agent.prompt import parse_prompt
+from agent.text import normalise
 from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, names_vector,
                                        spaced_name, words_vector)
-from app.estate.tagexpr import Node, TagExprError, canon, split_query
+from app.estate.tagexpr import Node, TagExprError, Term, canon, split_query
 
 __all__ = ["Hit", "LookupIndex", "ParsedQuery", "QueryError", "SearchResult", "spaced_name"]
 
@@ -52,21 +53,17 @@ _FILLER = frozenset("a an the in on at of for with all my our show find me list 
 _QUERY_WORD = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
 # Words with a digit, dash, dot, colon or slash look like names and ids (orders-db, i-0a1b, an ARN).
 _IDENTIFIER_SHAPED = re.compile(r"[-_.:/0-9]")
-# Place names operators use for regions; a prefix selects every region that starts with it.
-_REGION_WORDS = {"europe": "eu-", "eu": "eu-", "ireland": "eu-west-1", "london": "eu-west-2", "paris": "eu-west-3",
-                 "frankfurt": "eu-central-1", "stockholm": "eu-north-1", "virginia": "us-east-1", "ohio": "us-east-2",
-                 "oregon": "us-west-2", "california": "us-west-1", "tokyo": "ap-northeast-1", "seoul": "ap-northeast-2",
-                 "singapore": "ap-southeast-1", "sydney": "ap-southeast-2", "mumbai": "ap-south-1", "asia": "ap-",
-                 "canada": "ca-", "brazil": "sa-east-1"}
-_STATE_WORDS = {"stopped": "stopped", "running": "running", "available": "available", "idle": "stopped",
-                "unattached": "available", "failed": "failed"}
+# The word tables every stage reads (agent.lexicon); kept under these names for the search's own use.
+_REGION_WORDS = REGION_WORDS
+_STATE_WORDS = STATE_WORDS
 # Words operators use for things whose names say it differently: expanded for words and meaning.
 _QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bastion jumpbox", "jumpbox": "bastion",
                    "jump box": "bastion jumpbox", "k8s": "eks kubernetes", "kubernetes": "eks", "db": "database",
                    "pg": "postgres", "postgresql": "postgres", "ddb": "dynamodb", "fn": "function lambda",
                    "cert": "certificate", "creds": "credentials secret", "password": "secret credentials"}
-_ENV_WORDS = {"prod": "prod", "production": "prod", "prd": "prod", "live": "prod", "staging": "stg", "stage": "stg",
-              "dev": "dev", "development": "dev"}
+# An environment as the env tag's canonical value (app.estate.tagexpr compares through its synonyms).
+_ENV_TAG_VALUES = {"production": "prod", "staging": "stg", "development": "dev"}
+_ENV_WORDS = {word: _ENV_TAG_VALUES[env] for word, env in ENVIRONMENT_WORDS.items()}
 
 
 
@@ -279,57 +276,56 @@ class LookupIndex:
 
     # -- query parsing --------------------------------------------------------------------------
     def parse(self, query: str) -> ParsedQuery:
+        """The query's filters and free text, read by agent.prompt's parser (the planner reads the same words
+        with the same tables): tag expressions and tag phrases ("for app billing" -> app=billing), regions
+        and their place names ("oregon", "usw2", "europe" -> the synced eu-* regions), accounts by name,
+        alias ("prod") or id, the environment, a state word and the type nouns; a name typed with spaces
+        ("the redis cache box") becomes the name (redis-cache-box), whose type words are not type hints."""
         try:
             expr, rest = split_query(query)
         except TagExprError as exc:
             raise QueryError(str(exc)) from None
-        text = normalise(rest)
-        # Ids, ARNs and URLs are matched whole: hide them from hint parsing (an ARN holds a region).
-        protected = [w for w in (w.strip("?!.,;'\"()") for w in text.split()) if w and (w in self.exact or ":" in w or "/" in w)]
-        for n, word in enumerate(protected):
-            text = text.replace(word, f" \x00{n}\x00 ")
+        known_regions = [str(r) for r in self._codes["region"].values]
+        parsed = parse_prompt(rest, accounts=self._known_accounts, regions=known_regions,
+                              is_name=lambda word: bool(self.exact.get(word)))
         hints: list[str] = []
-        regions = set(REGION_IN_TEXT.findall(text))
-        for r in regions:
-            text = text.replace(r, " ")
-            hints.append(f"region {r}")
-        for word, prefix in _REGION_WORDS.items():
-            pattern = r"(?:\b(?:in|from)\s+)?(?<![\w-])" + word + r"(?![\w-])"
-            if re.search(pattern, text) and not self.exact.get(word):
-                matching = {str(r) for r in self._codes["region"].values if str(r).startswith(prefix)}
-                if matching:
-                    regions |= matching
-                    text = re.sub(pattern, " ", text)
-                    hints.append(f"region {word}")
+        regions: set[str] = set()
         accounts: set[str] = set()
-        known = self._known_accounts
-        for name, account_id in sorted(known.items(), key=lambda kv: -len(kv[0])):
-            pattern = r"(?:\b(?:in|on|from)\s+(?:the\s+)?)?(?<![\w-])" + re.escape(name) + r"(?![\w-])(?:\s+account)?"
-            if re.search(pattern, text) and not self.exact.get(name):
-                accounts.add(account_id)
-                text = re.sub(pattern, " ", text)
-                hints.append(f"account {name}")
-        for account_id in re.findall(r"(?<!\d)\d{12}(?!\d)", text):
-            accounts.add(account_id)
-            text = text.replace(account_id, " ")
-            hints.append(f"account {account_id}")
-        environment = None
-        for word, env in _ENV_WORDS.items():
-            if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text) and not self.exact.get(word):
-                environment = env
-        unprotected = re.sub(r"\x00\d+\x00", " ", text)
-        for n, word in enumerate(protected):
-            text = text.replace(f"\x00{n}\x00", word)
-        # Type words decide the type unless the words are themselves a resource's name ("web-server-1").
-        # Words inside names ("acme-prod-db-backups") are not type words: only free-standing ones count.
-        loose = re.sub(r"\S*[-_./:]\S*", " ", unprotected)
-        types = head_types(loose) if not self.exact.get(text.strip()) else set()
-        state = next((canon_state for word, canon_state in _STATE_WORDS.items()
-                      if re.search(r"(?<![\w-])" + word + r"(?![\w-])", text)), None)
+        dropped = []
+        for place in parsed.places:
+            if place.kind == "account":
+                accounts.add(place.value)
+                hints.append(f"account {place.word}")
+            else:
+                # A place name whose regions are not synced stays in the text: the search says so.
+                matching = ({place.value} if place.word == place.value
+                            else {r for r in known_regions if r.startswith(place.value)})
+                if not matching:
+                    continue
+                regions |= matching
+                hints.append(f"region {place.word}")
+            if not place.embedded:  # a place read from inside an ARN or URL stays part of it
+                dropped.append(place.span)
+        phrases = [Node("or", tuple(Node("term", term=Term(key, tag.value, False)) for key in tag.keys))
+                   if len(tag.keys) > 1 else Node("term", term=Term(tag.keys[0], tag.value, False))
+                   for tag in parsed.tag_phrases]
+        if phrases:
+            expr = Node("and", tuple(([expr] if expr is not None else []) + phrases)) \
+                if expr is not None or len(phrases) > 1 else phrases[0]
+            dropped += [tag.span for tag in parsed.tag_phrases]
+        # A name typed with spaces is searched as the name itself.
+        chars = list(parsed.text)
+        for span in sorted(parsed.spaced_names, key=lambda s: -s.start):
+            chars[span.start:span.end] = list(span.text.ljust(span.end - span.start))
+        for span in dropped:
+            chars[span.start:span.end] = " " * (span.end - span.start)
+        text = re.sub(r"\s+", " ", "".join(chars)).strip()
+        environment = _ENV_TAG_VALUES.get(parsed.environment or "")
+        types = parsed.head_types if not self.exact.get(text) else set()
         if types:
             hints.append("type " + "/".join(sorted(types)))
-        return ParsedQuery(text=re.sub(r"\s+", " ", text).strip(), tag_expr=expr, accounts=accounts, regions=regions,
-                           types=types, environment=environment, hints=hints, state=state)
+        return ParsedQuery(text=text, tag_expr=expr, accounts=accounts, regions=regions, types=types,
+                           environment=environment, hints=hints, state=parsed.state)
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
