@@ -106,3 +106,11 @@ def test_a_tag_said_in_words_filters_and_without_a_carrier_the_prompt_is_looked_
     index, store = words_estate
     assert [r.name for r in identify("stop the database for app billing", index, store)] == ["billing-db"]
     assert identify("stop the database for app nosuchapp", index, store)  # candidates; the planner says none carries it
+
+
+def test_a_request_whose_words_look_like_a_broken_tag_expression_still_finds_what_it_names(fleet):
+    """'(http tokens = required)' is a value in a request, not a filter: the search's tag-expression error
+    ended the whole request ("the client failed: QueryError: unexpected ')'")."""
+    index, store = fleet
+    found = identify("enforce IMDSv2 on worker-05 (http tokens = required)", index, store)
+    assert found and found[0].resource_id == "i-0005"

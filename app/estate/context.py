@@ -15,11 +15,13 @@ without it, and the planner sees that no resource carries the tag.
 
 from __future__ import annotations
 
+import re
+
 from agent.lexicon import lists_resources
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
 from app.config import Config
-from app.estate.lookup import LookupIndex
+from app.estate.lookup import LookupIndex, QueryError
 from app.estate.resource_store import ResourceStore
 
 MAX_RESOURCES = 8
@@ -45,7 +47,13 @@ def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int =
              parsed: ParsedPrompt | None = None) -> list[IdentifiedResource]:
     parsed = parsed or index_prompt(prompt, index)
     listing = wants_every_match(prompt, parsed)
-    hits = index.search(prompt, limit=MAX_LISTED if listing else 25, every_match=listing)
+    try:
+        hits = index.search(prompt, limit=MAX_LISTED if listing else 25, every_match=listing)
+    except QueryError:
+        # A request is not a search: "(http tokens = required)" is a value in it, not a tag expression the
+        # operator meant as a filter. Its words still find what it names.
+        hits = index.search(_without_tag_syntax(prompt) or prompt, limit=MAX_LISTED if listing else 25,
+                            every_match=listing)
     if not hits and parsed.tag_phrases:
         hits = index.search(parsed.without([t.span for t in parsed.tag_phrases]) or prompt,
                             limit=MAX_LISTED if listing else 25, every_match=listing)
@@ -64,6 +72,11 @@ def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int =
     elsewhere = [docs[i].to_identified(match_score=1.0, why="exact name (outside the place the prompt says)")
                  for i in named if i in docs]
     return (elsewhere + found)[:max(limit, len(elsewhere))]
+
+
+def _without_tag_syntax(prompt: str) -> str:
+    """The prompt with the characters that make a tag expression (= ! parentheses) turned into spaces."""
+    return re.sub(r"\s+", " ", re.sub(r"[=!()]", " ", prompt)).strip()
 
 
 def _named_ids(index: LookupIndex, parsed: ParsedPrompt) -> list[str]:
