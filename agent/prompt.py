@@ -60,11 +60,13 @@ _EVERYTHING = re.compile(r"(?<![\w-])(everything|every\s+resource|all\s+(?:the\s
 _TAG_KEYS = {"app": ("app", "application"), "application": ("app", "application"), "team": ("team",),
              "project": ("project",), "owner": ("owner",), "squad": ("team", "squad")}
 _TAG_KEY_WORDS = "|".join(_TAG_KEYS)
+# "what resources are tagged owner=jdoe?": a question about a set that names no type.
+_ANY_RESOURCES = re.compile(r"(?<![\w-])(?:resources|things|anything|everything)(?![\w-])")
 _VALUE = r"([a-z0-9][a-z0-9_.-]*)"
 _POSSESSIVE = r"(?:'s|’s|s'|s’)"
 _TAG_PHRASES = [
     # "for app billing", "owned by team data", "of the orders app"
-    re.compile(r"\b(?:for|of|from|in|on|with|by|belonging\s+to|run\s+by|used\s+by|owned\s+by)\s+(?:the\s+)?"
+    re.compile(r"\b(?:for|of|from|in|on|with|by|belonging\s+to|belongs?\s+to|run\s+by|used\s+by|owned\s+by)\s+(?:the\s+)?"
                r"(" + _TAG_KEY_WORDS + r")\s+" + _VALUE + _POSSESSIVE + r"?(?![\w-])"),
     # "team data's instances", "app orders' queue"
     re.compile(r"\b(" + _TAG_KEY_WORDS + r")\s+" + _VALUE + _POSSESSIVE + r"(?![\w-])"),
@@ -196,7 +198,8 @@ class ParsedPrompt:
         """A question about resources of a type rather than one named resource ("which instances are
         stopped?", "how many lambdas run python3.9?", "do we have any databases in staging?")."""
         q = self.question
-        return bool(q and not self.names and (q.kind in ("count", "which") or self.plural))
+        return bool(q and not self.names and (q.kind in ("count", "which") or self.plural or self.tag_terms
+                                               or self.tag_phrases or _ANY_RESOURCES.search(self.text)))
 
     def without(self, spans: Iterable[Span]) -> str:
         """``text`` with ``spans`` blanked out, spaces collapsed."""

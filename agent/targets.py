@@ -184,7 +184,7 @@ def _by_context(prompt: str, group: list[IdentifiedResource]) -> list[Identified
     return named or group
 
 
-def _belongs_to(resource: IdentifiedResource, owner: IdentifiedResource) -> bool:
+def belongs_to(resource: IdentifiedResource, owner: IdentifiedResource) -> bool:
     """Is ``resource`` a member or a part of ``owner`` (an instance of its Auto Scaling group, a volume attached
     to it, a service in its cluster)? Read from the relations and ARN-valued attributes the client sent."""
     keys = {normalise(k) for k in (owner.resource_id, owner.name, owner.arn) if k}
@@ -247,7 +247,7 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
     pool = _narrow(compatible, hints)
     # The prompt names a resource of another type ("stop the web-asg instances", "redeploy the api service on
     # staging-cluster"): what belongs to it is what is meant, never an unrelated look-alike.
-    related = [r for r in pool if any(_belongs_to(r, m.resource) for m in mentions)]
+    related = [r for r in pool if any(belongs_to(r, m.resource) for m in mentions)]
     if related:
         pool = related
         if parsed.plural and not read_only or parsed.every:

@@ -95,3 +95,56 @@ def test_a_place_that_contradicts_where_it_is_and_a_name_that_matches_nothing(es
                                     "any lambdas with errors in the last hour?"])
 def test_requests_and_what_the_index_does_not_hold_get_no_answer(estate, prompt):
     assert ask(estate, prompt) is None
+
+
+@pytest.fixture
+def facts_estate(tmp_path, stack):
+    """Resources with what the index keeps besides attributes: tags, constraints, relations; a cluster and
+    its services."""
+    embedder = stack.index.embedder
+    cluster_arn = "arn:aws:ecs:us-west-2:111111111111:cluster/prod-cluster"
+
+    def d(rtype, name, account, region="us-west-2", **kw):
+        account_id = PLACES[account]
+        arn = kw.pop("arn", None) or f"arn:aws:{rtype.split('_')[0]}:{region}:{account_id}:{rtype}/{name}"
+        return make_document(resource_type=rtype, arn=arn, resource_id=name, name=name, account_id=account_id,
+                             account_name=account, region=region, **kw)
+
+    docs = [d("rds_db_instance", "orders-db", "production", state="available",
+              tags={"env": "production", "owner": "jdoe"}, relations={"read_replicas": ["orders-db-replica-1"]},
+              constraints={"deletion_protection": True, "has_read_replicas": True, "is_read_replica": False}),
+            d("rds_db_instance", "scratch-pg", "dev", state="available", tags={"team": "data"},
+              constraints={"deletion_protection": False}),
+            d("ec2_instance", "jenkins-controller", "staging", region="us-east-1", state="running"),
+            d("ecs_cluster", "prod-cluster", "production", state="active", arn=cluster_arn),
+            d("ecs_service", "api-service", "production", state="active", relations={"cluster": [cluster_arn]}),
+            d("ecs_service", "checkout-worker", "production", state="active", relations={"cluster": [cluster_arn]}),
+            d("ecs_service", "other-service", "production", state="active",
+              relations={"cluster": ["arn:aws:ecs:us-west-2:111111111111:cluster/other"]}),
+            d("lambda_function", "orders-processor", "production", tags={"team": "commerce"}),
+            d("lambda_function", "image-resizer", "production", tags={"team": "media"})]
+    store = ResourceStore(tmp_path / "index")
+    vectors = dict(zip([x.id for x in docs], embedder.encode([x.text for x in docs])))
+    for scope in {f"{x.account_id}/{x.region}/{x.service}" for x in docs}:
+        store.apply_scope(scope, [x for x in docs if f"{x.account_id}/{x.region}/{x.service}" == scope], vectors,
+                          write_qdrant=False)
+    yield LookupIndex.load(store, embedder.encode_query), store
+    store.close()
+
+
+def test_facts_the_index_keeps_beyond_attributes_answer_questions_about_a_named_resource(facts_estate):
+    assert "deletion protection yes" in ask(facts_estate, "is deletion protection on for orders-db?").text
+    assert "deletion protection no" in ask(facts_estate, "is deletion protection enabled on scratch-pg?").text
+    replicas = ask(facts_estate, "does orders-db have any read replicas?").text
+    assert "read replicas orders-db-replica-1" in replicas and "is read replica" not in replicas
+    assert "owner jdoe" in ask(facts_estate, "who owns orders-db?").text
+    assert "team data" in ask(facts_estate, "who owns scratch-pg?").text  # no owner tag: the team's
+    assert ask(facts_estate, "which region is jenkins-controller in?").text.startswith(
+        "jenkins-controller is in staging / us-east-1")
+
+
+def test_the_members_of_a_named_resource_and_sets_by_tag(facts_estate):
+    services = ask(facts_estate, "which ecs services run in prod-cluster?")
+    assert services.text.startswith("2 ECS services in prod-cluster") and "other-service" not in services.text
+    assert ask(facts_estate, "which lambda functions belong to team commerce?").resources == ["orders-processor"]
+    assert ask(facts_estate, "what resources are tagged owner=jdoe?").resources == ["orders-db"]

@@ -21,7 +21,7 @@ from agent.lexicon import ENGINE_WORDS, plural_noun
 from agent.mentions import find_mentions, unmatched_names
 from agent.prompt import ParsedPrompt
 from agent.protocol import Answer, IdentifiedResource
-from agent.text import stem
+from agent.text import last_segment, stem
 from app.estate.context import identify, index_prompt
 from app.estate.lookup import LookupIndex, QueryError
 from app.estate.resource_store import ResourceStore
@@ -31,7 +31,8 @@ MAX_COUNTED = 2000  # a count reads at most this many documents
 _CONNECTIVES = frozenset("""what which how many much number count of the a an do does did we you i they our my have has
     got are is was were there any some all every each in on at for from with by run runs running use uses using exist
     exists existing currently current right now today still left total altogether overall list show me tell give
-    please pls hey hi ok so that those these them it its them""".split())
+    please pls hey hi ok so that those these them it its them tagged belong belongs belonging resources things
+    lying around sitting""".split())
 MAX_NAMED_IN_TEXT = 12
 # Words that say "up" or "down" of a state, and the states that are each.
 _UP_WORDS = {"running", "up", "online", "alive", "available", "started", "active", "healthy"}
@@ -40,9 +41,14 @@ _UP_STATES = {"running", "available", "active", "in-use", "create_complete", "up
 _DOWN_STATES = {"stopped", "stopping", "shutting-down", "terminated", "inactive", "failed"}
 # Words in a question that point at an attribute under another name.
 _ATTRIBUTE_WORDS = {"big": "size", "large": "size", "deep": "messages", "depth": "messages", "ip": "ip",
-                    "k8s": "version", "kubernetes": "version", "class": "class", "ram": "memory"}
-# Parts of attribute names that say a unit or a kind of number, not what the attribute is.
+                    "k8s": "version", "kubernetes": "version", "class": "class", "ram": "memory", "own": "owner",
+                    "owned": "owner", "whose": "owner", "dlq": "dead", "replica": "replica"}
+# Parts of fact names that say a unit, a kind of number or a yes/no, not what the fact is.
 _UNIT_PARTS = {"mb", "gb", "s", "bytes", "count", "id", "approximate"}
+# "where is X?", "which region is X in?": the answer is its account and region.
+_WHERE_WORDS = frozenset({"where", "region", "regions", "account", "located"})
+# "who owns X?": tags that name an owner, in the order they answer.
+_OWNER_TAGS = ("owner", "team", "contact", "owned-by", "owned_by")
 _STATE_QUESTION = re.compile(r"(?<![\w-])(?:state|status|up|down|running|stopped|available|online|offline)(?![\w-])")
 
 
@@ -163,19 +169,59 @@ def _about_named(prompt: str, parsed: ParsedPrompt, index: LookupIndex, store: R
         text = f"{named[0].display_name} is not in {' / '.join(_where_words(parsed, bare=True))}; it is in {places}."
         return _answer(text, named, now, freshness)
     subject = here or named
+    if types and not any(r.resource_type in types for r in subject):
+        # "which ecs services run in prod-cluster?": the named resource's members of the type asked for.
+        return _members(parsed, subject, types, store, now, freshness)
     keys = _asked_attributes(parsed, subject)
     if keys:
         parts = []
         for r in subject:
-            values = [_attribute_text(k, r.attributes[k]) for k in keys if k in r.attributes]
+            facts = _facts(r)
+            values = [_attribute_text(k, facts[k]) for k in keys if k in facts]
             if values:
                 parts.append(f"{r.display_name} ({_place(r)}): " + ", ".join(values))
         if parts:
             return _answer("; ".join(parts) + ".", subject, now, freshness)
+    words = set(re.findall(r"[a-z]+", parsed.without([*parsed.names, *parsed.hint_spans()])))
+    if words & _WHERE_WORDS:
+        return _answer("; ".join(f"{r.display_name} is in {_place(r)}" for r in subject) + ".", subject, now,
+                       freshness)
     asks_state = parsed.states or _STATE_QUESTION.search(parsed.text)
     if not asks_state or all(r.current_state is None for r in subject):
         return None
     return _answer(_state_text(parsed, subject), subject, now, freshness)
+
+
+def _members(parsed: ParsedPrompt, owners: list[IdentifiedResource], types: set[str], store: ResourceStore,
+             now: datetime, freshness) -> Answer | None:
+    """Resources of ``types`` that belong to one of ``owners`` (the services of a cluster, the instances of a
+    group), read from the index of the owners' accounts and regions."""
+    from qdrant_edge import FieldCondition, Filter, MatchAny
+
+    from agent.targets import belongs_to
+
+    flt = Filter(must=[FieldCondition(key="resource_type", match=MatchAny(any=sorted(types))),
+                       FieldCondition(key="account_id", match=MatchAny(any=sorted({r.account_id for r in owners
+                                                                                   if r.account_id})))])
+    candidates = [d.to_identified() for d in store.all_documents(flt)]
+    members = [m for m in candidates if any(m.region == o.region and belongs_to(m, o) for o in owners)]
+    noun = _noun(types, members)
+    owner_names = " / ".join(dict.fromkeys(o.display_name for o in owners))
+    if not members:
+        return _answer(f"No {_plural(noun)} of {owner_names} in the index.", owners, now, freshness)
+    count = f"{len(members)} {noun if len(members) == 1 else _plural(noun)}"
+    return _answer(f"{count} in {owner_names}: {_listing(members)}.", members + owners, now, freshness)
+
+
+def _facts(resource: IdentifiedResource) -> dict[str, object]:
+    """What the index knows of one resource, by name: its attributes, constraints (deletion_protection),
+    relations (read_replicas) and tags."""
+    facts: dict[str, object] = {}
+    facts.update({k: v for k, v in resource.tags.items() if k})
+    facts.update(resource.relations)
+    facts.update(resource.constraints)
+    facts.update(resource.attributes)
+    return facts
 
 
 def _state_text(parsed: ParsedPrompt, subject: list[IdentifiedResource]) -> str:
@@ -197,8 +243,13 @@ def _asked_attributes(parsed: ParsedPrompt, subject: list[IdentifiedResource]) -
     text = parsed.without([*parsed.names, *parsed.hint_spans()])
     words = {stem(w) for w in re.findall(r"[a-z0-9]+", text)}
     words |= {_ATTRIBUTE_WORDS[w] for w in list(words) if w in _ATTRIBUTE_WORDS}
+    facts = [_facts(r) for r in subject]
+    if "owner" in words:  # "who owns X?": the first owner-like tag it carries
+        owner = next((t for t in _OWNER_TAGS if any(t in f for f in facts)), None)
+        if owner:
+            words.add(owner)
     scored: dict[str, tuple[int, float]] = {}
-    for key in {k for r in subject for k in r.attributes}:
+    for key in {k for f in facts for k in f}:
         parts = [stem(p) for p in key.split("_") if p not in _UNIT_PARTS] or [stem(key)]
         found = [p for p in parts if p in words]
         if found:
@@ -257,6 +308,10 @@ def _key_words(key: str) -> str:
 def _attribute_text(key: str, value: object) -> str:
     """timeout_s 30 -> "timeout 30 s", memory_mb 256 -> "memory 256 MB", engine_version -> "engine version"."""
     unit = _UNITS.get(key.rsplit("_", 1)[-1]) if "_" in key else None
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    elif isinstance(value, list | tuple):
+        value = ", ".join(last_segment(str(v)) for v in value) if value else "none"
     return f"{_key_words(key)} {value}" + (f" {unit}" if unit else "")
 
 
