@@ -127,6 +127,12 @@ def main() -> None:
                         assert report.ok, report.errors[:3]
                         data = report.as_json()
                         documents = store.count()
+                        # The full sync ends by starting the HNSW build in a child process (off the hot path:
+                        # searches meanwhile scan exactly). Timed apart, so the re-sync does not share the two
+                        # cores with it (it did in the first runs: 95 s of re-sync against a 70 s listing pass).
+                        started = time.perf_counter()
+                        store.wait_for_optimizer(timeout=3600)
+                        hnsw_wait_s = time.perf_counter() - started
                         started = time.perf_counter()
                         again = SyncEngine(store, embedder.encode, accounts, pool=pool).run()
                         resync_s = time.perf_counter() - started
@@ -137,7 +143,7 @@ def main() -> None:
                     rounds.append({
                         "listing_only_s": listing_s, "listed": listed, "searchable_s": report.searchable_s,
                         "complete_s": report.duration_s, "embedded": data["embedded"], "documents": documents,
-                        "resync_s": resync_s, "resync_embedded": again.as_json()["embedded"], "names_found": found,
+                        "resync_s": resync_s, "hnsw_build_after_full_s": hnsw_wait_s, "resync_embedded": again.as_json()["embedded"], "names_found": found,
                         "cpu_s": {"cloudops": own_cpu, "moto_server": moto_cpu},
                         "ratio_searchable_vs_listing": report.searchable_s / listing_s,
                         "ratio_complete_vs_listing": report.duration_s / listing_s,
@@ -161,7 +167,8 @@ def main() -> None:
                     "full_sync_cpu_s": {"cloudops": round(statistics.median(r["cpu_s"]["cloudops"] for r in rounds), 1),
                                         "moto_server": round(statistics.median(r["cpu_s"]["moto_server"] for r in rounds), 1)},
                     "per_round": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                                   if k in ("listing_only_s", "searchable_s", "complete_s", "resync_s", "load_average")}
+                                   if k in ("listing_only_s", "searchable_s", "complete_s", "resync_s",
+                                            "hnsw_build_after_full_s", "load_average")}
                                   for r in rounds],
                     "targets": {"ratio_searchable_vs_listing": "<= 1.3", "ratio_complete_vs_listing": "<= 2.5",
                                 "ratio_resync_vs_full": "<= 0.10", "unchanged_resync_embedded": 0},
