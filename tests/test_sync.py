@@ -382,3 +382,22 @@ def test_the_hnsw_build_runs_in_a_child_process_and_keeps_the_writes_made_meanwh
         assert reopened.count() == 8100
     finally:
         reopened.close()
+
+
+def test_an_account_that_cannot_be_reached_marks_the_data_it_synced_before_as_failed(store, embedder, aws):
+    """An account failing before any scope is listed (its profile gone, its login expired) left its scopes'
+    rows as they were, so the data's age called them fresh; now the last sync of each says it failed."""
+    from app.estate.freshness import Freshness
+    from app.estate.sync_status import StatusBook
+
+    engine(store, embedder).run()
+    staging = next(d for d in store.all_documents() if d.account_name == "staging").to_identified()
+    assert Freshness.of_store(store, 3600).why_stale(staging) is None
+    gone = [AccountConfig(name="staging", profile="no-such-profile", regions=REGIONS)]
+    report = SyncEngine(store, embedder.encode, gone, max_workers=4).run()
+    assert report.errors and report.errors[0]["account"] == "staging"
+    said = Freshness.of_store(store, 3600).why_stale(staging)
+    assert said is not None and "last sync of staging/" in said and "failed" in said
+    production = next(d for d in store.all_documents() if d.account_name == "production").to_identified()
+    assert Freshness.of_store(store, 3600).why_stale(production) is None  # the other accounts are untouched
+    assert all(s.last_success is not None for s in StatusBook(store.engine).all())  # the good syncs are kept

@@ -162,7 +162,9 @@ class SyncEngine:
             try:
                 account_id = session.resolve_account_id()
             except (ClientError, BotoCoreError) as exc:
-                errors.append({"scope": f"{session.name}/*/*", "account": session.name, "error": describe_error(exc)})
+                error = describe_error(exc)
+                errors.append({"scope": f"{session.name}/*/*", "account": session.name, "error": error})
+                self._account_failed(session.name, error)
                 continue
             for svc in COLLECTORS:
                 if service and svc != service:
@@ -173,6 +175,15 @@ class SyncEngine:
                         continue
                     scopes.append(Scope(session, account_id, reg, svc))
         return scopes, errors
+
+    def _account_failed(self, account_name: str, error: str) -> None:
+        """The account could not be reached at all (its profile, its login, its role): every scope of it synced
+        before gets this failure, so that its data's age says the last sync failed instead of looking fresh."""
+        now = datetime.now(timezone.utc)
+        for status in self.status.all():
+            if status.account_name == account_name:
+                self.status.record(ScopeStatus(scope=status.scope, last_attempt=now, last_error=error,
+                                               last_error_at=now))
 
     def run_events(self, refs) -> SyncReport:
         """Sync exactly the scopes that resource-change events named (see app.estate.events). An event says
