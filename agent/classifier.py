@@ -118,8 +118,10 @@ class Classifier:
         self.vocabulary = frozenset(w for pb in playbooks.values() for text in (pb.title, *pb.utterances)
                                     for w in re.findall(r"[a-z]+", text.lower()))
 
-    def classify(self, masked_prompt: str, resource_types: set[str]) -> ClassifierResult:
-        """Rank every playbook for ``masked_prompt``; ``resource_types`` are the targets' types if known."""
+    def classify(self, masked_prompt: str, resource_types: set[str], *, named: bool = False) -> ClassifierResult:
+        """Rank every playbook for ``masked_prompt``; ``resource_types`` are the targets' types if known.
+        ``named``: the prompt names resources of those types, so a playbook that cannot act on any of them
+        is counted against, not merely not for ("restart api-service", an ECS service, is no EC2 reboot)."""
         masked_prompt = correct_typos(masked_prompt, self.vocabulary)
         prompt_verbs = ordered_verbs(masked_prompt)
         types = set(resource_types) or types_in(masked_prompt)
@@ -136,7 +138,7 @@ class Classifier:
             if listing and "list" in self.verbs[pid]:
                 verb = min(verb, 0.0)
             if types:
-                type_fit = 1.0 if types & set(pb.resource_types) else 0.0
+                type_fit = 1.0 if types & set(pb.resource_types) else (-1.0 if named else 0.0)
             else:
                 type_fit = 0.5
             score = (W_DENSE * dense + W_LEXICAL * lexical + W_VERB * verb + W_TYPE * type_fit) / _TOTAL

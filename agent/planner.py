@@ -115,7 +115,8 @@ class Planner:
         mentions = find_mentions(request.prompt, resources, parsed)
         hints = find_hints(parsed, request.user_context, resources)
         masked = _QUOTED_TEXT.sub(" message ", without_hints(masked_prompt(request.prompt, mentions), hints))
-        result = self.stack.classifier.classify(masked, candidate_types(masked, mentions, resources, parsed))
+        result = self.stack.classifier.classify(masked, candidate_types(masked, mentions, resources, parsed),
+                                                named=bool(mentions))
         warnings: list[str] = []
         if len(request.prompt) > 1000:
             warnings.append("long prompt: only the operation, names and values it states are used")

@@ -178,3 +178,19 @@ def test_a_listing_reads_every_identified_resource_and_a_change_of_several_still
         ("DescribeInstances", {"InstanceIds": ["i-1", "i-2"]})]
     changed = plan(planner, "stop the instances in dev", resources)
     assert changed.clarification is not None and changed.script.steps == []
+
+
+def _ecs_service(name: str) -> dict:
+    arn = f"arn:aws:ecs:us-west-2:111111111111:service/prod-cluster/{name}"
+    return {"resource_type": "ecs_service", "resource_id": arn, "name": name, "arn": arn, "account_id": "111111111111",
+            "region": "us-west-2", "current_state": "ACTIVE", "tags": {"env": "production"},
+            "relations": {"cluster": ["arn:aws:ecs:us-west-2:111111111111:cluster/prod-cluster"]}}
+
+
+@pytest.mark.parametrize("prompt", ["restart api-service", "bounce api-service", "reboot api-service"])
+def test_a_named_resource_s_type_is_never_overridden_by_the_verb(planner, prompt):
+    """'restart api-service' (an ECS service) planned the EC2 reboot playbook on the verb and then asked
+    which instance; a playbook that cannot act on the type the prompt names is never chosen."""
+    p = plan(planner, prompt, [_ecs_service("api-service"), ec2("web-server-1", "i-1")])
+    assert p.classification.playbook in (None, "aws_ecs_force_new_deployment")
+    assert all(s.service == "ecs" for s in p.script.steps)
