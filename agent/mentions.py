@@ -95,7 +95,94 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: Pars
     kept = _qualified(parsed, kept)
     # A member named after its group (the instances an ASG launches carry the ASG's Name tag) is not
     # what "web-asg" means when the group itself was identified too.
-    return [m for m in kept if not _member_of_same_name(m, kept)]
+    kept = [m for m in kept if not _member_of_same_name(m, kept)]
+    # "the dlq of payments-queue": what is named is the queue's dead-letter queue, when it was identified
+    # (when it was not, agent.targets asks instead of acting on the queue itself).
+    out = []
+    for m in kept:
+        part = named_part(parsed, m, resources)
+        if part is not None and part.referenced:
+            out += [Mention(r, r.display_name, part.start, part.end) for r in part.referenced]
+        else:
+            out.append(m)
+    return out
+
+
+# "the dlq of payments-queue", "payments-queue's dead letter queue", "the read replicas of orders-db": a part
+# of the named resource, said as the name of one of its relations or attributes (or that name's initials).
+_PART_CONNECTOR = re.compile(r"\s(?:of|for|behind|from)\s+(?:the\s+)?$")
+_PART_AFTER = re.compile(r"^(?:'s|’s)\s+(?!(?:new|another)\s)((?:[a-z][a-z-]*\s*){1,3})")
+_KEY_NOISE = frozenset({"arn", "arns", "id", "ids", "url", "urls", "name", "names"})
+
+
+@dataclass
+class NamedPart:
+    said: str                              # the words that name the part ("dlq", "read replicas")
+    owner: IdentifiedResource              # the resource the prompt names
+    referenced: list[IdentifiedResource]   # the identified resources the part refers to (may be none)
+    start: int                             # the span of part + owner in the parsed text
+    end: int
+    empty: bool = False                    # the resource has that relation and it is empty (no replicas)
+
+
+def named_part(parsed: ParsedPrompt, mention: "Mention", identified: list[IdentifiedResource]) -> NamedPart | None:
+    """The part of ``mention``'s resource the prompt asks for instead of the resource itself, or None.
+    The longest relation or attribute name the words spell wins; one that only points back at the resource
+    itself (its own queue_url) is no part."""
+    if mention.end <= mention.start:
+        return None
+    text = parsed.text
+    connector = _PART_CONNECTOR.search(text[:mention.start])
+    after = _PART_AFTER.match(text[mention.end:])
+    if after:
+        head = text[:mention.end + after.end()]
+        words = re.findall(r"[a-z]+", after.group(1))[:4]
+    elif connector:
+        head = text[:connector.start()]
+        words = re.findall(r"[a-z]+", head)[-4:]
+    else:
+        return None
+    owner = mention.resource
+    best: NamedPart | None = None
+    # Only relations name other resources; an attribute ("the instance class of X") is a value of X itself.
+    for key, value in owner.relations.items():
+        said = says_key(words, key, from_end=not after)
+        if said is None or (best is not None and len(said) <= len(best.said)):
+            continue
+        values = [str(v) for v in (value if isinstance(value, list | tuple) else [value]) if v]
+        if values and all(_refers_to(v, owner) for v in values):
+            continue
+        referenced = [r for r in identified if r is not owner and any(_refers_to(v, r) for v in values)]
+        if after:
+            start, end = mention.start, mention.end + after.end()
+        else:
+            start, end = head.rfind(said.split()[0]), mention.end
+            if re.search(r"(?<![\w-])(?:a|an|new|another|more)\s+$", head[:start]):
+                continue  # "create a read replica of billing-mysql": a new one, not one that exists
+        best = NamedPart(said, owner, referenced, start, end, empty=not values)
+    return best
+
+
+def says_key(words: list[str], key: str, *, from_end: bool) -> str | None:
+    """The words of ``words`` that spell ``key`` (dead_letter_queue: "dead letter queue" or "dlq")."""
+    key_words = [_singular(w) for w in key.split("_") if w not in _KEY_NOISE]
+    if not key_words:
+        return None
+    said = [_singular(w) for w in words]
+    for n in range(len(said), 0, -1):  # the longest run first
+        run = said[-n:] if from_end else said[:n]
+        if run == key_words or (len(key_words) > 1 and run == ["".join(w[0] for w in key_words)]):
+            return " ".join(words[-n:] if from_end else words[:n])
+    return None
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _refers_to(value: str, resource: IdentifiedResource) -> bool:
+    keys = {normalise(k) for k in (resource.resource_id, resource.name, resource.arn) if k}
+    return normalise(value) in keys or normalise(last_segment(value)) in keys
 
 
 def _inside_a_value(parsed: ParsedPrompt, start: int, end: int) -> bool:

@@ -21,7 +21,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein
 
 from agent.lexicon import ENVIRONMENT_WORDS, lists_resources
-from agent.mentions import Hints, Mention, unmatched_names
+from agent.mentions import Hints, Mention, named_part, unmatched_names
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import Candidate, Clarification, IdentifiedResource
 from agent.text import last_segment, normalise
@@ -218,6 +218,20 @@ def choose_targets(prompt: str, resource_types: list[str], identified: list[Iden
     change never does without "all". ``parsed``: the request's parsed prompt (agent.mentions.request_prompt)."""
     parsed = parsed or parse_prompt(prompt)
     compatible = [r for r in identified if r.resource_type in resource_types]
+    # "purge the dlq of payments-queue": the queue's dead-letter queue, never the queue itself. agent.mentions
+    # already turned a part it could find into a mention of it; an owner whose part is not here is dropped,
+    # and when nothing else is named the operator is asked.
+    parts = {id(m): p for m in mentions if (p := named_part(parsed, m, identified)) is not None}
+    if parts:
+        rest = [m for m in mentions if id(m) not in parts]
+        if not rest:
+            part = next(iter(parts.values()))
+            owner = f"{part.owner.display_name} ({_where(part.owner)})"
+            return TargetChoice(clarification=Clarification(
+                question=(f"{owner} has no {part.said} in the index." if part.empty else
+                          f"The {part.said} of {owner} is not among the resources identified for this request.")
+                + f" Name the {type_label} itself.", candidates=[]))
+        mentions = rest
     named = [m for m in mentions if m.resource.resource_type in resource_types]
     if not named:
         typed = unmatched_names(parsed, mentions)

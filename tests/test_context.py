@@ -114,3 +114,27 @@ def test_a_request_whose_words_look_like_a_broken_tag_expression_still_finds_wha
     index, store = fleet
     found = identify("enforce IMDSv2 on worker-05 (http tokens = required)", index, store)
     assert found and found[0].resource_id == "i-0005"
+
+
+def test_a_part_asked_for_by_its_relation_is_sent_with_the_named_resource(tmp_path, stack):
+    """'purge the dlq of payments-queue': the queue's dead-letter queue must reach the planner, or it can only
+    ask; the queue's other neighbours are not sent for it."""
+    embedder = stack.index.embedder
+
+    def queue(name: str, **relations) -> ResourceDocument:
+        arn = f"arn:aws:sqs:us-west-2:111111111111:{name}"
+        return ResourceDocument(id=arn, arn=arn, resource_type="sqs_queue", service="sqs", resource_id=arn,
+                                name=name, account_id="111111111111", account_name="production", region="us-west-2",
+                                relations=relations).finalise()
+
+    docs = [queue("payments-queue", dead_letter_queue=["arn:aws:sqs:us-west-2:111111111111:zz-parking-lot"]),
+            queue("zz-parking-lot"), queue("orders-queue")]
+    store = ResourceStore(tmp_path / "index")
+    store.apply_scope("111111111111/us-west-2/sqs", docs, dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs]))))
+    index = LookupIndex.load(store, embedder.encode_query)
+    try:
+        names = [r.name for r in identify("purge the dlq of payments-queue", index, store)]
+        assert "payments-queue" in names and "zz-parking-lot" in names
+        assert "zz-parking-lot" not in [r.name for r in identify("purge payments-queue", index, store)]
+    finally:
+        store.close()

@@ -28,3 +28,25 @@ def test_a_name_may_be_typed_with_spaces_for_its_dashes_and_the_longer_name_wins
     assert named("redrive the payments queue dlq", resources) == ["payments-queue-dlq"]
     assert named("redrive payments_queue", resources) == ["payments-queue"]
     assert named("the payments are queued", resources) == []  # words of a name, not the name
+
+
+def test_a_part_is_a_relation_said_definitely_never_an_attribute_or_a_new_thing():
+    from agent.mentions import find_mentions, named_part
+    from agent.prompt import parse_prompt
+    from agent.protocol import IdentifiedResource
+
+    db = IdentifiedResource(resource_type="rds_db_instance", resource_id="orders-db", name="orders-db",
+                            attributes={"instance_class": "db.r6g.large"}, relations={"read_replicas": ["orders-db-ro"]})
+    replica = IdentifiedResource(resource_type="rds_db_instance", resource_id="orders-db-ro", name="orders-db-ro")
+
+    def part(prompt):
+        parsed = parse_prompt(prompt)
+        mention = next(m for m in find_mentions(prompt, [db], parsed) if m.resource is db)
+        return named_part(parsed, mention, [db, replica])
+
+    found = part("reboot the read replicas of orders-db")
+    assert found.said == "read replicas" and found.referenced == [replica]
+    assert part("reboot orders-db's read replica").referenced == [replica]
+    assert part("create a read replica of orders-db") is None          # a new one
+    assert part("change the instance class of orders-db") is None      # an attribute of the database itself
+    assert [m.resource for m in find_mentions("reboot the read replicas of orders-db", [db, replica])] == [replica]

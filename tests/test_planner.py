@@ -194,3 +194,23 @@ def test_a_named_resource_s_type_is_never_overridden_by_the_verb(planner, prompt
     p = plan(planner, prompt, [_ecs_service("api-service"), ec2("web-server-1", "i-1")])
     assert p.classification.playbook in (None, "aws_ecs_force_new_deployment")
     assert all(s.service == "ecs" for s in p.script.steps)
+
+
+def _queue(name: str, dlq: str | None = None) -> dict:
+    url = f"https://sqs.us-west-2.amazonaws.com/111111111111/{name}"
+    return {"resource_type": "sqs_queue", "resource_id": url, "name": name,
+            "arn": f"arn:aws:sqs:us-west-2:111111111111:{name}", "account_id": "111111111111", "region": "us-west-2",
+            "tags": {"env": "production"}, "attributes": {"messages_visible": 3},
+            "relations": {"dead_letter_queue": [f"arn:aws:sqs:us-west-2:111111111111:{dlq}"]} if dlq else {}}
+
+
+@pytest.mark.parametrize("prompt", ["purge the dlq of payments-queue", "purge payments-queue's dead letter queue",
+                                    "purge the dead-letter queue of payments-queue"])
+def test_a_part_of_a_named_resource_is_what_is_acted_on_never_the_resource(planner, prompt):
+    """'purge the dlq of payments-queue' purged payments-queue itself (the production work queue)."""
+    resources = [_queue("payments-queue", dlq="payments-queue-dlq"), _queue("payments-queue-dlq")]
+    p = plan(planner, prompt, resources)
+    assert [s.parameters["QueueUrl"] for s in p.script.steps] == [resources[1]["resource_id"]]
+    alone = plan(planner, prompt, resources[:1])  # the dead-letter queue was not identified: ask, never the queue
+    assert alone.clarification is not None and not alone.script.steps
+    assert "not among the resources identified" in alone.clarification.question

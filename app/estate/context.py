@@ -18,7 +18,9 @@ from __future__ import annotations
 import re
 
 from agent.lexicon import lists_resources
+from agent.mentions import says_key
 from agent.prompt import ParsedPrompt, parse_prompt
+from agent.text import last_segment, normalise
 from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
 from app.config import Config
 from app.estate.lookup import LookupIndex, QueryError
@@ -67,6 +69,10 @@ def identify(prompt: str, index: LookupIndex, store: ResourceStore, limit: int =
     ids = [h.id for h in chosen]
     named = [i for i in _named_ids(index, parsed) if i not in ids]
     docs = store.documents(ids + named)
+    related = [i for i in _parts_asked_for(index, parsed, docs) if i not in ids and i not in named]
+    if related:  # "purge the dlq of payments-queue": the queue's dead-letter queue is sent too
+        docs.update(store.documents(related))
+        named += related
     found = [docs[h.id].to_identified(match_score=h.score, why="; ".join(h.why)) for h in chosen if h.id in docs]
     # Named exactly, but hidden by a hint's filter: sent so that the planner says where it is.
     elsewhere = [docs[i].to_identified(match_score=1.0, why="exact name (outside the place the prompt says)")
@@ -87,6 +93,36 @@ def _named_ids(index: LookupIndex, parsed: ParsedPrompt) -> list[str]:
             doc_id = str(index.ids[row])
             if doc_id not in out:
                 out.append(doc_id)
+    return out[:MAX_RESOURCES]
+
+
+_PART_OF = re.compile(r"\s(?:of|for|behind|from)\s+(?:the\s+)?$")
+
+
+def _parts_asked_for(index: LookupIndex, parsed: ParsedPrompt, docs: dict) -> list[str]:
+    """Ids of the resources related to a resource named as "<something> of <name>" or "<name>'s
+    <something>" (its relations: a queue's dead-letter queue, a database's read replicas), so that the
+    planner can act on the part asked for (agent.mentions.named_part) instead of on the named resource."""
+    out: list[str] = []
+    for span in parsed.names:
+        before = _PART_OF.search(parsed.text[:span.start])
+        after = re.match(r"(?:'s|’s)\s+((?:[a-z][a-z-]*\s*){1,3})", parsed.text[span.end:])
+        if after:
+            words, from_end = re.findall(r"[a-z]+", after.group(1))[:4], False
+        elif before:
+            words, from_end = re.findall(r"[a-z]+", parsed.text[:before.start()])[-4:], True
+        else:
+            continue
+        for row in index.exact.get(span.text) or []:
+            doc = docs.get(str(index.ids[row]))
+            for key, values in (doc.relations.items() if doc is not None else []):
+                if says_key(words, key, from_end=from_end) is None:
+                    continue
+                for value in values[:MAX_RESOURCES]:
+                    for key in (value, last_segment(value)):
+                        for related in index.exact.get(normalise(key)) or []:
+                            if str(index.ids[related]) not in out:
+                                out.append(str(index.ids[related]))
     return out[:MAX_RESOURCES]
 
 
