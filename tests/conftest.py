@@ -40,6 +40,21 @@ def seed_resource() -> dict:
     }
 
 
+def store_of(directory: Path, documents: list, embedder):
+    """A ResourceStore under ``directory`` holding ``documents`` and their meaning vectors, written scope by
+    scope as a sync writes them."""
+    from app.estate.resource_store import ResourceStore
+
+    store = ResourceStore(directory)
+    vectors = dict(zip([d.id for d in documents], embedder.encode([d.text for d in documents])))
+    scopes: dict[str, list] = {}
+    for doc in documents:
+        scopes.setdefault(f"{doc.account_id}/{doc.region}/{doc.service}", []).append(doc)
+    for scope, docs in scopes.items():
+        store.apply_scope(scope, docs, vectors)
+    return store
+
+
 def index_eval_estate(home: Path, embedder, *, write_qdrant: bool = True) -> None:
     """The eval estate (tests/eval/estate.yaml) written into ``home/index`` as a sync would, scope by scope:
     for tests that need an index without moto."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest import store_of
 
 from app.estate.answers import answer_question
 from app.estate.documents import make_document
 from app.estate.lookup import LookupIndex
-from app.estate.resource_store import ResourceStore
 
 pytestmark = pytest.mark.slow
 PLACES = {"production": "111111111111", "staging": "222222222222", "dev": "333333333333"}
@@ -39,11 +39,7 @@ def estate(tmp_path, stack):
             doc("lambda_function", "orders-processor", "production", runtime="python3.12", memory_mb=256, timeout_s=30),
             doc("lambda_function", "legacy-etl", "staging", runtime="python3.9", memory_mb=512, timeout_s=300),
             doc("sns_topic", "ops-alerts", "production", subscriptions_confirmed=2)]
-    store = ResourceStore(tmp_path / "index")
-    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
-    for scope in {f"{d.account_id}/{d.region}/{d.service}" for d in docs}:
-        store.apply_scope(scope, [d for d in docs if f"{d.account_id}/{d.region}/{d.service}" == scope], vectors,
-                          write_qdrant=False)
+    store = store_of(tmp_path / "index", docs, embedder)
     yield LookupIndex.load(store, embedder.encode_query), store
     store.close()
 
@@ -123,11 +119,7 @@ def facts_estate(tmp_path, stack):
               relations={"cluster": ["arn:aws:ecs:us-west-2:111111111111:cluster/other"]}),
             d("lambda_function", "orders-processor", "production", tags={"team": "commerce"}),
             d("lambda_function", "image-resizer", "production", tags={"team": "media"})]
-    store = ResourceStore(tmp_path / "index")
-    vectors = dict(zip([x.id for x in docs], embedder.encode([x.text for x in docs])))
-    for scope in {f"{x.account_id}/{x.region}/{x.service}" for x in docs}:
-        store.apply_scope(scope, [x for x in docs if f"{x.account_id}/{x.region}/{x.service}" == scope], vectors,
-                          write_qdrant=False)
+    store = store_of(tmp_path / "index", docs, embedder)
     yield LookupIndex.load(store, embedder.encode_query), store
     store.close()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import store_of
 
 from app.estate.context import MAX_LISTED, MAX_RESOURCES, identify
 from app.estate.documents import ResourceDocument
 from app.estate.lookup import LookupIndex
-from app.estate.resource_store import ResourceStore
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,7 @@ def fleet(tmp_path, stack):
         id=db_arn, arn=db_arn, resource_type="rds_db_instance", service="rds", resource_id="dev-scratch-pg",
         name="dev-scratch-pg", account_id="333333333333", account_name="dev", region="us-west-2",
         state="available").finalise()]
-    store = ResourceStore(tmp_path / "index")
-    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
-    for scope in {f"{d.account_id}/{d.region}/{d.service}" for d in docs}:
-        store.apply_scope(scope, [d for d in docs if f"{d.account_id}/{d.region}/{d.service}" == scope], vectors,
-                          write_qdrant=False)
+    store = store_of(tmp_path / "index", docs, embedder)
     index = LookupIndex.load(store, embedder.encode_query)
     yield index, store
     store.close()
@@ -75,11 +71,7 @@ def words_estate(tmp_path, stack):
             make("rds_db_instance", "billing-db", "production", app="billing"),
             make("rds_db_instance", "payments-aurora-instance-1", "production", "us-east-1", app="payments"),
             make("rds_db_instance", "dev-scratch-pg", "dev"), make("ec2_instance", "bastion", "dev")]
-    store = ResourceStore(tmp_path / "index")
-    vectors = dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs])))
-    for scope in {f"{d.account_id}/{d.region}/{d.service}" for d in docs}:
-        store.apply_scope(scope, [d for d in docs if f"{d.account_id}/{d.region}/{d.service}" == scope], vectors,
-                          write_qdrant=False)
+    store = store_of(tmp_path / "index", docs, embedder)
     yield LookupIndex.load(store, embedder.encode_query), store
     store.close()
 
@@ -129,8 +121,7 @@ def test_a_part_asked_for_by_its_relation_is_sent_with_the_named_resource(tmp_pa
 
     docs = [queue("payments-queue", dead_letter_queue=["arn:aws:sqs:us-west-2:111111111111:zz-parking-lot"]),
             queue("zz-parking-lot"), queue("orders-queue")]
-    store = ResourceStore(tmp_path / "index")
-    store.apply_scope("111111111111/us-west-2/sqs", docs, dict(zip([d.id for d in docs], embedder.encode([d.text for d in docs]))))
+    store = store_of(tmp_path / "index", docs, embedder)
     index = LookupIndex.load(store, embedder.encode_query)
     try:
         names = [r.name for r in identify("purge the dlq of payments-queue", index, store)]
