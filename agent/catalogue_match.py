@@ -28,33 +28,9 @@ import numpy as np
 from botocore import xform_name
 
 from agent.catalogue import _PREPOSITIONS, CatalogueEntry
-from agent.text import normalise, stem
+from agent.text import normalise, singular, stem
 
 # ---------------------------------------------------------------------------------------------- words
-_KEEP_S = frozenset({"access", "address", "alias", "analysis", "analytics", "aws", "continuous", "cors", "dns", "ebs",
-                     "egress", "eks", "express", "ingress", "is", "kinesis", "kms", "process", "progress", "serverless",
-                     "sms", "status", "success", "class", "this", "was", "has", "its", "us", "less", "bus", "gas",
-                     "plus", "cross", "loss", "pass", "glass", "ecs", "iam", "sqs", "sns", "rds", "s3", "dynamodb",
-                     "os", "yes", "always", "series", "canvas", "atlas"})
-
-
-def singular(word: str) -> str:
-    """'instances' -> 'instance', 'policies' -> 'policy', 'addresses' -> 'address', 'aliases' -> 'alias'."""
-    if len(word) <= 2 or word in _KEEP_S or not word.endswith("s"):
-        return word
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith("sses"):
-        return word[:-2]
-    if word.endswith("ases") and word[:-2] in _KEEP_S:
-        return word[:-2]
-    if word.endswith(("xes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith(("ss", "us")):
-        return word
-    return word[:-1]
-
-
 # Phrases read as one object word, on both sides (the prompt and the API names).
 _PHRASES: list[tuple[re.Pattern[str], str]] = [(re.compile(r"(?<![\w-])" + p + r"(?![\w-])"), r) for p, r in [
     (r"time[- ]to[- ]live", "ttl"), (r"point[- ]in[- ]time[- ]recovery|pitr", "continuous backup"),

@@ -15,7 +15,7 @@ from agent.facts import TYPE_NOUNS as TYPE_WORDS
 from agent.lexicon import types_in
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import IdentifiedResource, UserContext
-from agent.text import last_segment, normalise
+from agent.text import last_segment, normalise, singular
 
 # Type nouns that do not contradict a name they follow: "the orders-db instance" is the DB instance, "the
 # pg-main server" may be a database server. A specific one does: "the orders topic" is no table.
@@ -125,50 +125,64 @@ class NamedPart:
     empty: bool = False                    # the resource has that relation and it is empty (no replicas)
 
 
+@dataclass
+class PartWords:
+    """The words around a name that may name a part of it: "the dlq of <name>" (``before``) or
+    "<name>'s dlq"; ``reach`` is where they end in the text (before: the end of the words ahead of the
+    connector; after: the end of the words after the name)."""
+    words: list[str]
+    before: bool
+    reach: int
+
+
+def part_words(text: str, start: int, end: int) -> PartWords | None:
+    """The part words around the name at ``text[start:end]``, or None when none are said."""
+    after = _PART_AFTER.match(text[end:])
+    if after:
+        return PartWords(re.findall(r"[a-z]+", after.group(1))[:4], False, end + after.end())
+    connector = _PART_CONNECTOR.search(text[:start])
+    if connector:
+        return PartWords(re.findall(r"[a-z]+", text[:connector.start()])[-4:], True, connector.start())
+    return None
+
+
 def named_part(parsed: ParsedPrompt, mention: "Mention", identified: list[IdentifiedResource]) -> NamedPart | None:
     """The part of ``mention``'s resource the prompt asks for instead of the resource itself, or None.
-    The longest relation or attribute name the words spell wins; one that only points back at the resource
-    itself (its own queue_url) is no part."""
+    The longest relation name the words spell wins; one that only points back at the resource itself is
+    no part."""
     if mention.end <= mention.start:
         return None
-    text = parsed.text
-    connector = _PART_CONNECTOR.search(text[:mention.start])
-    after = _PART_AFTER.match(text[mention.end:])
-    if after:
-        head = text[:mention.end + after.end()]
-        words = re.findall(r"[a-z]+", after.group(1))[:4]
-    elif connector:
-        head = text[:connector.start()]
-        words = re.findall(r"[a-z]+", head)[-4:]
-    else:
+    said_around = part_words(parsed.text, mention.start, mention.end)
+    if said_around is None:
         return None
     owner = mention.resource
     best: NamedPart | None = None
     # Only relations name other resources; an attribute ("the instance class of X") is a value of X itself.
     for key, value in owner.relations.items():
-        said = says_key(words, key, from_end=not after)
+        said = says_key(said_around.words, key, from_end=said_around.before)
         if said is None or (best is not None and len(said) <= len(best.said)):
             continue
         values = [str(v) for v in (value if isinstance(value, list | tuple) else [value]) if v]
-        if values and all(_refers_to(v, owner) for v in values):
+        if values and all(refers_to(v, owner) for v in values):
             continue
-        referenced = [r for r in identified if r is not owner and any(_refers_to(v, r) for v in values)]
-        if after:
-            start, end = mention.start, mention.end + after.end()
-        else:
+        referenced = [r for r in identified if r is not owner and any(refers_to(v, r) for v in values)]
+        if said_around.before:
+            head = parsed.text[:said_around.reach]
             start, end = head.rfind(said.split()[0]), mention.end
             if re.search(r"(?<![\w-])(?:a|an|new|another|more)\s+$", head[:start]):
                 continue  # "create a read replica of billing-mysql": a new one, not one that exists
+        else:
+            start, end = mention.start, said_around.reach
         best = NamedPart(said, owner, referenced, start, end, empty=not values)
     return best
 
 
 def says_key(words: list[str], key: str, *, from_end: bool) -> str | None:
     """The words of ``words`` that spell ``key`` (dead_letter_queue: "dead letter queue" or "dlq")."""
-    key_words = [_singular(w) for w in key.split("_") if w not in _KEY_NOISE]
+    key_words = [singular(w) for w in key.split("_") if w not in _KEY_NOISE]
     if not key_words:
         return None
-    said = [_singular(w) for w in words]
+    said = [singular(w) for w in words]
     for n in range(len(said), 0, -1):  # the longest run first
         run = said[-n:] if from_end else said[:n]
         if run == key_words or (len(key_words) > 1 and run == ["".join(w[0] for w in key_words)]):
@@ -176,11 +190,8 @@ def says_key(words: list[str], key: str, *, from_end: bool) -> str | None:
     return None
 
 
-def _singular(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-
-
-def _refers_to(value: str, resource: IdentifiedResource) -> bool:
+def refers_to(value: str, resource: IdentifiedResource) -> bool:
+    """Does ``value`` (an ARN, URL, id or name held by another resource) name ``resource``?"""
     keys = {normalise(k) for k in (resource.resource_id, resource.name, resource.arn) if k}
     return normalise(value) in keys or normalise(last_segment(value)) in keys
 

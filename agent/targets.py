@@ -21,7 +21,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein
 
 from agent.lexicon import ENVIRONMENT_WORDS, lists_resources
-from agent.mentions import Hints, Mention, named_part, unmatched_names
+from agent.mentions import Hints, Mention, named_part, refers_to, unmatched_names
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import Candidate, Clarification, IdentifiedResource
 from agent.text import last_segment, normalise
@@ -187,10 +187,9 @@ def _by_context(prompt: str, group: list[IdentifiedResource]) -> list[Identified
 def belongs_to(resource: IdentifiedResource, owner: IdentifiedResource) -> bool:
     """Is ``resource`` a member or a part of ``owner`` (an instance of its Auto Scaling group, a volume attached
     to it, a service in its cluster)? Read from the relations and ARN-valued attributes the client sent."""
-    keys = {normalise(k) for k in (owner.resource_id, owner.name, owner.arn) if k}
     related = [v for values in resource.relations.values() for v in values]
     related += [v for v in resource.attributes.values() if isinstance(v, str) and (":" in v or "/" in v)]
-    return any(normalise(v) in keys or normalise(last_segment(v)) in keys for v in related)
+    return any(refers_to(v, owner) for v in related)
 
 
 def _where(resource: IdentifiedResource) -> str:

@@ -59,3 +59,28 @@ REGION_IN_TEXT = re.compile(r"(?<![a-z0-9-])([a-z]{2}(?:-gov)?-(?:north|south|ea
 def last_segment(identifier: str) -> str:
     """The name at the end of an ARN or URL: a queue URL's queue, a topic ARN's topic."""
     return re.split(r"[/:]", identifier.rstrip("/"))[-1] if identifier else ""
+
+
+# Words whose final s is not a plural's.
+_KEEP_S = frozenset({"access", "address", "alias", "analysis", "analytics", "aws", "continuous", "cors", "dns", "ebs",
+                     "egress", "eks", "express", "ingress", "is", "kinesis", "kms", "process", "progress", "serverless",
+                     "sms", "status", "success", "class", "this", "was", "has", "its", "us", "less", "bus", "gas",
+                     "plus", "cross", "loss", "pass", "glass", "ecs", "iam", "sqs", "sns", "rds", "s3", "dynamodb",
+                     "os", "yes", "always", "series", "canvas", "atlas"})
+
+
+def singular(word: str) -> str:
+    """'instances' -> 'instance', 'policies' -> 'policy', 'addresses' -> 'address', 'aliases' -> 'alias'."""
+    if len(word) <= 2 or word in _KEEP_S or not word.endswith("s"):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("sses"):
+        return word[:-2]
+    if word.endswith("ases") and word[:-2] in _KEEP_S:
+        return word[:-2]
+    if word.endswith(("xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith(("ss", "us")):
+        return word
+    return word[:-1]

@@ -40,6 +40,17 @@ def seed_resource() -> dict:
     }
 
 
+class CountingEmbedder:
+    """The real model, counting how many texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.dimension, self.name, self.texts = inner, inner.dimension, inner.name, 0
+
+    def encode(self, texts):
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
 def store_of(directory: Path, documents: list, embedder):
     """A ResourceStore under ``directory`` holding ``documents`` and their meaning vectors, written scope by
     scope as a sync writes them."""

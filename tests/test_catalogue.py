@@ -17,7 +17,7 @@ import pytest
 from agent.access_levels import ESTATE_SERVICES, access
 from agent.catalogue import CATALOGUE_VERSION, Catalogue, build_entries, catalogue_fingerprint, split_name
 from agent.protocol import PlanRequest
-from conftest import ROOT
+from conftest import ROOT, CountingEmbedder
 
 CATALOGUE_SET = ROOT / "tests" / "eval_catalogue"
 
@@ -42,15 +42,6 @@ def test_every_operation_of_the_estate_services_is_an_entry():
     assert split_name("ExportTableToPointInTime") == ("export", ("table",), ("point", "time"))
     assert "VisibilityTimeout" in by_id["sqs.GetQueueAttributes"].returns
     assert catalogue_fingerprint().endswith(f"catalogue-{CATALOGUE_VERSION}/" + catalogue_fingerprint().split("/")[-1])
-
-
-class CountingEmbedder:
-    def __init__(self, inner):
-        self.inner, self.dimension, self.name, self.texts = inner, inner.dimension, inner.name, 0
-
-    def encode(self, texts):
-        self.texts += len(texts)
-        return self.inner.encode(texts)
 
 
 def test_the_catalogue_is_cached_with_the_index_and_embeds_only_new_texts(tmp_path, monkeypatch):

@@ -7,18 +7,7 @@ import shutil
 
 from agent.playbook import load_playbooks
 from agent.playbook_index import PlaybookIndex
-from conftest import PLAYBOOKS
-
-
-class CountingEmbedder:
-    """The real model, counting how many texts it is asked to embed."""
-
-    def __init__(self, inner):
-        self.inner, self.dimension, self.name, self.texts = inner, inner.dimension, inner.name, 0
-
-    def encode(self, texts):
-        self.texts += len(texts)
-        return self.inner.encode(texts)
+from conftest import PLAYBOOKS, CountingEmbedder
 
 
 def test_reindex_only_what_changed(tmp_path):

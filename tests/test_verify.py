@@ -11,7 +11,7 @@ import pytest
 
 from agent.evaluation import load_cases, request_for
 from agent.playbook import default_playbook_dir, load_playbooks
-from agent.protocol import PlanRequest, PlanResponse, Step
+from agent.protocol import PlanRequest, PlanResponse
 from app.execution.verify import PlanRefused, TrustContext, verify_plan
 from conftest import EVAL_DIR, ROOT
 

@@ -29,7 +29,6 @@ that needs them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re

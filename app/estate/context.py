@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from agent.lexicon import lists_resources
-from agent.mentions import says_key
+from agent.mentions import part_words, says_key
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.text import last_segment, normalise
 from agent.protocol import AwsAccount, IdentifiedResource, PlanRequest, UserContext
@@ -96,31 +96,23 @@ def _named_ids(index: LookupIndex, parsed: ParsedPrompt) -> list[str]:
     return out[:MAX_RESOURCES]
 
 
-_PART_OF = re.compile(r"\s(?:of|for|behind|from)\s+(?:the\s+)?$")
-
-
 def _parts_asked_for(index: LookupIndex, parsed: ParsedPrompt, docs: dict) -> list[str]:
     """Ids of the resources related to a resource named as "<something> of <name>" or "<name>'s
     <something>" (its relations: a queue's dead-letter queue, a database's read replicas), so that the
     planner can act on the part asked for (agent.mentions.named_part) instead of on the named resource."""
     out: list[str] = []
     for span in parsed.names:
-        before = _PART_OF.search(parsed.text[:span.start])
-        after = re.match(r"(?:'s|’s)\s+((?:[a-z][a-z-]*\s*){1,3})", parsed.text[span.end:])
-        if after:
-            words, from_end = re.findall(r"[a-z]+", after.group(1))[:4], False
-        elif before:
-            words, from_end = re.findall(r"[a-z]+", parsed.text[:before.start()])[-4:], True
-        else:
+        said_around = part_words(parsed.text, span.start, span.end)
+        if said_around is None:
             continue
         for row in index.exact.get(span.text) or []:
             doc = docs.get(str(index.ids[row]))
             for key, values in (doc.relations.items() if doc is not None else []):
-                if says_key(words, key, from_end=from_end) is None:
+                if says_key(said_around.words, key, from_end=said_around.before) is None:
                     continue
                 for value in values[:MAX_RESOURCES]:
-                    for key in (value, last_segment(value)):
-                        for related in index.exact.get(normalise(key)) or []:
+                    for written in (value, last_segment(value)):
+                        for related in index.exact.get(normalise(written)) or []:
                             if str(index.ids[related]) not in out:
                                 out.append(str(index.ids[related]))
     return out[:MAX_RESOURCES]

@@ -60,7 +60,7 @@ from sqlmodel import create_engine
 
 from agent.text import last_segment, normalise
 from app.config import env_seconds
-from app.estate.documents import ResourceDocument, dense_hash, dense_text
+from app.estate.documents import ResourceDocument, dense_hash
 from app.estate.index_errors import IndexUnavailable
 from app.estate.tagexpr import canon
 
@@ -568,8 +568,9 @@ class ResourceStore:
         return {r.id: r.vector[DENSE] for r in records if r.vector and DENSE in r.vector}
 
     def write_vectors(self, documents: list[ResourceDocument], vectors) -> int:
-        """Add the meaning vectors of ``documents`` (made from :func:`dense_text`). A document that changed
-        again since (another dense text now stored) or was deleted is skipped. Returns how many were written."""
+        """Add the meaning vectors of ``documents`` (made from :func:`app.estate.documents.dense_text`). A
+        document that changed again since (another dense text now stored) or was deleted is skipped. Returns
+        how many were written."""
         if not documents:
             return 0
         with self._write_lock:

@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent import __version__
 from agent.protocol import PROTOCOL_VERSION, PlanRequest, PlanResponse, validation_details
-from agent.server import error, parse_body, read_json
+from agent.server import error, parse_body
 from app.config import Schedules
 from app.estate.scheduler import SyncBusy, SyncScheduler
 from app.execution.service import NotRun, OperationsService, PlanNotFound, UnknownResources
