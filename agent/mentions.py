@@ -50,6 +50,7 @@ class Mention:
     alias: str
     start: int
     end: int
+    part_of: IdentifiedResource | None = None  # "the dlq of payments-queue": payments-queue, never the target
 
 
 def request_prompt(prompt: str, user_context: UserContext, resources: list[IdentifiedResource]) -> ParsedPrompt:
@@ -102,7 +103,7 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: Pars
     for m in kept:
         part = named_part(parsed, m, resources)
         if part is not None and part.referenced:
-            out += [Mention(r, r.display_name, part.start, part.end) for r in part.referenced]
+            out += [Mention(r, r.display_name, part.start, part.end, part_of=m.resource) for r in part.referenced]
         else:
             out.append(m)
     return out

@@ -246,3 +246,28 @@ def test_a_question_is_never_answered_with_a_change(honest):
         verify_plan(plan, trust)  # the honest stop plan, sent for a question
     trust.prompt = "can you stop pg-instance-main1?"  # a request phrased politely is still a request
     assert verify_plan(plan, trust).script.steps
+
+
+def test_a_plan_on_the_resource_whose_part_was_asked_for_is_refused(planner):
+    """'purge the dlq of payments-queue': a server plan that purges payments-queue itself passed the check,
+    because the queue is linked to its dead-letter queue (the link that lets a change reach a named group's
+    members)."""
+    def queue(name: str, **relations) -> dict:
+        return {"resource_type": "sqs_queue", "resource_id": f"https://sqs.us-west-2.amazonaws.com/111111111111/{name}",
+                "name": name, "arn": f"arn:aws:sqs:us-west-2:111111111111:{name}", "account_id": "111111111111",
+                "account_name": "production", "region": "us-west-2", "tags": {"env": "production"},
+                "relations": relations}
+
+    work, dlq = queue("payments-queue", dead_letter_queue=["arn:aws:sqs:us-west-2:111111111111:payments-dlq"]), \
+        queue("payments-dlq")
+    request = PlanRequest(prompt="purge the dlq of payments-queue", user_context={"aws_accounts": ACCOUNTS},
+                          identified_resources=[work, dlq])
+    plan = planner.plan(request)
+    plan.served_by = "server"
+    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                         playbooks=PLAYBOOKS, prompt=request.prompt)
+    assert verify_plan(plan, trust).script.steps[0].targets == [dlq["resource_id"]]
+    swapped = _step(plan, targets=[work["resource_id"]],
+                    **_rendered("sqs", "PurgeQueue", {"QueueUrl": work["resource_id"]}))
+    with pytest.raises(PlanRefused, match="names payments-dlq, but step-1 changes payments-queue"):
+        verify_plan(swapped, trust)

@@ -267,15 +267,19 @@ def _check_named_targets(steps: list[Step], targets: list[IdentifiedResource], t
         return
     from agent.mentions import find_mentions
 
-    named = [m.resource for m in find_mentions(trust.prompt, trust.resources)]
+    mentions = find_mentions(trust.prompt, trust.resources)
+    named = [m.resource for m in mentions]
     if not named:
         return
+    # "the dlq of payments-queue" names the dead-letter queue; the queue it belongs to is linked to it, yet is
+    # exactly what the request did not ask to change.
+    owners = [m.part_of for m in mentions if m.part_of is not None and m.part_of not in named]
     by_id = {t.resource_id: t for t in targets}
     for step in steps:
         if not access(step.service, step.operation).needs_approval:
             continue
         for target in (by_id[t] for t in step.targets if t in by_id):
-            if target not in named and not any(_related(n, target) for n in named):
+            if target not in named and (target in owners or not any(_related(n, target) for n in named)):
                 raise PlanRefused(f"the request names {', '.join(n.display_name for n in named)}, but "
                                   f"{step.step_id} changes {target.display_name}")
 
