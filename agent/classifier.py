@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from botocore import xform_name
 
-from agent.lexicon import correct_typos, lists_resources, ordered_verbs, types_in, verbs_in
+from agent.lexicon import clause_verbs, correct_typos, lists_resources, ordered_verbs, types_in, verbs_in
 from agent.playbook import Playbook
 from agent.playbook_index import PlaybookIndex
 
@@ -40,6 +40,9 @@ CHANGE_VERBS = frozenset({"stop", "start", "reboot", "failover", "snapshot", "im
 _KEEP = re.compile(r"\b(?:keep|keeping|retain|preserve)\s+(?:it|them|the\s+\w+|this\s+\w+|that\s+\w+)\b"
                    r"|\b(?:don'?t|do\s+not|without|never)\s+(?:delete|deleting|remove|removing|drop|dropping)\b")
 _DELETING_VERBS = frozenset({"delete", "terminate"})
+# The changes a second clause can ask for ("... and block public access" too).
+_CLAUSE_CHANGES = CHANGE_VERBS | {"block_public"}
+_CAPITALISED_MID_SENTENCE = re.compile(r"(?<=[a-z0-9,;:]\s)([A-Z][a-z]+)\b")
 _QUESTION = re.compile(r"^\s*(is|are|was|were|has|have|had|did|does|when|what|whats|which|why|how|where|who)\b|\?\s*$")
 
 
@@ -93,6 +96,32 @@ def playbook_verbs(pb: Playbook) -> frozenset[str]:
     return frozenset(core | frequent)
 
 
+def mentioned_verbs(pb: Playbook) -> frozenset[str]:
+    """The verbs a playbook stands for and those its parameters name: deleting an RDS instance takes a final
+    snapshot (``final_snapshot_name``), so "take a final snapshot of X and delete it" is one request for it.
+    (Not the words of its impact or rollback, which say what follows or what would undo it.)"""
+    return playbook_verbs(pb) | frozenset(v for p in pb.parameters for v in verbs_in(p.name.replace("_", " ")))
+
+
+def unplanned_changes(prompt: str, covered: frozenset[str], original: str = "") -> list[str]:
+    """Changes a later clause of ``prompt`` asks for that an operation standing for ``covered`` would not
+    make: "take a final snapshot of X and delete it" planned as a snapshot leaves "delete" unplanned. Empty
+    for a one-clause prompt and for questions. ``original``: the prompt as typed, whose capitalised words
+    mid-sentence are values ("resume Launch and Terminate"), not verbs."""
+    if _QUESTION.search(prompt.lower()):
+        return []
+    values = frozenset(w.lower() for w in _CAPITALISED_MID_SENTENCE.findall(original))
+    asked = [[v for v in verbs if v in _CLAUSE_CHANGES] for verbs in clause_verbs(prompt, values)]
+    asked = [verbs for verbs in asked if verbs]
+    if len(asked) < 2:
+        return []
+    missing: list[str] = []
+    for verbs in asked:
+        if not set(verbs) & covered:
+            missing += [v for v in verbs if v not in missing]
+    return missing
+
+
 def verb_fit(prompt_verbs: list[str], pb_verbs: frozenset[str]) -> float:
     """How well a playbook's verbs cover the prompt's; the first verb (the imperative, or "describe"
     for a question) counts double, and verbs the playbook would do unasked cost."""
@@ -115,6 +144,7 @@ class Classifier:
         self.playbooks = playbooks
         self.index = index
         self.verbs = {pid: playbook_verbs(pb) for pid, pb in playbooks.items()}
+        self.mentioned = {pid: mentioned_verbs(pb) for pid, pb in playbooks.items()}
         self.vocabulary = frozenset(w for pb in playbooks.values() for text in (pb.title, *pb.utterances)
                                     for w in re.findall(r"[a-z]+", text.lower()))
 

@@ -235,6 +235,46 @@ def ordered_verbs(text: str) -> list[str]:
     return verbs
 
 
+# Where one request ends and another may begin: "take a final snapshot of X and delete it", "stop X, then
+# resize it". Not inside a name ("before-upgrade", "sales-and-marketing").
+_CLAUSE_BREAK = re.compile(r"[,;]|(?<![\w-])(?:and then|and|then|after that|afterwards|also)(?![\w-])")
+_CLAUSE_FILLERS = re.compile(r"^(?:(?:please|pls|kindly|just|now|finally|first|immediately|go ahead and|and|then|"
+                             r"(?:can|could|would|will) (?:you|someone|we)|(?:i|we) (?:need|want|have) to|"
+                             r"i'?d like to|we'?d like to|let'?s|lets)\s+)*")
+# A later clause asks for something only when it is an imperative: it opens with a verb ("delete it"), or
+# with a light verb before one ("take a snapshot", "create an image"). "it's empty now", "someone suspended
+# it", "new AMI is out" and "the plugin upgrade" describe; they ask for nothing.
+_LIGHT_VERBS = frozenset({"take", "create", "make", "grab", "do", "run", "kick", "issue"})
+# Words that open a verb phrase of VERBS and are verbs themselves (not "new deployment", "public access").
+_NOT_VERBS = frozenset({"ami", "attribute", "attributes", "backup", "capacity", "concurrency", "config", "configuration",
+                        "contents", "continuous", "count", "deployment", "depth", "desired", "detail", "details",
+                        "files", "health", "healthy", "image", "info", "information", "instance", "keys", "message",
+                        "new", "number", "objects", "pitr", "point", "point-in-time", "private", "public", "reserved",
+                        "rolling", "settings", "status", "subscribed", "subscribers", "subscriptions", "target",
+                        "targets", "tasks", "unhealthy", "versioned", "versioning", "versions", "visibility", "what",
+                        "what's", "wide", "snap", "back"})
+_VERB_STARTERS = frozenset(w.split()[0] for words in VERBS.values() for w in words) - _NOT_VERBS | _LIGHT_VERBS
+_NEGATED_CLAUSE = re.compile(r"\b(?:don'?t|do not|never|without|not|no need to|instead of|rather than)\b")
+
+
+def imperative_verbs(clause: str, values: frozenset[str] = frozenset()) -> list[str]:
+    """The verbs a clause asks for when it is an imperative, else []. ``values``: words the prompt wrote
+    capitalised mid-sentence ("resume Launch and Terminate"), names of things rather than verbs."""
+    text = _CLAUSE_FILLERS.sub("", clause.strip())
+    words = text.split()
+    if not words or words[0] not in _VERB_STARTERS or words[0] in values or _NEGATED_CLAUSE.search(text):
+        return []
+    if len(words) > 1 and words[1].startswith("-"):
+        return []  # "rm -rf /": shell, not a request (it is never run either: argv comes from the plan)
+    return ordered_verbs(" ".join(words[:6 if words[0] in _LIGHT_VERBS else 4]))
+
+
+def clause_verbs(text: str, values: frozenset[str] = frozenset()) -> list[list[str]]:
+    """The verbs each clause of ``text`` (see ``_CLAUSE_BREAK``) asks for: a clause that is no imperative
+    ("X is empty now, delete the bucket") asks for nothing (``imperative_verbs``)."""
+    return [imperative_verbs(c, values) for c in _CLAUSE_BREAK.split(normalise(text)) if c.strip()]
+
+
 def verbs_in(text: str) -> set[str]:
     """Canonical verbs whose words occur in ``text``. A question asks to describe."""
     return set(ordered_verbs(text))

@@ -16,13 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from botocore import xform_name
+
 from agent import slots
 from agent.bindings import BindingError, resolve
 from agent.catalogue import Catalogue, build_entries
 from agent.catalogue_plan import CatalogueRouter, Route, plan_entry
-from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult
+from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult, unplanned_changes
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
+from agent.lexicon import verbs_in
 from agent.llm import MODEL_FAILED
 from agent.mentions import (Mention, candidate_types, find_hints, find_mentions, masked_prompt, request_prompt,
                             without_hints)
@@ -127,6 +130,11 @@ class Planner:
         if parsed.question is not None and route.kind == "entry" and route.entry is not None and route.entry.mutating:
             route = Route("playbook")
         # -- end of question guard --
+        if route.kind == "entry" and route.entry is not None:
+            entry_verbs = verbs_in(f"{xform_name(route.entry.operation, ' ')} {route.entry.summary}")
+            if unplanned := unplanned_changes(masked, frozenset(entry_verbs), request.prompt):
+                return self._clarify(request, result, None, warnings,
+                                     _one_request_question(route.entry.operation, unplanned), route.candidates)
         if route.kind == "entry":
             text = _value_text(request.prompt, mentions, None)
             return plan_entry(self, route, request, mentions, hints, text, warnings, now)
@@ -151,6 +159,12 @@ class Planner:
             best = guard.playbook
             warnings.append(guard.note or "")
         # -- end of question guard -----------------------------------------------------------------------
+        # -- one request per plan: a second clause asking for another change is never dropped silently --
+        if unplanned := unplanned_changes(masked, self.stack.classifier.mentioned[best.id], request.prompt):
+            candidates = self._covering(result, best, unplanned)
+            both = candidates[0].label if len(candidates) > 1 else None
+            return self._clarify(request, result, best, warnings, _one_request_question(best.title, unplanned, both),
+                                 candidates)
         if not guard.changed and result.confidence < AMBIGUOUS_CONFIDENCE and self._rival(result, best):
             candidates = self._playbook_candidates(result, 3)
             question = "Which operation do you mean?"
@@ -358,6 +372,15 @@ class Planner:
         return Classification(intent=pb.intent, system=pb.system, service=pb.service, operation=pb.main_operation,
                               confidence=result.confidence, playbook=pb.id, runner_up=runner_up, method=method)
 
+    def _covering(self, result: ClassifierResult, best: Playbook, verbs: list[str]) -> list[Candidate]:
+        """Candidates for a request of several changes: the playbooks among the ranked ones that would also
+        make the changes ``best`` does not (deleting an RDS instance takes a final snapshot), then ``best``."""
+        mentioned = self.stack.classifier.mentioned
+        covering = [s.playbook_id for s in result.ranked[:10] if s.playbook_id != best.id and s.type_fit >= 0
+                    and set(verbs) <= mentioned[s.playbook_id]]
+        return [Candidate(kind="playbook", label=self.stack.playbooks[pid].title, playbook=pid)
+                for pid in [*covering[:2], best.id]]
+
     def _playbook_candidates(self, result: ClassifierResult, n: int) -> list[Candidate]:
         return [Candidate(kind="playbook", label=self.stack.playbooks[s.playbook_id].title, playbook=s.playbook_id)
                 for s in result.ranked[:n]]
@@ -436,6 +459,23 @@ def _describe(t: IdentifiedResource) -> str:
     facts = [x for x in (t.engine, "Multi-AZ" if t.multi_az else None, t.current_state) if x]
     where = " / ".join(x for x in (t.account_name or t.account_id, t.region) if x)
     return f"{t.display_name}" + (f" ({', '.join(facts)})" if facts else "") + (f" in {where}" if where else "")
+
+
+# How a question says a canonical verb of agent.lexicon.VERBS.
+_VERB_SAYS = {"purge": "empty (purge) it", "block_public": "block public access", "modify": "modify (resize) it",
+              "image": "create an image", "failover": "fail over", "snapshot": "take a snapshot", "scale": "scale it",
+              "redeploy": "redeploy it", "delete": "delete it", "terminate": "terminate it", "stop": "stop it",
+              "start": "start it", "reboot": "reboot it", "enable": "enable it", "suspend": "suspend it",
+              "resume": "resume it", "publish": "publish", "subscribe": "subscribe"}
+
+
+def _one_request_question(planned: str, unplanned: list[str], both: str | None = None) -> str:
+    """The question for a request of several changes, naming what the best match would leave undone."""
+    undone = " or ".join(_VERB_SAYS.get(v, v) for v in unplanned)
+    question = f"This asks for more than one change, and a plan makes one: '{planned}' would not {undone}. "
+    if both:
+        return question + f"'{both}' does both: plan that, or say which one to plan first."
+    return question + "Which should I plan first? Ask for the other afterwards."
 
 
 def _preferring(result: ClassifierResult, route: Route) -> ClassifierResult:

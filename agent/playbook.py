@@ -52,6 +52,8 @@ class ParamSpec(_Strict):
     required: bool = True
     default: str | int | bool | None = None
     cues: list[str] = Field(default_factory=list, description="Words that introduce the value: 'to', 'named', ...")
+    false_cues: list[str] = Field(default_factory=list, description="A boolean's words for false: 'reboot it first' "
+                                  "sets no_reboot false (``cues`` say true and win when both occur)")
     choices: list[str] = Field(default_factory=list)
     minimum: int | None = None
     maximum: int | None = None
@@ -70,6 +72,12 @@ class ParamSpec(_Strict):
         if value is not None:
             re.compile(value)
         return value
+
+    @model_validator(mode="after")
+    def _false_cues_are_boolean(self) -> "ParamSpec":
+        if self.false_cues and self.kind != "boolean":
+            raise ValueError("false_cues: only a boolean parameter has words for false")
+        return self
 
 
 class Condition(_Strict):

@@ -132,7 +132,9 @@ def extract(spec: ParamSpec, prompt: str, masked: str) -> object | None:
         chosen = [c for c in spec.choices if re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low)]
         return chosen or None
     if kind == "boolean":
-        return True if any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in spec.cues) else None
+        def said(cues: list[str]) -> bool:
+            return any(re.search(r"(?<![\w-])" + re.escape(c.lower()) + r"(?![\w-])", low) for c in cues)
+        return True if said(spec.cues) else (False if said(spec.false_cues) else None)
     if kind == "identifier":
         cues = [*spec.cues, *_NAMING_CUES] if "name" in spec.name else spec.cues
         quoted = _quoted_after_cue(prompt, masked, cues)

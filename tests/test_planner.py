@@ -214,3 +214,56 @@ def test_a_part_of_a_named_resource_is_what_is_acted_on_never_the_resource(plann
     alone = plan(planner, prompt, resources[:1])  # the dead-letter queue was not identified: ask, never the queue
     assert alone.clarification is not None and not alone.script.steps
     assert "not among the resources identified" in alone.clarification.question
+
+
+def rds(name: str, **facts) -> dict:
+    return {"resource_type": "rds_db_instance", "resource_id": name, "name": name,
+            "arn": f"arn:aws:rds:us-west-2:111111111111:db:{name}", "account_id": "111111111111",
+            "region": "us-west-2", "current_state": "available", "engine": "mysql", "tags": {"env": "dev"}, **facts}
+
+
+@pytest.mark.parametrize("prompt, first", [
+    # Planned as a snapshot, "and delete it" was dropped without a word. Deleting an RDS instance takes a
+    # final snapshot, so the playbook that does both is offered first.
+    ("take a final snapshot of billing-mysql and delete it", "aws_rds_delete_instance"),
+    ("stop billing-mysql, then delete it", "aws_rds_delete_instance"),
+])
+def test_a_second_change_is_never_dropped_silently(planner, prompt, first):
+    p = plan(planner, prompt, [rds("billing-mysql")])
+    assert p.clarification is not None and p.script.steps == [] and not p.approval_required
+    assert "more than one change" in p.clarification.question
+    assert p.clarification.candidates[0].playbook == first
+
+
+def test_two_changes_one_playbook_makes_are_planned_as_it(planner):
+    p = plan(planner, "please snapshot billing-mysql and then stop it", [rds("billing-mysql")])
+    assert p.clarification is None
+    assert [s.operation for s in p.script.steps] == ["CreateDBSnapshot", "StopDBInstance"]
+
+
+def test_two_changes_no_playbook_does_both_are_a_question(planner):
+    p = plan(planner, "empty the bucket uploads-tmp and delete it", [bucket("uploads-tmp")])
+    assert p.clarification is not None and p.script.steps == []
+    assert "would not empty" in p.clarification.question
+
+
+@pytest.mark.parametrize("prompt, operation", [
+    ("uploads-tmp is empty now, delete the bucket", "DeleteBucket"),        # a description, not a request
+    ("snapshot billing-mysql, don't delete it", "CreateDBSnapshot"),         # a negated clause
+    ("snapshot billing-mysql as before-upgrade", "CreateDBSnapshot"),        # a verb inside a value
+    ("delete billing-mysql and take a final snapshot", "DeleteDBInstance"),  # the delete takes one
+])
+def test_what_is_not_a_second_change(planner, prompt, operation):
+    resources = [bucket("uploads-tmp")] if "uploads" in prompt else [rds("billing-mysql")]
+    p = plan(planner, prompt, resources)
+    assert p.clarification is None and [s.operation for s in p.script.steps] == [operation]
+
+
+def test_a_boolean_s_words_for_false_set_it(planner):
+    """"reboot it first" asks for the reboot CreateImage skips by default (NoReboot true)."""
+    rebooted = plan(planner, "create an image of web-server-2; reboot it first so the disks are consistent",
+                    [ec2("web-server-2", "i-2")])
+    assert rebooted.script.steps[0].parameters["NoReboot"] is False
+    assert any("rebooted" in r for r in rebooted.risk_assessment.reasons)
+    kept = plan(planner, "create an image of web-server-2 without rebooting", [ec2("web-server-2", "i-2")])
+    assert kept.script.steps[0].parameters["NoReboot"] is True

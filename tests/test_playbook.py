@@ -143,3 +143,10 @@ def test_a_directory_with_one_bad_file_names_that_file(tmp_path):
 
 def test_parse_playbook_accepts_the_shipped_text():
     assert parse_playbook(GOOD, Path("aws_rds_stop_instance.yaml")).main_operation == "StopDBInstance"
+
+
+def test_false_cues_belong_to_booleans_only(tmp_path):
+    """A string parameter with words for false would be silently ignored: refused, naming the field."""
+    spec = "parameters:\n  - {name: label, kind: string, description: d, required: false, false_cues: [no label]}\n"
+    err = _bad(tmp_path, GOOD.replace("steps:", spec + "steps:", 1))
+    assert err.field.startswith("parameters") and "false_cues" in err.message
