@@ -79,6 +79,8 @@ def run(queries_file: Path, estates: dict[str, Path], workdir: Path, embedder) -
         for q in (q for q in queries if q["estate"] == name):
             hits = index.search(q["query"], limit=5, account=q.get("account"), resource_type=q.get("resource_type"))
             got = names.get(hits[0].id, hits[0].id) if hits else None
-            report.rows.append((q["id"], q.get("type", "?"), q["query"], got in set(q["expect"]), str(got)))
+            # An empty ``expect`` says the estate holds no answer: the only right result is no hit.
+            ok = got is None if not q["expect"] else got in set(q["expect"])
+            report.rows.append((q["id"], q.get("type", "?"), q["query"], ok, str(got)))
         store.close()
     return report
