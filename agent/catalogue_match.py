@@ -28,6 +28,7 @@ import numpy as np
 from botocore import xform_name
 
 from agent.catalogue import _PREPOSITIONS, CatalogueEntry
+from agent.lexicon import FOREIGN_PHRASES, FOREIGN_SERVICES
 from agent.text import normalise, singular, stem
 
 # ---------------------------------------------------------------------------------------------- words
@@ -60,19 +61,6 @@ _GENERIC_STEMS = frozenset(stem(w) for w in GENERIC)
 # object of its own.
 STATE_WORDS = frozenset({"health", "state", "status", "running", "up", "down", "alive", "ok", "working", "available",
                          "broken", "stuck", "busy", "idle", "online", "offline", "fine", "current"})
-# Services outside the catalogue, by the words operators use for them: naming one is out of scope, whatever
-# verb comes with it ("delete the eventbridge rule" is not elbv2 DeleteRule).
-FOREIGN_SERVICES = frozenset("""cloudfront route53 redshift cognito eventbridge cloudwatch kinesis firehose guardduty
-athena efs ses sesv2 ecr opensearch elasticsearch elasticache stepfunctions sagemaker secretsmanager ssm sts
-organizations cloudtrail waf wafv2 shield acm apigateway appsync amplify beanstalk elasticbeanstalk lightsail emr msk
-kafka datasync workspaces quicksight macie inspector securityhub xray codebuild codedeploy codepipeline codecommit
-heroku gcp azure bedrock textract rekognition comprehend polly transcribe memorydb keyspaces timestream fsx
-storagegateway directconnect dms snowball outposts greengrass glue""".split())
-_FOREIGN_PHRASES = re.compile(r"(?<![\w-])(?:step[- ]functions?|secrets?[- ]manager|parameter[- ]store|systems[- ]manager"
-                              r"|api[- ]gateway|elastic[- ]beanstalk|cost[- ]explorer|aws[- ]backup|backup[- ]plans?"
-                              r"|certificate[- ]manager|security[- ]hub|cloud[- ]watch|cloud[- ]front|route[- ]53"
-                              r"|session[- ]manager|event[- ]bridge|x[- ]ray|lake[- ]formation|control[- ]tower"
-                              r"|identity[- ]center|single[- ]sign[- ]on|sso)(?![\w-])")
 # Service words: which service they point at, and the object words they imply for it.
 SERVICE_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rds": ("rds", ("db",)), "aurora": ("rds", ("db", "cluster")), "postgres": ("rds", ("db",)),
@@ -386,7 +374,7 @@ def analyse(masked: str, mentioned_types: Iterable[str] = (), raw_prompt: str | 
     text = _CAUSATIVE.sub(" ", re.sub(r"(?<![\w-])re-(?=[a-z])", "", text))
     text = _FLAG.sub(" ", text)  # "--profile admin", "--region us-east-1": options, not objects
     question = bool(_QUESTION.search(text)) and not _POLITE_ANYWHERE.search(text)
-    foreign_phrases = [(m.start(), m.group(0)) for m in _FOREIGN_PHRASES.finditer(text)]
+    foreign_phrases = [(m.start(), m.group(0)) for m in FOREIGN_PHRASES.finditer(text)]
     verbs: list[str] = []
     implied: set[str] = set()
     text = _LIGHT_VERB.sub(lambda m: " " + m.group(1) + " ", text)

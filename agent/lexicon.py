@@ -78,6 +78,19 @@ TYPE_NOUNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Services outside the catalogue, by the words operators use for them: naming one is out of scope, whatever
+# verb comes with it ("delete the eventbridge rule" is not elbv2 DeleteRule).
+FOREIGN_SERVICES = frozenset("""cloudfront route53 redshift cognito eventbridge cloudwatch kinesis firehose guardduty
+athena efs ses sesv2 ecr opensearch elasticsearch elasticache stepfunctions sagemaker secretsmanager ssm sts
+organizations cloudtrail waf wafv2 shield acm apigateway appsync amplify beanstalk elasticbeanstalk lightsail emr msk
+kafka datasync workspaces quicksight macie inspector securityhub xray codebuild codedeploy codepipeline codecommit
+heroku gcp azure bedrock textract rekognition comprehend polly transcribe memorydb keyspaces timestream fsx
+storagegateway directconnect dms snowball outposts greengrass glue""".split())
+FOREIGN_PHRASES = re.compile(r"(?<![\w-])(?:step[- ]functions?|secrets?[- ]manager|parameter[- ]store|systems[- ]manager"
+                              r"|api[- ]gateway|elastic[- ]beanstalk|cost[- ]explorer|aws[- ]backup|backup[- ]plans?"
+                              r"|certificate[- ]manager|security[- ]hub|cloud[- ]watch|cloud[- ]front|route[- ]53"
+                              r"|session[- ]manager|event[- ]bridge|x[- ]ray|lake[- ]formation|control[- ]tower"
+                              r"|identity[- ]center|single[- ]sign[- ]on|sso)(?![\w-])")
 # -- where, which environment, what state: the word tables every stage reads (agent.prompt parses with them)
 
 # Place names operators use for regions; a value ending in "-" is a prefix (every region starting with it).

@@ -23,7 +23,7 @@ from typing import Literal
 
 from agent.lexicon import (ENGINE_WORDS, ENVIRONMENT_WORDS, NOT_ACCOUNT_ALIASES, REGION_WORDS, SHORT_DIRECTIONS,
                            SHORT_REGION, STATE_WORDS, TYPE_NOUNS, plural_noun)
-from agent.text import REGION_IN_TEXT, normalise
+from agent.text import REGION_IN_TEXT, fold_accents, normalise
 
 NameCheck = Callable[[str], bool]
 
@@ -401,10 +401,11 @@ def _places(parsed: ParsedPrompt, accounts: Mapping[str, str], regions: set[str]
     for match in re.finditer(r"(?:\b(?:in|from|on)\s+(?:the\s+)?)?" + SHORT_REGION.pattern, text):
         if free(match.start(), match.end()) and not is_name(match.group(0).split()[-1]):
             add("region", _short_region(match), match.group(0).split()[-1], match)
+    folded = fold_accents(text)  # "são paulo" is sao paulo
     for word, value, pattern in _REGION_PATTERNS:
-        if word.split()[-1] not in text:
+        if word.split()[-1] not in folded:
             continue
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(folded):
             if not free(match.start(), match.end()) or is_name(word):
                 continue
             # A prefix counts only where a region of it is known (else the lookup says none is synced).

@@ -17,6 +17,12 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+def fold_accents(text: str) -> str:
+    """Each accented letter as its base letter, one character for one ("são paulo" -> "sao paulo"), so that
+    spans found in the folded text are spans of ``text``."""
+    return "".join(unicodedata.normalize("NFKD", ch)[0] if ord(ch) > 127 else ch for ch in text)
+
+
 @lru_cache(maxsize=65536)
 def stem(token: str) -> str:
     """A tiny suffix stripper: enough to make 'instances'/'instance' and 'stopping'/'stop' meet. Cached: the

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +92,19 @@ _ENGINE_WORDS = {"postgres": "postgresql postgres pg", "aurora-postgresql": "aur
                  "mysql": "mysql", "aurora-mysql": "aurora mysql", "mariadb": "mariadb mysql"}
 
 
+# "rotateDbCredentials", "OrdersApiTaskRole", "dev_sandbox_x", "kestrel.prd.pod": names that hide their words
+# from a word index (BM25 splits on punctuation, never inside camelCase).
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NAME_SEPARATORS = re.compile(r"[_.:/]+")
+
+
+def name_words(name: str) -> str:
+    """The words of a name written in camelCase, snake_case or with dots, lowercased ("rotateDbCredentials"
+    -> "rotate db credentials"); "" when the name reads as words already (hyphens are read by every index)."""
+    spaced = _NAME_SEPARATORS.sub(" ", _CAMEL_BOUNDARY.sub(" ", name)).lower().strip()
+    return "" if spaced.replace(" ", "-") == name.lower() or spaced == name.lower() else spaced
+
+
 def words_text(doc: ResourceDocument) -> str:
     """What the words index (BM25) sees: type words, name, where, state, engine facts and tags.
 
@@ -98,7 +112,7 @@ def words_text(doc: ResourceDocument) -> str:
     so synonyms of the type and engine are spelled out.
     """
     noun = TYPE_NOUNS.get(doc.resource_type, doc.resource_type)
-    parts = [f"{noun} {doc.name}", f"{doc.service} {doc.resource_type.replace('_', ' ')}",
+    parts = [f"{noun} {doc.name} {name_words(doc.name)}".rstrip(), f"{doc.service} {doc.resource_type.replace('_', ' ')}",
              f"account {doc.account_name} {doc.account_id}", f"region {doc.region}"]
     if doc.state:
         parts.append(f"state {doc.state}")
@@ -107,7 +121,7 @@ def words_text(doc: ResourceDocument) -> str:
         parts.append(f"engine {_ENGINE_WORDS.get(str(engine), engine)} {doc.attributes.get('engine_version', '')}".strip())
     if doc.attributes.get("multi_az"):
         parts.append("multi-az")
-    for key in ("instance_class", "instance_type", "runtime", "launch_type"):
+    for key in ("instance_class", "instance_type", "runtime", "launch_type", "platform"):
         if doc.attributes.get(key):
             parts.append(f"{key.replace('_', ' ')} {doc.attributes[key]}")
     probe = IdentifiedResource(resource_type=doc.resource_type, resource_id=doc.resource_id, tags=doc.tags,
@@ -134,7 +148,7 @@ def dense_text(doc: ResourceDocument) -> str:
     (:func:`dense_hash`).
     """
     noun = TYPE_NOUNS.get(doc.resource_type, doc.resource_type)
-    parts = [f"{noun} {doc.name}"]
+    parts = [f"{noun} {doc.name} {name_words(doc.name)}".rstrip()]
     engine = doc.attributes.get("engine")
     if engine:
         parts.append(_ENGINE_WORDS.get(str(engine), str(engine)))

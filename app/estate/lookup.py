@@ -28,11 +28,11 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import ENVIRONMENT_WORDS, REGION_WORDS, STATE_WORDS
+from agent.lexicon import ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, REGION_WORDS, STATE_WORDS, types_in
 from agent.prompt import parse_prompt
-from agent.text import normalise
-from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, names_vector,
-                                       spaced_name, words_vector)
+from agent.text import fold_accents, normalise
+from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, document_of,
+                                       names_vector, spaced_name, words_vector)
 from app.estate.tagexpr import Node, TagExprError, Term, canon, split_query
 
 __all__ = ["Hit", "LookupIndex", "ParsedQuery", "QueryError", "SearchResult", "spaced_name"]
@@ -46,6 +46,8 @@ NAME_POOL = 150  # names asked without the filter, then filtered
 # resemblance is not a match ("zzzzqqq-nothing" has none). Calibrated on tests/eval_lookup and nonsense
 # queries (tests/test_lookup.py).
 SCORE_FLOOR = 0.18
+# A query that is one name-shaped token ("kafka-broker-01") matches a name at WRatio >= 70 or not at all.
+IDENTIFIER_FUZZY_FLOOR = 0.25
 # A pure filter or listing reads at most this many matches to order them by name.
 MAX_LISTED_SCAN = 20000
 _FILLER = frozenset("a an the in on at of for with all my our show find me list get which where what is are any "
@@ -55,6 +57,19 @@ _QUERY_WORD = re.compile(r"[a-z0-9][a-z0-9_.:/-]*")
 _IDENTIFIER_SHAPED = re.compile(r"[-_.:/0-9]")
 # The word tables every stage reads (agent.lexicon); kept under these names for the search's own use.
 _REGION_WORDS = REGION_WORDS
+# What the sync reads (app.estate.collectors; named here so that a note can say it without importing boto3),
+# and the words of services it does not: a search for those has no answer in the index.
+SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB", "Auto Scaling", "SQS", "SNS", "EKS",
+                   "CloudFormation", "IAM roles")
+_NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey", "documentdb", "neptune"}
+# key=value followed by up to three more words that are not themselves a term or a connective.
+_SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
+                               r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
+# "<what> attached to|of|on|used by <name>" and "<name>'s <what>": a search for what a resource is linked to.
+_LINK_WORDS = r"attached to|mounted on|connected to|used by|behind|in front of|backing|belonging to|of|on|for"
+_RELATED = re.compile(r"^(?:the\s+|a\s+|an\s+)?(?P<head>(?:[\w-]+\s+){0,3}?[\w-]+)\s+(?:that(?:'s| is| are)\s+)?"
+                      r"(?:" + _LINK_WORDS + r")\s+(?:the\s+)?(?P<name>[\w.:/-]+)\s*$")
+_POSSESSIVE = re.compile(r"^(?P<name>[\w.:/-]+)'s\s+(?P<head>(?:[\w-]+\s+){0,3}[\w-]+)\s*$")
 _STATE_WORDS = STATE_WORDS
 # Words operators use for things whose names say it differently: expanded for words and meaning.
 _QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bastion jumpbox", "jumpbox": "bastion",
@@ -281,6 +296,7 @@ class LookupIndex:
         and their place names ("oregon", "usw2", "europe" -> the synced eu-* regions), accounts by name,
         alias ("prod") or id, the environment, a state word and the type nouns; a name typed with spaces
         ("the redis cache box") becomes the name (redis-cache-box), whose type words are not type hints."""
+        query = self._quote_spaced_tag_values(query)
         try:
             expr, rest = split_query(query)
         except TagExprError as exc:
@@ -327,6 +343,22 @@ class LookupIndex:
         return ParsedQuery(text=text, tag_expr=expr, accounts=accounts, regions=regions, types=types,
                            environment=environment, hints=hints, state=parsed.state)
 
+    def _quote_spaced_tag_values(self, query: str) -> str:
+        """"Owner=WMS Team": a tag value with spaces is read as one value when the index holds that tag so
+        (the longest such value wins); otherwise the words after the value stay free text ("env=prod
+        database")."""
+        def quote(match: re.Match[str]) -> str:
+            key, op, value, more = match.group(1), match.group(2), match.group(3), match.group(4).split()
+            for n in range(len(more), 0, -1):
+                spaced = " ".join([value, *more[:n]])
+                pair = f"{key.lower()}={canon(spaced)}"
+                if self._any([FieldCondition(key="tag_pairs", match=MatchValue(pair))]):
+                    rest = " ".join(more[n:])
+                    return f'{key}{op}"{spaced}"' + (f" {rest}" if rest else "")
+            return match.group(0)
+
+        return _SPACED_TAG_VALUE.sub(quote, query)
+
     # -- search ---------------------------------------------------------------------------------
     def search(self, query: str, *, limit: int = 10, account: str | None = None,
                resource_type: str | None = None, every_match: bool = False) -> list[Hit]:
@@ -345,7 +377,13 @@ class LookupIndex:
         unsynced = self._unsynced_places(q)
         if unsynced:
             return SearchResult([], notes=unsynced)
+        foreign = self._unsynced_services(q)
+        if foreign:
+            return SearchResult([], notes=foreign)
         conditions = self._conditions(q, account, resource_type, every_match)
+        related = self._related_result(q, conditions, limit)
+        if related is not None:
+            return related
         all_words = _QUERY_WORD.findall(q.text)
         if q.types:
             # A resource named exactly stays a candidate whatever the type words say ("instance
@@ -358,6 +396,74 @@ class LookupIndex:
                 # Nothing of those types matches well enough: the type words may have been read
                 # wrongly ("machine learning ..." is not about instances); try every type.
         return self._search(q, conditions, all_words, limit, every_match)
+
+    def _unsynced_services(self, q: ParsedQuery) -> list[str]:
+        """A note when the query asks for a service the sync does not read ("elasticache redis cluster"):
+        nothing in the index is one, and a resource that merely resembles the words would be a wrong answer.
+        A word some resource does carry (an instance named kafka-1, a tag app=redis) is searched as usual."""
+        text = fold_accents(q.text)
+        found = [(m.start(), m.group(0)) for m in FOREIGN_PHRASES.finditer(text)]
+        found += [(m.start(), m.group(0)) for m in re.finditer(r"(?<![\w-])[a-z0-9]+(?![\w-])", text)
+                  if m.group(0) in _NOT_SYNCED_WORDS]
+        # Only what the query is about: "lambda that invalidates cloudfront" asks for a lambda.
+        words = [w for start, w in sorted(found) if not types_in(text[:start])]
+        missing = [w for w in dict.fromkeys(words) if not self._in_words(w)]
+        if not missing:
+            return []
+        return [f"{missing[0]} is not a service the sync reads, and no resource in the index mentions it; "
+                f"synced: {', '.join(SYNCED_SERVICES)}"]
+
+    def _in_words(self, word: str) -> bool:
+        """Does any resource's words text (name, tags, facts) hold ``word``?"""
+        vector = words_vector(word, query=True)
+        if not vector.indices:
+            return False
+        points = self.store.shard.query_batch(QueryBatchRequest([
+            QueryRequest(limit=1, query=Query.Nearest(SparseVector([i], [1.0]), using=WORDS)) for i in vector.indices]))
+        return all(found for found in points)
+
+    def _related_result(self, q: ParsedQuery, conditions: list, limit: int) -> SearchResult | None:
+        """"disk attached to build-agent-1", "volume of transcoder-1", "build-agent-1's volumes": resources of
+        the type asked for that a named resource's relations link to it (either way: an instance lists its
+        volumes, a volume the instance it is attached to). None when the query is not of that shape, or
+        nothing is linked, so that the ordinary search answers."""
+        match = _RELATED.match(q.text) or _POSSESSIVE.match(q.text)
+        if not match or not q.types:
+            return None
+        name = match.group("name").strip(" .?'")
+        owners = [pid for pid in self._exact_rows(normalise(name))]
+        if not owners:
+            return None
+        linked: set[str] = set()
+        for pid in owners:
+            owner = document_of(self._payload(pid))
+            if owner.resource_type in q.types:
+                return None  # "the instance of web-1" names the instance itself
+            keys = {normalise(owner.id), normalise(owner.resource_id), normalise(owner.name)}
+            linked |= {normalise(v) for values in owner.relations.values() for v in values}
+            scope = [FieldCondition(key="account_id", match=MatchValue(owner.account_id)),
+                     FieldCondition(key="resource_type", match=MatchAny(sorted(q.types)))]
+            for n, (_, payload) in enumerate(self.store._scroll(Filter(must=scope), ["id", "document"])):
+                if n >= MAX_LISTED_SCAN:
+                    break
+                doc = document_of(payload)
+                if any(normalise(v) in keys for values in doc.relations.values() for v in values):
+                    linked.add(normalise(doc.id))
+        if not linked:
+            return None
+        head = _QUERY_WORD.findall(match.group("head"))
+        restricted = conditions + [self._typed(q.types, []),
+                                   FieldCondition(key="keys", match=MatchAny(sorted(linked)))]
+        if not self._any(restricted):
+            return None
+        result = self._search(q, restricted, head, limit, every_match=True)
+        for hit in result.hits:
+            hit.why.insert(0, f"linked to {name}")
+        return result
+
+    def _payload(self, pid: int) -> dict[str, Any]:
+        records = self.store.shard.retrieve([pid], with_payload=True, with_vector=False)
+        return records[0].payload if records else {}
 
     def _search(self, q: ParsedQuery, conditions: list, all_words: list[str], limit: int,
                 every_match: bool) -> SearchResult:
@@ -428,7 +534,7 @@ class LookupIndex:
         synced = self._facets()["regions"]
         notes = []
         for word, prefix in _REGION_WORDS.items():
-            if not re.search(r"\b(?:in|from|across)\s+(?:the\s+)?" + word + r"(?![\w-])", q.text):
+            if not re.search(r"\b(?:in|from|across)\s+(?:the\s+)?" + word + r"(?![\w-])", fold_accents(q.text)):
                 continue
             if self.exact.get(word) or any(str(r).startswith(prefix) for r in synced):
                 continue
@@ -576,6 +682,7 @@ class LookupIndex:
             for i, score in zip(named, scores):
                 fuzzy[i] = min(1.0, max(0.0, (float(score) - 60.0) / 40.0))
         scored = []
+        lone_identifier = bool(free) and " " not in free and bool(_IDENTIFIER_SHAPED.search(free)) and not listing
         for c, fz in zip(rows, fuzzy):
             lexical = (c.lexical or 0.0) / norm if norm else 0.0
             lexical_kept = lexical if lexical > LEXICAL_KEEP else 0.0
@@ -583,8 +690,13 @@ class LookupIndex:
             semantic_scaled = min(1.0, max(0.0, (semantic - 0.1) / 0.6))
             total = c.exact + 0.45 * fz + LEXICAL_WEIGHT * lexical_kept + 0.35 * semantic_scaled + \
                 0.15 * c.env + 0.3 * c.state
+            if lone_identifier and not c.exact and fz < IDENTIFIER_FUZZY_FLOOR:
+                continue  # "kafka-broker-01": a name typed whole resembles no name here; sharing "01" is no match
             if listing:
                 total += 0.5
+                if q.tag_expr is not None and c.payload:
+                    # "Environment=Development": a tag written so comes before "environment=dev" (a synonym)
+                    total += 0.01 * _literal_terms(q.tag_expr, c.payload.get("tags") or {})
             elif total < SCORE_FLOOR:
                 continue
             scored.append((total, c.name or f"~{c.pid}", c, fz, lexical, lexical_kept, semantic, semantic_scaled))
@@ -647,6 +759,12 @@ class LookupIndex:
 
 LEXICAL_KEEP = 0.15
 LEXICAL_WEIGHT = 0.35
+
+
+def _literal_terms(node: Node, tags: dict[str, str]) -> int:
+    """How many of the expression's terms the tags hold as written (case aside), not through a synonym."""
+    lowered = {k.lower(): str(v).lower() for k, v in tags.items()}
+    return sum(1 for t in node.terms() if not t.negated and lowered.get(t.key.lower()) == t.value.lower())
 
 
 def _tag_filter(node: Node):
