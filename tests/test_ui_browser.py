@@ -442,6 +442,14 @@ def test_critical_production_plan_has_no_shortcut_and_needs_the_name_typed(page,
     expect(run).to_have_text("Terminate web-server-2 in production")
     expect(run).to_be_disabled()
     confirm = page.locator("#ask-confirm")
+    # The hint says which box (not "the box above", read as the prompt box) and takes the operator there:
+    # at the window's size the approval box is below the fold of the plan card.
+    hint = page.locator("#ready-hint")
+    expect(hint).to_contain_text("type web-server-2 in the plan's approval box")
+    page.locator("#prompt").focus()
+    hint.click()
+    expect(confirm).to_be_focused()
+    expect(confirm).to_be_in_viewport()
     expect(page.locator(".confirm-box code")).to_contain_text("aws ec2 terminate-instances --instance-ids i-")
     expect(page.locator(".confirm-box")).to_contain_text("To approve, type web-server-2")
     confirm.fill("web-server")  # not the name
@@ -460,6 +468,7 @@ def test_critical_production_plan_has_no_shortcut_and_needs_the_name_typed(page,
 
     confirm.fill("web-server-2")
     expect(run).to_be_enabled()
+    expect(hint).to_be_hidden()
     confirm.press("Control+Enter")  # still no shortcut, even with the name typed
     page.wait_for_timeout(1000)
     assert "approval" not in [e["kind"] for e in audit(app_env, request_id)]

@@ -112,6 +112,7 @@ export function confirmationGate(plan, id) {
   return {
     element: parts.length ? h('div', {class: 'approve-gate'}, parts) : null,
     ready: () => (!typed || typed.value.trim() === c.phrase) && (!ack || ack.checked),
+    typedOk: () => !typed || typed.value.trim() === c.phrase,
     body: () => ({...(typed ? {confirm: typed.value.trim()} : {}), ...(ack ? {stale_ok: ack.checked} : {})}),
     onChange: fn => listeners.push(fn),
     disable: () => { if (typed) typed.disabled = true; if (ack) ack.disabled = true; },

@@ -39,7 +39,15 @@ export async function render(view) {
   const area = h('div', {id: 'plan-area', 'aria-live': 'polite'});
   const gateArea = h('div', {id: 'ask-gate'});
   const keyNote = h('p', {class: 'hint key-note', id: 'key-note', role: 'status', hidden: true});
-  const readyHint = h('span', {class: 'hint ready-hint', id: 'ready-hint'});
+  // Says what enables the button and takes the operator there: the approval box may be below the fold of
+  // the plan card, and "the box above" read as the prompt box (found by trying the window at its size).
+  const readyHint = h('button', {type: 'button', class: 'link ready-hint', id: 'ready-hint', hidden: true});
+  readyHint.addEventListener('click', () => {
+    const target = view.querySelector('[data-testid="confirm-input"]') || view.querySelector('[data-testid="stale-ack"]');
+    if (!target) return;
+    target.scrollIntoView({block: 'center'});
+    target.focus();
+  });
   // The buttons are a direct child of the page section so that they can stay in sight at the bottom of
   // the small Quick ask window while the plan above them is read (CSS position: sticky).
   const actions = h('div', {class: 'actions ask-actions', hidden: true}, runButton, openButton, readyHint);
@@ -170,7 +178,9 @@ export async function render(view) {
     if (current) runButton.textContent = actionLabel(current.plan, current.production);
     const c = (current && current.plan.confirmation) || {};
     readyHint.textContent = !runnable || !current.gate || current.gate.ready() ? ''
-      : c.phrase ? `Type ${c.phrase} in the box above to enable it.` : 'Tick the box above to enable it.';
+      : c.phrase && !current.gate.typedOk() ? `To enable it, type ${c.phrase} in the plan's approval box (go there)`
+        : "To enable it, tick the plan's out-of-date data box (go there)";
+    readyHint.hidden = !readyHint.textContent;
     runButton.classList.toggle('danger-action', Boolean(current && current.production.length && isMutating(current.plan)));
     openButton.disabled = !current || Boolean(current.plan.clarification);
   }
