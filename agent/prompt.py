@@ -186,8 +186,24 @@ class ParsedPrompt:
 
     @property
     def head_types(self) -> set[str]:
-        """The types of the first type noun: the head of "lambda that rotates the database password"."""
-        return set(self.type_nouns[0].types) if self.type_nouns else set()
+        """The types of the head noun: the first type noun ("lambda that rotates the database password"); of a
+        run of them the last ("auth service queue"), or the specific one before a generic last ("k8s cluster");
+        none when what follows is something a resource has that is no resource ("database backups", "db creds":
+        about backups and credentials, not about databases)."""
+        nouns = sorted(self.type_nouns, key=lambda n: n.span.start)
+        i = 0
+        while i < len(nouns):
+            j = i
+            while j + 1 < len(nouns) and not self.text[nouns[j].span.end:nouns[j + 1].span.start].strip():
+                j += 1  # "postgres database", "service queue": one compound, its last noun the head
+            after = _NEXT_WORD.match(self.text, nouns[j].span.end)
+            if not (after and after.group(1) in _NOT_RESOURCES):
+                head = j
+                while head > i and nouns[head].span.text in _GENERIC_NOUNS:
+                    head -= 1  # "k8s cluster": the kubernetes one
+                return set(nouns[head].types)
+            i = j + 1
+        return set()
 
     @property
     def plural(self) -> bool:
@@ -287,6 +303,19 @@ _REGION_PATTERNS = [(word, value, re.compile(r"(?:\b(?:in|from|across)\s+(?:the\
                     for word, value in REGION_WORDS.items()]
 _WORD_PATTERNS = {word: re.compile(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])")
                   for word in [*ENVIRONMENT_WORDS, *STATE_WORDS, *ENGINE_WORDS]}
+
+
+_NEXT_WORD = re.compile(r"\s+([a-z][a-z'-]*)")
+# Things a resource has or makes that are not resources the estate holds: after a type noun they make it a
+# modifier ("database backups", "db creds", "bucket policy", "queue messages").
+_NOT_RESOURCES = frozenset("""backup backups cred creds credential credentials password passwords secret secrets key
+keys log logs metric metrics alarm alarms snapshot snapshots cert certs certificate certificates cost costs bill bills
+policy policies permission permissions user users setting settings parameter parameters message messages record
+records data dump dumps export exports report reports schema schemas migration migrations""".split())
+# A run of type nouns ends in a generic one ("k8s cluster", "aurora instance"): the specific noun before it says
+# the type.
+_GENERIC_NOUNS = frozenset({"cluster", "clusters", "instance", "instances", "server", "servers", "service", "services",
+                            "group", "groups", "node", "nodes", "machine", "machines", "box", "boxes", "host", "hosts"})
 
 
 def parse_prompt(prompt: str, *, accounts: Mapping[str, str] | None = None, regions: Iterable[str] = (),

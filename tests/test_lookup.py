@@ -257,3 +257,16 @@ def test_what_a_named_resource_is_linked_to(kestrel, query):
     index, names = kestrel
     hits = index.search(query)
     assert names[hits[0].id] == "vol-build-cache" and hits[0].why[0] == "linked to build-agent-1"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("the role orders api tasks assume", "role-orders-task"),            # not the ECS service orders-api
+    ("old volume of the orders api nobody uses", "vol-orders-data-old"),
+])
+def test_a_name_typed_with_spaces_does_not_outrank_the_type_asked_for(kestrel, query, expected):
+    assert top(kestrel, query)[0] == expected
+
+
+def test_a_type_noun_before_what_a_resource_has_is_no_type_filter(built):
+    """"db backups" are backups (here, a bucket of them), not databases."""
+    assert top(built, "where the db backups go")[0] == "bkt-backups"

@@ -120,3 +120,15 @@ def test_the_lookup_and_the_planner_read_the_same_places(tmp_path):
     assert hints.regions == {"us-west-2"}
     hints = find_hints("stop web-1 on prod (usw2)", UserContext(aws_accounts=[]), resources)
     assert hints.regions == {"us-west-2"} and hints.accounts == {"111111111111"}
+
+
+@pytest.mark.parametrize("prompt, head", [
+    ("lambda that rotates the database password", {"lambda_function"}),
+    ("auth service queue", {"sqs_queue"}),                 # a run of type nouns: the last is the head
+    ("k8s cluster for prod", {"eks_cluster"}),             # ... unless it is generic: the specific one
+    ("production postgres database", {"rds_db_instance"}),
+    ("rotate db creds", set()),                            # what a resource has is no resource
+    ("where we keep database backups", set()),
+])
+def test_the_head_noun_of_a_query(prompt, head):
+    assert parse_prompt(prompt).head_types == head

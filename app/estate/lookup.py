@@ -105,6 +105,7 @@ class ParsedQuery:
     environment: str | None
     hints: list[str]
     state: str | None = None
+    spaced: frozenset[str] = frozenset()  # names the query typed with spaces ("orders api" -> orders-api)
 
 
 @dataclass
@@ -341,7 +342,8 @@ class LookupIndex:
         if types:
             hints.append("type " + "/".join(sorted(types)))
         return ParsedQuery(text=text, tag_expr=expr, accounts=accounts, regions=regions, types=types,
-                           environment=environment, hints=hints, state=parsed.state)
+                           environment=environment, hints=hints, state=parsed.state,
+                           spaced=frozenset(span.text for span in parsed.spaced_names))
 
     def _quote_spaced_tag_values(self, query: str) -> str:
         """"Owner=WMS Team": a tag value with spaces is read as one value when the index holds that tag so
@@ -388,7 +390,9 @@ class LookupIndex:
         if q.types:
             # A resource named exactly stays a candidate whatever the type words say ("instance
             # refresh on web-asg" is about the group called web-asg, not an instance).
-            typed = conditions + [self._typed(q.types, all_words)]
+            # A name typed with spaces is weaker: "volume left over from the old orders api" asks for a volume,
+            # whatever the ECS service called orders-api.
+            typed = conditions + [self._typed(q.types, [w for w in all_words if w not in q.spaced])]
             if self._any(typed):
                 result = self._search(q, typed, all_words, limit, every_match)
                 if result.hits:
