@@ -65,14 +65,14 @@ TYPE_NOUNS: dict[str, tuple[str, ...]] = {
     "s3_bucket": ("bucket", "s3"),
     "lambda_function": ("function", "lambda", "fn"),
     "dynamodb_table": ("table", "dynamodb", "dynamo", "ddb"),
-    "ecs_cluster": ("ecs cluster",),
+    "ecs_cluster": ("ecs cluster", "cluster"),
     "ecs_service": ("ecs", "service", "fargate", "tasks", "containers"),
     "elbv2_load_balancer": ("load balancer", "alb", "nlb", "elb", "loadbalancer"),
     "elbv2_target_group": ("target group", "tg", "targets"),
     "autoscaling_group": ("asg", "auto scaling group", "autoscaling group", "auto scaling", "autoscaling", "scaling group", "fleet"),
     "sqs_queue": ("queue", "sqs"),
     "sns_topic": ("topic", "sns"),
-    "eks_cluster": ("eks", "kubernetes", "k8s"),
+    "eks_cluster": ("eks", "kubernetes", "k8s", "cluster"),
     "cloudformation_stack": ("stack", "cloudformation", "cfn"),
     "iam_role": ("role", "iam"),
 }
@@ -103,7 +103,14 @@ REGION_WORDS: dict[str, str] = {
     "ohio": "us-east-2", "oregon": "us-west-2", "california": "us-west-1", "tokyo": "ap-northeast-1",
     "seoul": "ap-northeast-2", "osaka": "ap-northeast-3", "singapore": "ap-southeast-1", "sydney": "ap-southeast-2",
     "mumbai": "ap-south-1", "hong kong": "ap-east-1", "asia": "ap-", "canada": "ca-", "montreal": "ca-central-1",
-    "brazil": "sa-east-1", "sao paulo": "sa-east-1",
+    "brazil": "sa-east-1", "sao paulo": "sa-east-1", "japan": "ap-northeast-1", "korea": "ap-northeast-2",
+    "india": "ap-south-1", "hyderabad": "ap-south-2", "jakarta": "ap-southeast-3", "indonesia": "ap-southeast-3",
+    "melbourne": "ap-southeast-4", "australia": "ap-southeast-2", "sweden": "eu-north-1", "italy": "eu-south-1",
+    "spain": "eu-south-2", "zurich": "eu-central-2", "switzerland": "eu-central-2", "germany": "eu-central-1",
+    "uk": "eu-west-2", "united kingdom": "eu-west-2", "france": "eu-west-3", "uae": "me-central-1",
+    "dubai": "me-central-1", "bahrain": "me-south-1", "middle east": "me-", "tel aviv": "il-central-1",
+    "israel": "il-central-1", "cape town": "af-south-1", "south africa": "af-south-1", "africa": "af-",
+    "calgary": "ca-west-1", "south america": "sa-",
 }
 # AWS's short region codes as operators type them: usw2, use1, euc1, apse2 (also us-w2).
 SHORT_REGION = re.compile(r"(?<![\w.-])(us|eu|ap|ca|sa|me|af|il)-?(ne|se|nw|sw|e|w|n|s|c)-?(\d)(?![\w-])")
@@ -115,6 +122,7 @@ ENVIRONMENT_WORDS: dict[str, str] = {
     "production": "production", "prod": "production", "prd": "production", "live": "production",
     "staging": "staging", "stage": "staging", "stg": "staging",
     "development": "development", "dev": "development",
+    "nonprod": "nonprod", "non-prod": "nonprod",
 }
 # "live" says production of a tag ("the live database"), but is too common a word to name an account by.
 NOT_ACCOUNT_ALIASES = frozenset({"live"})

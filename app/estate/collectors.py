@@ -316,7 +316,8 @@ def lambda_functions(account: AccountSession, account_id: str, region: str, *,
             resource_id=f["FunctionName"], name=f["FunctionName"], state=f.get("State"), tags=tags,
             attributes={"runtime": f.get("Runtime"), "memory_mb": f.get("MemorySize"), "timeout_s": f.get("Timeout"),
                         "last_modified": f.get("LastModified"), "handler": f.get("Handler"),
-                        "package_type": f.get("PackageType"), "architectures": f.get("Architectures")},
+                        "package_type": f.get("PackageType"), "architectures": f.get("Architectures"),
+                        "description": f.get("Description") or None},
         ))
     return docs
 

@@ -106,7 +106,7 @@ def name_words(name: str) -> str:
 
 
 def words_text(doc: ResourceDocument) -> str:
-    """What the words index (BM25) sees: type words, name, where, state, engine facts and tags.
+    """What the words index (BM25) sees: type words, name, where, state, engine facts, tags and description.
 
     Written for the queries operators type ("production postgres database", "the payments queue"),
     so synonyms of the type and engine are spelled out.
@@ -130,6 +130,9 @@ def words_text(doc: ResourceDocument) -> str:
         parts.append("production prod")
     if doc.tags:
         parts.append("tags " + " ".join(f"{k}={v}" for k, v in doc.tags.items()))
+    description = doc.attributes.get("description")
+    if description and isinstance(description, str):  # what it is for, in its owner's words ("receipt validation")
+        parts.append(description[:300])
     return "; ".join(parts)
 
 

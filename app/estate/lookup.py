@@ -30,7 +30,7 @@ from rapidfuzz import fuzz, process
 
 from agent.lexicon import ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, REGION_WORDS, STATE_WORDS, types_in
 from agent.prompt import parse_prompt
-from agent.text import fold_accents, normalise
+from agent.text import fold_accents, last_segment, normalise, singular
 from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, document_of,
                                        names_vector, spaced_name, words_vector)
 from app.estate.tagexpr import Node, TagExprError, Term, canon, split_query
@@ -66,18 +66,25 @@ _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey", "documen
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
                                r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
 # "<what> attached to|of|on|used by <name>" and "<name>'s <what>": a search for what a resource is linked to.
-_LINK_WORDS = r"attached to|mounted on|connected to|used by|behind|in front of|backing|belonging to|of|on|for"
+_LINK_WORDS = (r"attached to|mounted on|connected to|used by|behind|in front of|backing|belonging to|triggered by|"
+               r"subscribed to|in cluster|in group|in stack|of|on|for|in")
 _RELATED = re.compile(r"^(?:the\s+|a\s+|an\s+)?(?P<head>(?:[\w-]+\s+){0,3}?[\w-]+)\s+(?:that(?:'s| is| are)\s+)?"
                       r"(?:" + _LINK_WORDS + r")\s+(?:the\s+)?(?P<name>[\w.:/-]+)\s*$")
+_COMPOUND = re.compile(r"^(?P<name>[\w.:/-]*[-_.0-9][\w.:/-]*)\s+(?P<head>(?:[\w-]+\s+){0,2}[\w-]+)\s*$")
 _POSSESSIVE = re.compile(r"^(?P<name>[\w.:/-]+)'s\s+(?P<head>(?:[\w-]+\s+){0,3}[\w-]+)\s*$")
 _STATE_WORDS = STATE_WORDS
+# Words for a relation that its key does not spell: "the primary of db-07-ro" is its source_instance.
+_RELATION_WORDS = {"primary": "source", "master": "source", "writer": "source", "origin": "source",
+                   "parent": "source", "dead-letter": "dlq"}
 # Words operators use for things whose names say it differently: expanded for words and meaning.
 _QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bastion jumpbox", "jumpbox": "bastion",
                    "jump box": "bastion jumpbox", "k8s": "eks kubernetes", "kubernetes": "eks", "db": "database",
                    "pg": "postgres", "postgresql": "postgres", "ddb": "dynamodb", "fn": "function lambda",
                    "cert": "certificate", "creds": "credentials secret", "password": "secret credentials"}
 # An environment as the env tag's canonical value (app.estate.tagexpr compares through its synonyms).
-_ENV_TAG_VALUES = {"production": "prod", "staging": "stg", "development": "dev"}
+_ENV_TAG_VALUES = {"production": "prod", "staging": "stg", "development": "dev", "nonprod": "nonprod"}
+# The tag keys that say a resource's environment (keys compare lower-cased).
+_ENV_TAG_KEYS = ("env", "environment", "stage", "tier")
 _ENV_WORDS = {word: _ENV_TAG_VALUES[env] for word, env in ENVIRONMENT_WORDS.items()}
 
 
@@ -199,7 +206,8 @@ class _Column:
 
 _ROW_FIELDS = ["id", "name", "name_low", "resource_type", "account_id", "account_name", "region", "state",
                "state_low", "tags", "scope", "keys", "spaced"]
-_REGION_ADJECTIVES = {"europe": "European", "eu": "European", "asia": "Asian", "canada": "Canadian"}
+_REGION_ADJECTIVES = {"europe": "European", "eu": "European", "asia": "Asian", "canada": "Canadian",
+                      "middle east": "Middle Eastern", "africa": "African", "south america": "South American"}
 
 
 class LookupIndex:
@@ -427,40 +435,61 @@ class LookupIndex:
         return all(found for found in points)
 
     def _related_result(self, q: ParsedQuery, conditions: list, limit: int) -> SearchResult | None:
-        """"disk attached to build-agent-1", "volume of transcoder-1", "build-agent-1's volumes": resources of
-        the type asked for that a named resource's relations link to it (either way: an instance lists its
-        volumes, a volume the instance it is attached to). None when the query is not of that shape, or
-        nothing is linked, so that the ordinary search answers."""
+        """"disk attached to build-agent-1", "build-agent-1's volumes", "db-07's replicas", "the dlq of
+        orders-queue", "primary of db-07-ro": what a named resource's relations link it to. The head words
+        either spell one of the named resource's relations (replicas: read_replicas; dlq: dead_letter_queue;
+        primary: source_instance), whose values are the answer, or name a type, whose resources linked to it
+        either way are (an instance lists its volumes, a volume the instance it is attached to). None when
+        the query is not of that shape or nothing is linked, so that the ordinary search answers."""
         match = _RELATED.match(q.text) or _POSSESSIVE.match(q.text)
-        if not match or not q.types:
+        compound = None if match else _COMPOUND.match(q.text)  # "db-07 replica": only a relation's words
+        match = match or compound
+        if not match:
             return None
         name = match.group("name").strip(" .?'")
-        owners = [pid for pid in self._exact_rows(normalise(name))]
-        if not owners:
+        owners = self._exact_rows(normalise(name))
+        head = _QUERY_WORD.findall(match.group("head"))
+        if not owners or not head:
             return None
         linked: set[str] = set()
+        by_relation = False
+        places: set[tuple[str, str]] = set()
         for pid in owners:
             owner = document_of(self._payload(pid))
-            if owner.resource_type in q.types:
-                return None  # "the instance of web-1" names the instance itself
+            places.add((owner.account_id, owner.region))
+            said = [key for key in owner.relations if _spells_relation(head, key)]
+            if said:
+                by_relation = True
+                linked |= {normalise(str(v)) for key in said for v in owner.relations[key] or []}
+                continue
+            if compound or not q.types or owner.resource_type in q.types:
+                continue  # "the instance of web-1" names the instance itself
             keys = {normalise(owner.id), normalise(owner.resource_id), normalise(owner.name)}
-            linked |= {normalise(v) for values in owner.relations.values() for v in values}
+            linked |= {normalise(str(v)) for values in owner.relations.values() for v in values or []}
             scope = [FieldCondition(key="account_id", match=MatchValue(owner.account_id)),
                      FieldCondition(key="resource_type", match=MatchAny(sorted(q.types)))]
             for n, (_, payload) in enumerate(self.store._scroll(Filter(must=scope), ["id", "document"])):
                 if n >= MAX_LISTED_SCAN:
                     break
                 doc = document_of(payload)
-                if any(normalise(v) in keys for values in doc.relations.values() for v in values):
+                if any(normalise(str(v)) in keys for values in doc.relations.values() for v in values or []):
                     linked.add(normalise(doc.id))
+        linked |= {normalise(last_segment(v)) for v in list(linked)}  # an ARN or URL names by its last part too
         if not linked:
             return None
-        head = _QUERY_WORD.findall(match.group("head"))
-        restricted = conditions + [self._typed(q.types, []),
-                                   FieldCondition(key="keys", match=MatchAny(sorted(linked)))]
+        # An ARN or URL names one resource; a bare name ("lobby-api") only in the owner's account.
+        precise = sorted(v for v in linked if ":" in v or "/" in v)
+        bare = sorted(v for v in linked if ":" not in v and "/" not in v)
+        either = [FieldCondition(key="keys", match=MatchAny(precise))] if precise else []
+        if bare:
+            either.append(Filter(must=[FieldCondition(key="keys", match=MatchAny(bare)),
+                                       FieldCondition(key="account_id", match=MatchAny(sorted({a for a, _ in places})))]))
+        restricted = conditions + [Filter(should=either)]
+        if q.types and not by_relation:
+            restricted.append(self._typed(q.types, []))
         if not self._any(restricted):
             return None
-        result = self._search(q, restricted, head, limit, every_match=True)
+        result = self._search(q, restricted, [] if by_relation else head, limit, every_match=True)
         for hit in result.hits:
             hit.why.insert(0, f"linked to {name}")
         return result
@@ -668,7 +697,7 @@ class LookupIndex:
                 c.name = c.payload.get("name_low", "")
         ids = list(candidates)
         if q.environment:  # the env tag, canonically (prod = production = live)
-            values = sorted({f"{key}={canon(q.environment)}" for key in ("env",)})
+            values = sorted({f"{key}={canon(q.environment)}" for key in _ENV_TAG_KEYS})
             for pid in self._allowed(ids, FieldCondition(key="tag_pairs", match=MatchAny(values))):
                 candidates[pid].env = True
         if q.state:
@@ -687,6 +716,9 @@ class LookupIndex:
                 fuzzy[i] = min(1.0, max(0.0, (float(score) - 60.0) / 40.0))
         scored = []
         lone_identifier = bool(free) and " " not in free and bool(_IDENTIFIER_SHAPED.search(free)) and not listing
+        # web-server-3 where web-server-1 and -2 exist (and no web-server-03): a series member that does not exist
+        siblings = lone_identifier and any(_numbered_sibling(free, c.name) for c in rows if c.name) and not any(
+            _same_numbered(free, c.name) for c in rows if c.name)
         for c, fz in zip(rows, fuzzy):
             lexical = (c.lexical or 0.0) / norm if norm else 0.0
             lexical_kept = lexical if lexical > LEXICAL_KEEP else 0.0
@@ -694,8 +726,11 @@ class LookupIndex:
             semantic_scaled = min(1.0, max(0.0, (semantic - 0.1) / 0.6))
             total = c.exact + 0.45 * fz + LEXICAL_WEIGHT * lexical_kept + 0.35 * semantic_scaled + \
                 0.15 * c.env + 0.3 * c.state
-            if lone_identifier and not c.exact and fz < IDENTIFIER_FUZZY_FLOOR:
-                continue  # "kafka-broker-01": a name typed whole resembles no name here; sharing "01" is no match
+            if lone_identifier and not c.exact and (fz < IDENTIFIER_FUZZY_FLOOR or siblings
+                                                    or _numbered_sibling(free, c.name or "")):
+                # "kafka-broker-01" resembles no name here (sharing "01" is no match); and when web-server-1
+                # and -2 exist, web-server-3 is a member of the series that does not exist, not a typo
+                continue
             if listing:
                 total += 0.5
                 if q.tag_expr is not None and c.payload:
@@ -763,6 +798,36 @@ class LookupIndex:
 
 LEXICAL_KEEP = 0.15
 LEXICAL_WEIGHT = 0.35
+
+
+def _skeleton(text: str) -> tuple[str, tuple[int, ...]]:
+    """A name's shape with each number as # and its numbers as values: 01 and 1 are one number."""
+    low = text.lower()
+    return re.sub(r"\d+", "#", low), tuple(int(d) for d in re.findall(r"\d+", low))
+
+
+def _numbered_sibling(query: str, name: str) -> bool:
+    """Is ``name`` the same name with other numbers (gs-sky-002 for gs-sky-003)?"""
+    (shape_q, numbers_q), (shape_n, numbers_n) = _skeleton(query), _skeleton(name)
+    return bool(numbers_q) and shape_q == shape_n and numbers_q != numbers_n
+
+
+def _same_numbered(query: str, name: str) -> bool:
+    """Is ``name`` the query's name with its numbers written otherwise (orders-api-01 for orders-api-1)?"""
+    (shape_q, numbers_q), (shape_n, numbers_n) = _skeleton(query), _skeleton(name)
+    return bool(numbers_q) and shape_q == shape_n and numbers_q == numbers_n
+
+
+def _spells_relation(words: list[str], key: str) -> bool:
+    """Do the head words of a query name the relation ``key``? Its words ("dead letter queue"), their
+    initials ("dlq"), or its noun alone ("replicas": read_replicas, "services"); "primary" is a source."""
+    key_words = [singular(w) for w in key.split("_") if w not in ("arn", "arns", "id", "ids", "url", "urls")]
+    said = [singular(_RELATION_WORDS.get(w, w)) for w in words if w not in _FILLER]
+    if not key_words or not said:
+        return False
+    initials = "".join(w[0] for w in key_words)
+    return (said[-len(key_words):] == key_words or said[-1] == key_words[-1] or said[-1] == key_words[0]
+            or (len(key_words) > 1 and said[-1] == initials))
 
 
 def _literal_terms(node: Node, tags: dict[str, str]) -> int:

@@ -111,9 +111,11 @@ def spaced_name(name: str | None) -> str | None:
 
 
 def exact_keys(doc: ResourceDocument) -> list[str]:
-    """What a query may type to name the resource exactly: its ARN/id, name, API id, the id's last segment."""
+    """What a query may type to name the resource exactly: its ARN/id, name, API id, the id's last segment, and
+    an instance's IP addresses (operators search by the address in an alert)."""
+    addresses = {normalise(str(doc.attributes[k])) for k in ("private_ip", "public_ip") if doc.attributes.get(k)}
     return sorted({normalise(doc.id), normalise(doc.name), normalise(doc.resource_id),
-                   normalise(last_segment(doc.resource_id))} - {""})
+                   normalise(last_segment(doc.resource_id)), *addresses} - {""})
 
 
 def trigram_ids(text_: str) -> list[int]:
