@@ -707,10 +707,14 @@ class OperationMatcher:
         if dense is None or not len(self.entries):
             return []
         combined = 0.7 * dense + 0.3 * (lexical if lexical is not None else 0.0)
-        return [self.entries[i] for i in np.argsort(-combined, kind="stable")[:n]]
+        order = np.argsort(-combined, kind="stable")[:n]
+        # Only calls that resemble the request: "order me a pizza" has no nearest call (its best is 0.15; calls
+        # an operator would recognise score 0.5 and up), and listing three at random reads as a suggestion.
+        return [self.entries[i] for i in order if dense[i] >= NEAREST_FLOOR]
 
 
 AMBIGUOUS_MARGIN = 0.25
+NEAREST_FLOOR = 0.40  # dense similarity below which a call is not offered as "nearest"
 # Calls that make something: the resources a prompt names may be their source, not what they take.
 _MAKING = ("Create", "Run", "Copy", "Restore", "Import", "Register", "Allocate", "Request", "Put", "Publish", "Send",
            "Export", "Start")

@@ -339,6 +339,8 @@ class CatalogueRouter:
             question += f": {reason}"
         if nearest:
             question += "; nearest: " + ", ".join(f"{e.service} {e.operation}" for e in nearest)
+        else:
+            question += "; nearest: none (no call resembles it)"
         question += ". Nothing will run."
         return Route("abstain", question=question, candidates=[entry_candidate(e) for e in nearest], catalogue=cat)
 

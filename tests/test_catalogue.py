@@ -280,3 +280,14 @@ def test_an_in_memory_index_answers_from_any_thread():
     worker.join()
     assert seen and seen[0] >= 50
     index.close()
+
+
+def test_a_request_no_call_resembles_offers_no_nearest_call(planner):
+    """"order me a pizza" listed cloudformation DescribeStackEvents as the nearest call: noise that reads as a
+    suggestion. Nothing above the floor of resemblance: it says so and offers nothing."""
+    p = plan(planner, "order me a pizza")
+    assert p.script.steps == [] and p.clarification.candidates == []
+    assert "nearest: none (no call resembles it)" in p.clarification.question
+    near = plan(planner, "move the messages in orders-queue-dlq back to their source queue",
+                [res("sqs_queue", "https://sqs.us-west-2.amazonaws.com/111111111111/orders-queue-dlq")])
+    assert near.clarification is None or "sqs StartMessageMoveTask" in near.clarification.question
