@@ -453,10 +453,10 @@ class LookupIndex:
             return None
         linked: set[str] = set()
         by_relation = False
-        places: set[tuple[str, str]] = set()
+        accounts: set[str] = set()
         for pid in owners:
             owner = document_of(self._payload(pid))
-            places.add((owner.account_id, owner.region))
+            accounts.add(owner.account_id)
             said = [key for key in owner.relations if _spells_relation(head, key)]
             if said:
                 by_relation = True
@@ -483,7 +483,7 @@ class LookupIndex:
         either = [FieldCondition(key="keys", match=MatchAny(precise))] if precise else []
         if bare:
             either.append(Filter(must=[FieldCondition(key="keys", match=MatchAny(bare)),
-                                       FieldCondition(key="account_id", match=MatchAny(sorted({a for a, _ in places})))]))
+                                       FieldCondition(key="account_id", match=MatchAny(sorted(accounts)))]))
         restricted = conditions + [Filter(should=either)]
         if q.types and not by_relation:
             restricted.append(self._typed(q.types, []))
