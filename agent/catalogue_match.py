@@ -355,6 +355,16 @@ _LIGHT_VERB = re.compile(r"(?<![\w-])(?:do|perform|run|trigger|give\s+(?:it|them
 _FLAG = re.compile(r"(?<!\S)--?[a-z][a-z0-9-]*(?:[ =](?!-)\S+)?")
 _TO_A_COUNT = re.compile(r"\bto\s+\d+\s+(?:instances|nodes|tasks|replicas|servers|hosts|workers|copies)\b")
 _CAUSATIVE = re.compile(r"\bget\s+(?:it|that|this|them)\s+(?:fixed|sorted|done|resolved)\b")
+# "the volume attached to web-1", "the disk mounted on db-2": which resource is meant, not what to do to it
+# ("attached" read as the verb made "delete the volume attached to X" a DetachVolume).
+# Not "which policies are attached to X", where being attached is what is asked.
+_LINK_QUALIFIER = re.compile(r"\b(?P<before>[a-z0-9-]+)(?P<link>\s+(?:(?:that|which)\s+(?:is|are|was|were|'s)\s+)?"
+                             r"(?:attached|mounted|connected)\s+(?:to|on)\s+(?:the\s+)?\S+)")
+_PREDICATE = frozenset({"is", "are", "was", "were", "be", "been", "being", "get", "gets", "got", "stay", "stays"})
+
+
+def _without_link_qualifier(match: re.Match[str]) -> str:
+    return match.group(0) if match.group("before") in _PREDICATE else match.group("before") + " "
 
 
 def analyse(masked: str, mentioned_types: Iterable[str] = (), raw_prompt: str | None = None,
@@ -373,6 +383,7 @@ def analyse(masked: str, mentioned_types: Iterable[str] = (), raw_prompt: str | 
     text = correct_typos(normalise(masked), vocabulary)
     text = _CAUSATIVE.sub(" ", re.sub(r"(?<![\w-])re-(?=[a-z])", "", text))
     text = _FLAG.sub(" ", text)  # "--profile admin", "--region us-east-1": options, not objects
+    text = _LINK_QUALIFIER.sub(_without_link_qualifier, text)
     question = bool(_QUESTION.search(text)) and not _POLITE_ANYWHERE.search(text)
     foreign_phrases = [(m.start(), m.group(0)) for m in FOREIGN_PHRASES.finditer(text)]
     verbs: list[str] = []

@@ -109,9 +109,11 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: Pars
     return out
 
 
-# "the dlq of payments-queue", "payments-queue's dead letter queue", "the read replicas of orders-db": a part
-# of the named resource, said as the name of one of its relations or attributes (or that name's initials).
-_PART_CONNECTOR = re.compile(r"\s(?:of|for|behind|from)\s+(?:the\s+)?$")
+# "the dlq of payments-queue", "payments-queue's dead letter queue", "the read replicas of orders-db", "the
+# volume attached to build-1": a part of the named resource, said as the name of one of its relations or
+# attributes (or that name's initials).
+_PART_CONNECTOR = re.compile(r"\s(?:(?:that|which)\s+(?:is|are|'s)\s+)?(?:of|for|behind|from|attached\s+to|mounted\s+on|"
+                             r"connected\s+to)\s+(?:the\s+)?$")
 _PART_AFTER = re.compile(r"^(?:'s|’s)\s+(?!(?:new|another)\s)((?:[a-z][a-z-]*\s*){1,3})")
 _KEY_NOISE = frozenset({"arn", "arns", "id", "ids", "url", "urls", "name", "names"})
 

@@ -267,3 +267,17 @@ def test_a_boolean_s_words_for_false_set_it(planner):
     assert any("rebooted" in r for r in rebooted.risk_assessment.reasons)
     kept = plan(planner, "create an image of web-server-2 without rebooting", [ec2("web-server-2", "i-2")])
     assert kept.script.steps[0].parameters["NoReboot"] is True
+
+
+def test_the_volume_attached_to_an_instance_is_what_is_acted_on(planner):
+    """"delete the volume attached to build-agent-1" planned DetachVolume (another change than asked): the
+    instance's relation names the volume, and "attached" is which volume, not what to do."""
+    inst = {**ec2("build-agent-1", "i-0c4e6a8b0d2f13571"), "relations": {"volumes": ["vol-0e2d4f6a8c0b13579"]}}
+    vol = {"resource_type": "ec2_volume", "resource_id": "vol-0e2d4f6a8c0b13579", "name": "build-agent-1-cache",
+           "account_id": "111111111111", "region": "us-west-2", "current_state": "in-use",
+           "relations": {"attached_to": ["i-0c4e6a8b0d2f13571"]}}
+    deleted = plan(planner, "delete the volume attached to build-agent-1", [inst, vol])
+    assert [(s.operation, s.parameters) for s in deleted.script.steps] == [
+        ("DeleteVolume", {"VolumeId": "vol-0e2d4f6a8c0b13579"})]
+    detached = plan(planner, "detach the volume attached to build-agent-1", [inst, vol])
+    assert [s.operation for s in detached.script.steps] == ["DetachVolume"]

@@ -271,3 +271,25 @@ def test_a_plan_on_the_resource_whose_part_was_asked_for_is_refused(planner):
                     **_rendered("sqs", "PurgeQueue", {"QueueUrl": work["resource_id"]}))
     with pytest.raises(PlanRefused, match="names payments-dlq, but step-1 changes payments-queue"):
         verify_plan(swapped, trust)
+
+
+def test_a_plan_that_terminates_the_instance_whose_volume_was_asked_for_is_refused(planner):
+    """'delete the volume attached to build-1', answered by a hostile server with TerminateInstances of build-1:
+    the prompt names the volume (a part of the instance), so a change to the instance is refused."""
+    inst = {"resource_type": "ec2_instance", "resource_id": "i-0c4e6a8b0d2f13571", "name": "build-1",
+            "account_id": "111111111111", "account_name": "production", "region": "us-west-2",
+            "current_state": "running", "relations": {"volumes": ["vol-0e2d4f6a8c0b13579"]}}
+    vol = {"resource_type": "ec2_volume", "resource_id": "vol-0e2d4f6a8c0b13579", "name": "build-1-cache",
+           "account_id": "111111111111", "account_name": "production", "region": "us-west-2",
+           "current_state": "in-use", "relations": {"attached_to": ["i-0c4e6a8b0d2f13571"]}}
+    request = PlanRequest(prompt="delete the volume attached to build-1", user_context={"aws_accounts": ACCOUNTS},
+                          identified_resources=[inst, vol])
+    plan = planner.plan(request)
+    plan.served_by = "server"
+    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
+                         playbooks=PLAYBOOKS, prompt=request.prompt)
+    assert verify_plan(plan, trust).script.steps[0].targets == [vol["resource_id"]]
+    swapped = _step(plan, targets=[inst["resource_id"]],
+                    **_rendered("ec2", "TerminateInstances", {"InstanceIds": [inst["resource_id"]]}))
+    with pytest.raises(PlanRefused, match="changes build-1"):
+        verify_plan(swapped, trust)
