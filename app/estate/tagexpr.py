@@ -16,6 +16,7 @@ SYNONYMS = [
     {"pg", "postgres", "postgresql"},
 ]
 _CANON = {word: min(group) for group in SYNONYMS for word in group}
+SYNONYM_WORDS = frozenset(_CANON)  # values that match others than themselves
 _TERM = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+*-]+|\"[^\"]*\"|'[^']*')")
 _TOKEN = re.compile(r"\(|\)|\bAND\b|\bOR\b|\bNOT\b|&&|\|\||!(?!=)|" + _TERM.pattern, re.IGNORECASE)
 
