@@ -248,48 +248,45 @@ def test_a_question_is_never_answered_with_a_change(honest):
     assert verify_plan(plan, trust).script.steps
 
 
-def test_a_plan_on_the_resource_whose_part_was_asked_for_is_refused(planner):
-    """'purge the dlq of payments-queue': a server plan that purges payments-queue itself passed the check,
-    because the queue is linked to its dead-letter queue (the link that lets a change reach a named group's
-    members)."""
-    def queue(name: str, **relations) -> dict:
-        return {"resource_type": "sqs_queue", "resource_id": f"https://sqs.us-west-2.amazonaws.com/111111111111/{name}",
-                "name": name, "arn": f"arn:aws:sqs:us-west-2:111111111111:{name}", "account_id": "111111111111",
-                "account_name": "production", "region": "us-west-2", "tags": {"env": "production"},
-                "relations": relations}
-
-    work, dlq = queue("payments-queue", dead_letter_queue=["arn:aws:sqs:us-west-2:111111111111:payments-dlq"]), \
-        queue("payments-dlq")
-    request = PlanRequest(prompt="purge the dlq of payments-queue", user_context={"aws_accounts": ACCOUNTS},
-                          identified_resources=[work, dlq])
+def _as_server_plan(planner, request: PlanRequest):
+    """The honest plan for ``request``, marked as a server's, and the client's trust context for it."""
     plan = planner.plan(request)
     plan.served_by = "server"
     trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
                          playbooks=PLAYBOOKS, prompt=request.prompt)
-    assert verify_plan(plan, trust).script.steps[0].targets == [dlq["resource_id"]]
-    swapped = _step(plan, targets=[work["resource_id"]],
-                    **_rendered("sqs", "PurgeQueue", {"QueueUrl": work["resource_id"]}))
-    with pytest.raises(PlanRefused, match="names payments-dlq, but step-1 changes payments-queue"):
-        verify_plan(swapped, trust)
+    return plan, trust
 
 
-def test_a_plan_that_terminates_the_instance_whose_volume_was_asked_for_is_refused(planner):
-    """'delete the volume attached to build-1', answered by a hostile server with TerminateInstances of build-1:
-    the prompt names the volume (a part of the instance), so a change to the instance is refused."""
-    inst = {"resource_type": "ec2_instance", "resource_id": "i-0c4e6a8b0d2f13571", "name": "build-1",
+def _queue(name: str, **relations) -> dict:
+    return {"resource_type": "sqs_queue", "resource_id": f"https://sqs.us-west-2.amazonaws.com/111111111111/{name}",
+            "name": name, "arn": f"arn:aws:sqs:us-west-2:111111111111:{name}", "account_id": "111111111111",
+            "account_name": "production", "region": "us-west-2", "tags": {"env": "production"}, "relations": relations}
+
+
+_BUILD_1 = {"resource_type": "ec2_instance", "resource_id": "i-0c4e6a8b0d2f13571", "name": "build-1",
             "account_id": "111111111111", "account_name": "production", "region": "us-west-2",
             "current_state": "running", "relations": {"volumes": ["vol-0e2d4f6a8c0b13579"]}}
-    vol = {"resource_type": "ec2_volume", "resource_id": "vol-0e2d4f6a8c0b13579", "name": "build-1-cache",
-           "account_id": "111111111111", "account_name": "production", "region": "us-west-2",
-           "current_state": "in-use", "relations": {"attached_to": ["i-0c4e6a8b0d2f13571"]}}
-    request = PlanRequest(prompt="delete the volume attached to build-1", user_context={"aws_accounts": ACCOUNTS},
-                          identified_resources=[inst, vol])
-    plan = planner.plan(request)
-    plan.served_by = "server"
-    trust = TrustContext(resources=request.identified_resources, accounts=request.user_context.aws_accounts,
-                         playbooks=PLAYBOOKS, prompt=request.prompt)
-    assert verify_plan(plan, trust).script.steps[0].targets == [vol["resource_id"]]
-    swapped = _step(plan, targets=[inst["resource_id"]],
-                    **_rendered("ec2", "TerminateInstances", {"InstanceIds": [inst["resource_id"]]}))
-    with pytest.raises(PlanRefused, match="changes build-1"):
+_BUILD_1_CACHE = {"resource_type": "ec2_volume", "resource_id": "vol-0e2d4f6a8c0b13579", "name": "build-1-cache",
+                  "account_id": "111111111111", "account_name": "production", "region": "us-west-2",
+                  "current_state": "in-use", "relations": {"attached_to": ["i-0c4e6a8b0d2f13571"]}}
+_PAYMENTS_QUEUE = _queue("payments-queue", dead_letter_queue=["arn:aws:sqs:us-west-2:111111111111:payments-dlq"])
+_PAYMENTS_DLQ = _queue("payments-dlq")
+
+
+@pytest.mark.parametrize("prompt, owner, part, service, operation, parameters, refusal", [
+    # A server plan that purged payments-queue itself passed the check: the queue is linked to its dead-letter
+    # queue (the link that lets a change reach a named group's members).
+    ("purge the dlq of payments-queue", _PAYMENTS_QUEUE, _PAYMENTS_DLQ, "sqs", "PurgeQueue",
+     {"QueueUrl": _PAYMENTS_QUEUE["resource_id"]}, "names payments-dlq, but step-1 changes payments-queue"),
+    # The volume attached to build-1 is a part of the instance: terminating the instance is not deleting it.
+    ("delete the volume attached to build-1", _BUILD_1, _BUILD_1_CACHE, "ec2", "TerminateInstances",
+     {"InstanceIds": [_BUILD_1["resource_id"]]}, "changes build-1"),
+], ids=["dlq-of-queue", "volume-attached-to-instance"])
+def test_a_plan_on_the_resource_whose_part_was_asked_for_is_refused(planner, prompt, owner, part, service,
+                                                                     operation, parameters, refusal):
+    request = PlanRequest(prompt=prompt, user_context={"aws_accounts": ACCOUNTS}, identified_resources=[owner, part])
+    plan, trust = _as_server_plan(planner, request)
+    assert verify_plan(plan, trust).script.steps[0].targets == [part["resource_id"]]
+    swapped = _step(plan, targets=[owner["resource_id"]], **_rendered(service, operation, parameters))
+    with pytest.raises(PlanRefused, match=refusal):
         verify_plan(swapped, trust)
