@@ -28,7 +28,7 @@ import numpy as np
 from botocore import xform_name
 
 from agent.catalogue import _PREPOSITIONS, CatalogueEntry
-from agent.lexicon import FOREIGN_PHRASES, FOREIGN_SERVICES
+from agent.lexicon import FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, phrase_alternation
 from agent.text import normalise, singular, stem
 
 # ---------------------------------------------------------------------------------------------- words
@@ -358,8 +358,11 @@ _CAUSATIVE = re.compile(r"\bget\s+(?:it|that|this|them)\s+(?:fixed|sorted|done|r
 # "the volume attached to web-1", "the disk mounted on db-2": which resource is meant, not what to do to it
 # ("attached" read as the verb made "delete the volume attached to X" a DetachVolume).
 # Not "which policies are attached to X", where being attached is what is asked.
+# Besides the shared phrases, the other pairings of those words ("attached on", "mounted to", "connected
+# on"): this pattern has always read any of the three participles with either preposition.
 _LINK_QUALIFIER = re.compile(r"\b(?P<before>[a-z0-9-]+)(?P<link>\s+(?:(?:that|which)\s+(?:is|are|was|were|'s)\s+)?"
-                             r"(?:attached|mounted|connected)\s+(?:to|on)\s+(?:the\s+)?\S+)")
+                             + phrase_alternation(LINK_PHRASES + ("attached on", "mounted to", "connected on"))
+                             + r"\s+(?:the\s+)?\S+)")
 _PREDICATE = frozenset({"is", "are", "was", "were", "be", "been", "being", "get", "gets", "got", "stay", "stays"})
 
 

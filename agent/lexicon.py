@@ -91,6 +91,19 @@ FOREIGN_PHRASES = re.compile(r"(?<![\w-])(?:step[- ]functions?|secrets?[- ]manag
                               r"|certificate[- ]manager|security[- ]hub|cloud[- ]watch|cloud[- ]front|route[- ]53"
                               r"|session[- ]manager|event[- ]bridge|x[- ]ray|lake[- ]formation|control[- ]tower"
                               r"|identity[- ]center|single[- ]sign[- ]on|sso)(?![\w-])")
+# "the volume attached to build-1", "the disk mounted on db-2": a resource said by what it is linked to. The
+# planner's part reading (agent.mentions), the catalogue's verb reading (agent.catalogue_match: no verb
+# "attach") and the search's related reading (app.estate.lookup) build their patterns from this one tuple,
+# each adding its own extras.
+LINK_PHRASES: tuple[str, ...] = ("attached to", "mounted on", "connected to")
+
+
+def phrase_alternation(phrases: tuple[str, ...]) -> str:
+    """A non-capturing regex alternation of ``phrases`` in the order given, any whitespace between their
+    words: one table renders the same phrases in every pattern that reads them."""
+    return "(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + ")"
+
+
 # -- where, which environment, what state: the word tables every stage reads (agent.prompt parses with them)
 
 # Place names operators use for regions; a value ending in "-" is a prefix (every region starting with it).

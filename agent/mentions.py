@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
-from agent.lexicon import types_in
+from agent.lexicon import LINK_PHRASES, phrase_alternation, types_in
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import IdentifiedResource, UserContext
 from agent.text import last_segment, normalise, singular
@@ -112,10 +112,17 @@ def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: Pars
 # "the dlq of payments-queue", "payments-queue's dead letter queue", "the read replicas of orders-db", "the
 # volume attached to build-1": a part of the named resource, said as the name of one of its relations or
 # attributes (or that name's initials).
-_PART_CONNECTOR = re.compile(r"\s(?:(?:that|which)\s+(?:is|are|'s)\s+)?(?:of|for|behind|from|attached\s+to|mounted\s+on|"
-                             r"connected\s+to)\s+(?:the\s+)?$")
+# Besides the link phrases every reader shares (agent.lexicon.LINK_PHRASES), the plain prepositions of a part.
+_PART_CONNECTOR = re.compile(r"\s(?:(?:that|which)\s+(?:is|are|'s)\s+)?"
+                             + phrase_alternation(("of", "for", "behind", "from") + LINK_PHRASES) + r"\s+(?:the\s+)?$")
 _PART_AFTER = re.compile(r"^(?:'s|’s)\s+(?!(?:new|another)\s)((?:[a-z][a-z-]*\s*){1,3})")
-_KEY_NOISE = frozenset({"arn", "arns", "id", "ids", "url", "urls", "name", "names"})
+# Words of a key that say how a value is written, not what it is (dead_letter_queue_url is the dlq).
+_ID_NOISE = frozenset({"arn", "arns", "id", "ids", "url", "urls"})
+_KEY_NOISE = _ID_NOISE | {"name", "names"}
+# Words for a relation that its key does not spell: "the primary of db-07-ro" is its source_instance (a
+# search's loose reading, ``says_key(loose=True)``).
+_RELATION_SYNONYMS: dict[str, str] = {"primary": "source", "master": "source", "writer": "source", "origin": "source",
+                                     "parent": "source", "dead-letter": "dlq"}
 
 
 @dataclass
@@ -180,15 +187,24 @@ def named_part(parsed: ParsedPrompt, mention: "Mention", identified: list[Identi
     return best
 
 
-def says_key(words: list[str], key: str, *, from_end: bool) -> str | None:
-    """The words of ``words`` that spell ``key`` (dead_letter_queue: "dead letter queue" or "dlq")."""
-    key_words = [singular(w) for w in key.split("_") if w not in _KEY_NOISE]
+def says_key(words: list[str], key: str, *, from_end: bool, loose: bool = False) -> str | None:
+    """The words of ``words`` that spell ``key`` (dead_letter_queue: "dead letter queue" or "dlq").
+
+    ``loose`` is a search's reading of its head words (app.estate.lookup: "replicas of db-07"), where
+    nothing is acted on: the key's first or last word alone also spells it ("replicas": read_replicas,
+    "source": source_instance), ``_RELATION_SYNONYMS`` stand for the words they map to ("primary"), and
+    "name" stays a word of the key (that reading never dropped it). The planner's reading is strict: a
+    part it names becomes a target."""
+    noise = _ID_NOISE if loose else _KEY_NOISE
+    key_words = [singular(w) for w in key.split("_") if w not in noise]
     if not key_words:
         return None
-    said = [singular(w) for w in words]
+    said = [singular(_RELATION_SYNONYMS.get(w, w) if loose else w) for w in words]
+    initials = "".join(w[0] for w in key_words)
     for n in range(len(said), 0, -1):  # the longest run first
         run = said[-n:] if from_end else said[:n]
-        if run == key_words or (len(key_words) > 1 and run == ["".join(w[0] for w in key_words)]):
+        if (run == key_words or (len(key_words) > 1 and run == [initials])
+                or (loose and n == 1 and run[0] in (key_words[0], key_words[-1]))):
             return " ".join(words[-n:] if from_end else words[:n])
     return None
 

@@ -28,9 +28,11 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, REGION_WORDS, STATE_WORDS, types_in
+from agent.lexicon import (ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
+                           phrase_alternation, types_in)
+from agent.mentions import says_key
 from agent.prompt import parse_prompt
-from agent.text import fold_accents, last_segment, normalise, singular
+from agent.text import fold_accents, last_segment, normalise
 from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, document_of,
                                        names_vector, spaced_name, words_vector)
 from app.estate.tagexpr import SYNONYM_WORDS, Node, TagExprError, Term, canon, split_query
@@ -66,16 +68,16 @@ _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey", "documen
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
                                r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
 # "<what> attached to|of|on|used by <name>" and "<name>'s <what>": a search for what a resource is linked to.
-_LINK_WORDS = (r"attached to|mounted on|connected to|used by|behind|in front of|backing|belonging to|triggered by|"
-               r"subscribed to|in cluster|in group|in stack|of|on|for|in")
+# Besides the shared link phrases, the words a search's head may use for any relation either way ("the lambda
+# triggered by X", "the services in cluster X"): a search only reads, so it may take more than the planner.
+_LINK_WORDS = phrase_alternation(LINK_PHRASES + ("used by", "behind", "in front of", "backing", "belonging to",
+                                                 "triggered by", "subscribed to", "in cluster", "in group", "in stack",
+                                                 "of", "on", "for", "in"))
 _RELATED = re.compile(r"^(?:the\s+|a\s+|an\s+)?(?P<head>(?:[\w-]+\s+){0,3}?[\w-]+)\s+(?:that(?:'s| is| are)\s+)?"
-                      r"(?:" + _LINK_WORDS + r")\s+(?:the\s+)?(?P<name>[\w.:/-]+)\s*$")
+                      + _LINK_WORDS + r"\s+(?:the\s+)?(?P<name>[\w.:/-]+)\s*$")
 _COMPOUND = re.compile(r"^(?P<name>[\w.:/-]*[-_.0-9][\w.:/-]*)\s+(?P<head>(?:[\w-]+\s+){0,2}[\w-]+)\s*$")
 _POSSESSIVE = re.compile(r"^(?P<name>[\w.:/-]+)'s\s+(?P<head>(?:[\w-]+\s+){0,3}[\w-]+)\s*$")
 _STATE_WORDS = STATE_WORDS
-# Words for a relation that its key does not spell: "the primary of db-07-ro" is its source_instance.
-_RELATION_WORDS = {"primary": "source", "master": "source", "writer": "source", "origin": "source",
-                   "parent": "source", "dead-letter": "dlq"}
 # Words operators use for things whose names say it differently: expanded for words and meaning.
 _QUERY_SYNONYMS = {"dead letter": "dlq", "dead-letter": "dlq", "jump host": "bastion jumpbox", "jumpbox": "bastion",
                    "jump box": "bastion jumpbox", "k8s": "eks kubernetes", "kubernetes": "eks", "db": "database",
@@ -451,13 +453,16 @@ class LookupIndex:
         head = _QUERY_WORD.findall(match.group("head"))
         if not owners or not head:
             return None
+        # The head's words as agent.mentions.says_key reads a relation's name, loosened for a search (a
+        # noun alone, "primary" for source), the query's filler dropped.
+        spoken = [w for w in head if w not in _FILLER]
         linked: set[str] = set()
         by_relation = False
         accounts: set[str] = set()
         for pid in owners:
             owner = document_of(self._payload(pid))
             accounts.add(owner.account_id)
-            said = [key for key in owner.relations if _spells_relation(head, key)]
+            said = [key for key in owner.relations if says_key(spoken, key, from_end=True, loose=True) is not None]
             if said:
                 by_relation = True
                 linked |= {normalise(str(v)) for key in said for v in owner.relations[key] or []}
@@ -817,18 +822,6 @@ def _same_numbered(query: str, name: str) -> bool:
     """Is ``name`` the query's name with its numbers written otherwise (orders-api-01 for orders-api-1)?"""
     (shape_q, numbers_q), (shape_n, numbers_n) = _skeleton(query), _skeleton(name)
     return bool(numbers_q) and shape_q == shape_n and numbers_q == numbers_n
-
-
-def _spells_relation(words: list[str], key: str) -> bool:
-    """Do the head words of a query name the relation ``key``? Its words ("dead letter queue"), their
-    initials ("dlq"), or its noun alone ("replicas": read_replicas, "services"); "primary" is a source."""
-    key_words = [singular(w) for w in key.split("_") if w not in ("arn", "arns", "id", "ids", "url", "urls")]
-    said = [singular(_RELATION_WORDS.get(w, w)) for w in words if w not in _FILLER]
-    if not key_words or not said:
-        return False
-    initials = "".join(w[0] for w in key_words)
-    return (said[-len(key_words):] == key_words or said[-1] == key_words[-1] or said[-1] == key_words[0]
-            or (len(key_words) > 1 and said[-1] == initials))
 
 
 def _literal_counter(node: Node):
