@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import boto3
@@ -507,6 +508,66 @@ def test_incremental_reuses_known_details_and_reads_new_ones(aws, service):
     fourth = collect(account, ACCOUNT_ID, REGION, known=_by_id(third))
     assert new_id not in _by_id(fourth) and calls.of(details) == []
     assert _hashes(fourth) == _hashes(first)
+
+
+def test_incremental_ec2_lists_states_and_tags_and_describes_only_what_changed(aws):
+    account = _account()
+    ec2 = _client("ec2")
+    first = collectors.ec2_instances(account, ACCOUNT_ID, REGION)
+    calls = _Calls(account, "ec2")
+
+    # Nothing changed: states and tags are listed, no instance is described, the documents are the same.
+    second = collectors.ec2_instances(account, ACCOUNT_ID, REGION, known=_by_id(first))
+    assert {name for name, _ in calls.made} == {"DescribeInstanceStatus", "DescribeTags"}
+    assert _hashes(second) == _hashes(first)
+
+    # Retagged (name and Auto Scaling group come from tags): taken from the tag listing, still no describe.
+    ec2.create_tags(Resources=[aws["web"]], Tags=[{"Key": "Name", "Value": "web-1-renamed"}])
+    calls.clear()
+    try:
+        retagged = _by_id(collectors.ec2_instances(account, ACCOUNT_ID, REGION, known=_by_id(second)))
+        assert retagged[aws["web"]].name == "web-1-renamed" and calls.of({"DescribeInstances"}) == []
+        assert retagged[aws["web"]].content_hash == _one({"i": collectors.ec2_instances(account, ACCOUNT_ID, REGION)},
+                                                         "i", aws["web"]).content_hash  # as a full read makes it
+    finally:
+        ec2.create_tags(Resources=[aws["web"]], Tags=[{"Key": "Name", "Value": "web-1"}])
+
+    # A new instance and one whose state changed are described, by id, and nothing else; a terminated one is gone.
+    new = ec2.run_instances(ImageId=AMI, InstanceType="t3.nano", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.stop_instances(InstanceIds=[aws["web"]])
+    calls.clear()
+    try:
+        third = _by_id(collectors.ec2_instances(account, ACCOUNT_ID, REGION, known=_by_id(second)))
+        described = calls.of({"DescribeInstances"})
+        named = set(re.findall(r"i-[0-9a-f]{8,}", json.dumps(described, default=str)))
+        assert len(described) == 1 and named == {new, aws["web"]}
+        assert third[aws["web"]].state == "stopped" and third[new].attributes["instance_type"] == "t3.nano"
+        assert {k: v for k, v in _hashes(third.values()).items() if k not in (new, aws["web"])} == \
+            {k: v for k, v in _hashes(first).items() if k != aws["web"]}
+    finally:
+        ec2.start_instances(InstanceIds=[aws["web"]])
+        ec2.terminate_instances(InstanceIds=[new])
+    fourth = _by_id(collectors.ec2_instances(account, ACCOUNT_ID, REGION, known=third))
+    assert new not in fourth and fourth[aws["web"]].state == "running"
+    assert aws["terminated"] not in fourth
+
+
+def test_incremental_ec2_falls_back_to_describing_when_its_listings_are_denied(aws):
+    """A policy from before the incremental listing allows DescribeInstances only: the sync still works."""
+    account = _account()
+    first = collectors.ec2_instances(account, ACCOUNT_ID, REGION)
+    calls = _Calls(account, "ec2")
+
+    def deny(**_):
+        raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "denied"}}, "DescribeTags")
+
+    client = account.client("ec2", REGION)
+    client.meta.events.register("before-call.ec2.DescribeTags", deny)
+    try:
+        again = collectors.ec2_instances(account, ACCOUNT_ID, REGION, known=_by_id(first))
+    finally:
+        client.meta.events.unregister("before-call.ec2.DescribeTags", deny)
+    assert _hashes(again) == _hashes(first) and calls.of({"DescribeInstances"})
 
 
 def test_every_collector_takes_known_and_returns_the_same_documents(aws):
