@@ -240,6 +240,31 @@ def test_a_service_the_sync_does_not_read_is_no_match_with_a_note(kestrel):
     assert index.search("lambda that invalidates cloudfront")
 
 
+def test_documentdb_and_neptune_clusters_are_rds_clusters_the_sync_reads(tmp_path):
+    """DescribeDBClusters lists them (engine docdb / neptune): named by their service, they are found."""
+    import yaml
+    from agent.embeddings import shared_embedder
+
+    def cluster(key, engine):
+        return {"key": key, "resource_type": "rds_db_cluster", "resource_id": key, "name": key,
+                "arn": f"arn:aws:rds:us-east-1:111111111111:cluster:{key}", "account_id": "111111111111",
+                "account_name": "prod", "region": "us-east-1", "current_state": "available", "engine": engine}
+
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(yaml.safe_dump({
+        "accounts": [{"account_id": "111111111111", "name": "prod", "profile": "prod", "regions": ["us-east-1"]}],
+        "resources": [cluster("orders-main", "aurora-postgresql"), cluster("catalog-main", "docdb"),
+                      cluster("social-main", "neptune")]}))
+    index, store, _ = build_index(estate, tmp_path / "index", shared_embedder())
+    try:
+        for query, expected in (("documentdb cluster", "catalog-main"), ("the neptune cluster", "social-main")):
+            result = index.search_result(query)
+            assert [index.names[h.row] for h in result.hits][:1] == [expected], query
+            assert not any("not a service the sync reads" in note for note in result.notes), query
+    finally:
+        store.close()
+
+
 def test_a_name_typed_whole_that_resembles_no_name_is_no_match(kestrel):
     index, _ = kestrel
     assert index.search("kafka-broker-01") == []  # it shares only "01" with the orders API boxes

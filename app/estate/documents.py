@@ -89,7 +89,8 @@ def tags_from_list(items: list[dict[str, str]] | None, key: str = "Key", value: 
 
 
 _ENGINE_WORDS = {"postgres": "postgresql postgres pg", "aurora-postgresql": "aurora postgresql postgres pg",
-                 "mysql": "mysql", "aurora-mysql": "aurora mysql", "mariadb": "mariadb mysql"}
+                 "mysql": "mysql", "aurora-mysql": "aurora mysql", "mariadb": "mariadb mysql",
+                 "docdb": "documentdb docdb mongodb", "neptune": "neptune graph"}
 
 
 # "rotateDbCredentials", "OrdersApiTaskRole", "dev_sandbox_x", "kestrel.prd.pod": names that hide their words

@@ -63,7 +63,9 @@ _REGION_WORDS = REGION_WORDS
 # and the words of services it does not: a search for those has no answer in the index.
 SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB", "Auto Scaling", "SQS", "SNS", "EKS",
                    "CloudFormation", "IAM roles")
-_NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey", "documentdb", "neptune"}
+# The cache engines are ElastiCache's, which the sync does not read. DocumentDB and Neptune are not here: their
+# clusters are RDS clusters (DescribeDBClusters lists them, engine "docdb" or "neptune") and the sync reads them.
+_NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey"}
 # key=value followed by up to three more words that are not themselves a term or a connective.
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
                                r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
