@@ -278,6 +278,21 @@ def test_lambda_function(aws, docs):
     assert fn.attributes["last_modified"]
 
 
+def test_a_lambda_lists_what_triggers_it(aws):
+    """One ListEventSourceMappings a region; a qualified function ARN counts for the function."""
+    lam, sqs = _client("lambda"), _client("sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName="orders-queue")["QueueUrl"],
+                                         AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    mapping = lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=aws["function_arn"])["UUID"]
+    try:
+        functions = _by_id(collectors.lambda_functions(_account(), ACCOUNT_ID, REGION))
+    finally:
+        lam.delete_event_source_mapping(UUID=mapping)
+    assert functions["image-resizer"].relations == {"event_sources": [queue_arn]}
+    assert all(not f.relations for name, f in functions.items() if name != "image-resizer")
+    assert collectors._event_sources(lam) == {}
+
+
 def test_dynamodb_table(docs):
     table = _one(docs, "dynamodb_table", "user-sessions")
     assert table.state == "ACTIVE" and table.arn.endswith(":table/user-sessions")

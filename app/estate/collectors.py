@@ -360,10 +360,29 @@ def _bucket_document(account: AccountSession, account_id: str, s3, bucket: dict,
 
 # -------------------------------------------------------------------------------------------- Lambda
 
+def _event_sources(client) -> dict[str, list[str]]:
+    """Function ARN -> the ARNs of what triggers it (an SQS queue, a DynamoDB table's stream: named by its
+    table), from one paginated ListEventSourceMappings of the region; empty when it may not be read. This
+    is how "the lambda triggered by orders-queue" and "the queue that feeds resize-images" are answered."""
+    sources: dict[str, list[str]] = {}
+    try:
+        for mapping in _pages(client, "list_event_source_mappings", "EventSourceMappings"):
+            source, function = mapping.get("EventSourceArn"), mapping.get("FunctionArn")
+            if source and function:
+                function = ":".join(function.split(":")[:7])  # without a version or alias qualifier
+                sources.setdefault(function, []).append(source.split("/stream/")[0])
+    except ClientError as err:
+        if error_code(err) not in _DENIED:
+            raise
+    return sources
+
+
 def lambda_functions(account: AccountSession, account_id: str, region: str, *,
                      known: Known | None = None) -> list[ResourceDocument]:
-    """ListFunctions returns everything but the tags: a known function, unmodified since, reuses its tags."""
+    """ListFunctions returns everything but the tags: a known function, unmodified since, reuses its tags.
+    Its triggers are read for the whole region in one listing, every time (they change without the function)."""
     client, docs = account.client("lambda", region), []
+    triggers = _event_sources(client)
     functions = [(f, _reuse(known, "lambda_function", f["FunctionName"], arn=f["FunctionArn"],
                             last_modified=f.get("LastModified"))) for f in _pages(client, "list_functions", "Functions")]
     new = sum(1 for _, seen in functions if seen is None)
@@ -378,6 +397,7 @@ def lambda_functions(account: AccountSession, account_id: str, region: str, *,
                         "last_modified": f.get("LastModified"), "handler": f.get("Handler"),
                         "package_type": f.get("PackageType"), "architectures": f.get("Architectures"),
                         "description": f.get("Description") or None},
+            relations={"event_sources": triggers[f["FunctionArn"]]} if f["FunctionArn"] in triggers else {},
         ))
     return docs
 
