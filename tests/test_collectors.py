@@ -73,6 +73,7 @@ def _build_estate() -> dict:
     rds.create_db_instance_read_replica(DBInstanceIdentifier="orders-db-replica", SourceDBInstanceIdentifier="orders-db")
     rds.create_db_cluster(DBClusterIdentifier="payments-aurora", Engine="aurora-postgresql", MasterUsername="admin",
                           MasterUserPassword="password123", DeletionProtection=True,
+                          ServerlessV2ScalingConfiguration={"MinCapacity": 0.5, "MaxCapacity": 16},
                           Tags=[{"Key": "app", "Value": "payments"}])
     rds.create_db_instance(DBInstanceIdentifier="payments-aurora-1", DBClusterIdentifier="payments-aurora",
                            Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
@@ -256,6 +257,8 @@ def test_rds_cluster(docs):
     assert cluster.relations["members"] == ["payments-aurora-1"]
     assert cluster.constraints["has_members"] is True and cluster.constraints["deletion_protection"] is True
     assert "multi_az" in cluster.attributes
+    assert cluster.attributes["serverless_v2"] == {"min_acu": 0.5, "max_acu": 16} and "serverless" in cluster.text
+    assert "engine_mode" not in cluster.attributes  # "provisioned" is the default, not a fact worth a word
     assert _one(docs, "rds_db_instance", "payments-aurora-1").attributes["cluster"] == "payments-aurora"
 
 

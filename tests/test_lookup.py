@@ -240,27 +240,53 @@ def test_a_service_the_sync_does_not_read_is_no_match_with_a_note(kestrel):
     assert index.search("lambda that invalidates cloudfront")
 
 
-def test_documentdb_and_neptune_clusters_are_rds_clusters_the_sync_reads(tmp_path):
-    """DescribeDBClusters lists them (engine docdb / neptune): named by their service, they are found."""
+def _tiny_index(tmp_path, resources: list[dict]):
+    """An index of a few hand-written resources in one account and region (real embeddings)."""
     import yaml
     from agent.embeddings import shared_embedder
 
-    def cluster(key, engine):
-        return {"key": key, "resource_type": "rds_db_cluster", "resource_id": key, "name": key,
-                "arn": f"arn:aws:rds:us-east-1:111111111111:cluster:{key}", "account_id": "111111111111",
-                "account_name": "prod", "region": "us-east-1", "current_state": "available", "engine": engine}
-
+    base = {"account_id": "111111111111", "account_name": "prod", "region": "us-east-1"}
     estate = tmp_path / "estate.yaml"
     estate.write_text(yaml.safe_dump({
         "accounts": [{"account_id": "111111111111", "name": "prod", "profile": "prod", "regions": ["us-east-1"]}],
-        "resources": [cluster("orders-main", "aurora-postgresql"), cluster("catalog-main", "docdb"),
-                      cluster("social-main", "neptune")]}))
+        "resources": [{**base, "key": r["name"], "resource_id": r["name"], **r} for r in resources]}))
     index, store, _ = build_index(estate, tmp_path / "index", shared_embedder())
+    return index, store
+
+
+def _cluster(name: str, engine: str, **attributes) -> dict:
+    return {"resource_type": "rds_db_cluster", "name": name, "engine": engine, "current_state": "available",
+            "arn": f"arn:aws:rds:us-east-1:111111111111:cluster:{name}", "attributes": attributes}
+
+
+def _db_instance(name: str, engine: str) -> dict:
+    return {"resource_type": "rds_db_instance", "name": name, "engine": engine, "current_state": "available",
+            "arn": f"arn:aws:rds:us-east-1:111111111111:db:{name}"}
+
+
+def test_documentdb_and_neptune_clusters_are_rds_clusters_the_sync_reads(tmp_path):
+    """DescribeDBClusters lists them (engine docdb / neptune): named by their service, they are found."""
+    index, store = _tiny_index(tmp_path, [_cluster("orders-main", "aurora-postgresql"),
+                                          _cluster("catalog-main", "docdb"), _cluster("social-main", "neptune")])
     try:
         for query, expected in (("documentdb cluster", "catalog-main"), ("the neptune cluster", "social-main")):
             result = index.search_result(query)
             assert [index.names[h.row] for h in result.hits][:1] == [expected], query
             assert not any("not a service the sync reads" in note for note in result.notes), query
+    finally:
+        store.close()
+
+
+def test_a_database_may_be_an_aurora_cluster_and_serverless_is_a_word(tmp_path):
+    index, store = _tiny_index(tmp_path, [
+        _db_instance("inventory-legacy", "mysql"), _db_instance("billing-db", "postgres"),
+        _cluster("inventory-v2", "aurora-mysql", serverless_v2={"min_acu": 2, "max_acu": 64}),
+        _db_instance("inventory-v2-instance-1", "aurora-mysql")])
+    try:
+        assert "inventory-v2" in [index.names[h.row] for h in index.search("the inventory databases", limit=5)]
+        assert [index.names[h.row] for h in index.search("aurora mysql serverless")][:1] == ["inventory-v2"]
+        # "db instance" asks for an instance, not the cluster
+        assert "inventory-v2" not in [index.names[h.row] for h in index.search("inventory db instances", limit=5)]
     finally:
         store.close()
 

@@ -169,6 +169,8 @@ def rds_clusters(account: AccountSession, account_id: str, region: str, *,
         members = c.get("DBClusterMembers", [])
         writers = [m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")]
         replicas = c.get("ReadReplicaIdentifiers", [])
+        scaling = c.get("ServerlessV2ScalingConfiguration") or {}
+        serverless_v2 = {"min_acu": scaling.get("MinCapacity"), "max_acu": scaling.get("MaxCapacity")} if scaling else None
         docs.append(_doc(
             account, account_id, region, resource_type="rds_db_cluster", arn=c["DBClusterArn"],
             resource_id=c["DBClusterIdentifier"], name=c["DBClusterIdentifier"], state=c.get("Status"),
@@ -176,7 +178,9 @@ def rds_clusters(account: AccountSession, account_id: str, region: str, *,
             attributes={"engine": c.get("Engine"), "engine_version": c.get("EngineVersion"),
                         "multi_az": bool(c.get("MultiAZ")), "endpoint": c.get("Endpoint"),
                         "reader_endpoint": c.get("ReaderEndpoint"), "storage_encrypted": c.get("StorageEncrypted"),
-                        "writer": writers[0] if writers else None},
+                        "writer": writers[0] if writers else None,
+                        "engine_mode": c.get("EngineMode") if c.get("EngineMode") != "provisioned" else None,
+                        "serverless_v2": serverless_v2},
             relations={"members": [m["DBInstanceIdentifier"] for m in members], "read_replicas": replicas},
             constraints={"has_members": bool(members), "has_read_replicas": bool(replicas),
                          "deletion_protection": bool(c.get("DeletionProtection"))},

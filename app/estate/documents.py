@@ -122,6 +122,8 @@ def words_text(doc: ResourceDocument) -> str:
         parts.append(f"engine {_ENGINE_WORDS.get(str(engine), engine)} {doc.attributes.get('engine_version', '')}".strip())
     if doc.attributes.get("multi_az"):
         parts.append("multi-az")
+    if doc.attributes.get("serverless_v2") or doc.attributes.get("engine_mode") == "serverless":
+        parts.append("serverless")  # Aurora Serverless (v1's engine mode, v2's capacity range)
     for key in ("instance_class", "instance_type", "runtime", "launch_type", "platform"):
         if doc.attributes.get(key):
             parts.append(f"{key.replace('_', ' ')} {doc.attributes[key]}")

@@ -67,6 +67,8 @@ SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB"
 # clusters are RDS clusters (DescribeDBClusters lists them, engine "docdb" or "neptune") and the sync reads them.
 _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey"}
 # key=value followed by up to three more words that are not themselves a term or a connective.
+# "db instance", "database instances", "rds instance": an instance, as opposed to an Aurora cluster.
+_DB_INSTANCE = re.compile(r"\b(?:db|database|rds|postgres(?:ql)?|mysql|mariadb|aurora)\s+instances?\b")
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
                                r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
 # "<what> attached to|of|on|used by <name>" and "<name>'s <what>": a search for what a resource is linked to.
@@ -351,6 +353,8 @@ class LookupIndex:
         text = re.sub(r"\s+", " ", "".join(chars)).strip()
         environment = _ENV_TAG_VALUES.get(parsed.environment or "")
         types = parsed.head_types if not self.exact.get(text) else set()
+        if "rds_db_instance" in types and not _DB_INSTANCE.search(text):
+            types = types | {"rds_db_cluster"}  # "the inventory db" may be an Aurora cluster; "db instance" is not
         if types:
             hints.append("type " + "/".join(sorted(types)))
         return ParsedQuery(text=text, tag_expr=expr, accounts=accounts, regions=regions, types=types,
