@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.estate.lookup import QueryError
+from app.estate.lookup import QueryError, _negations
 from app.demo.lookup_eval import build_index
 from conftest import ROOT
 
@@ -45,6 +45,22 @@ def test_a_name_typed_with_spaces_for_its_dashes_is_exact(built):
     assert all(h.components["exact"] < 1.0 for h in hits if names[h.id] == "sqs-orders-dlq")
     assert top(built, "purge the orders queue dlq")[0] == "sqs-orders-dlq"  # the longer name wins
     assert top(built, "orders queue in staging")[0] == "sqs-orders-stg"  # hints still narrow it
+
+
+def test_an_exclusion_leaves_out_what_carries_the_word(built):
+    index, names = built
+    assert "sqs-orders-dlq" in top(built, "orders queues", limit=5)
+    for query in ("orders queues that aren't the dlq", "orders queues except the dlq ones", "orders queues, excluding dlq"):
+        got = top(built, query, limit=5)
+        assert got and "sqs-orders-dlq" not in got and "sqs-orders" in got, (query, got)
+    for hit in index.search("instances that aren't running", limit=50):
+        assert index.states[hit.row] != "running"
+    # Not exclusions: a preposition, a tag expression's own negation, a word that merely starts with "except"
+    assert _negations("queues that aren't in prod") == ("queues that aren't in prod", [])
+    assert _negations("env=prod but not app=main") == ("env=prod but not app=main", [])
+    assert _negations("function that handles exceptions")[1] == []
+    with pytest.raises(QueryError):
+        index.search("except the dlq")
 
 
 def test_tag_expressions(built):
@@ -273,6 +289,16 @@ def test_documentdb_and_neptune_clusters_are_rds_clusters_the_sync_reads(tmp_pat
             result = index.search_result(query)
             assert [index.names[h.row] for h in result.hits][:1] == [expected], query
             assert not any("not a service the sync reads" in note for note in result.notes), query
+    finally:
+        store.close()
+
+
+def test_when_every_match_is_excluded_the_search_says_so(tmp_path):
+    index, store = _tiny_index(tmp_path, [{"resource_type": "sqs_queue", "name": "payments-dlq",
+                                           "arn": "arn:aws:sqs:us-east-1:111111111111:payments-dlq"}])
+    try:
+        result = index.search_result("payments-dlq except the dlq")
+        assert result.hits == [] and result.notes == ["every match carries 'dlq', which was excluded"]
     finally:
         store.close()
 

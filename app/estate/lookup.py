@@ -33,6 +33,7 @@ from agent.lexicon import (ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES,
 from agent.mentions import says_key
 from agent.prompt import parse_prompt
 from agent.text import fold_accents, last_segment, normalise
+from app.estate.documents import name_words
 from app.estate.resource_store import (DENSE, MAX_SPACED_WORDS, NAMES, WORDS, ResourceStore, document_of,
                                        names_vector, spaced_name, words_vector)
 from app.estate.tagexpr import SYNONYM_WORDS, Node, TagExprError, Term, canon, split_query
@@ -67,6 +68,12 @@ SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB"
 # clusters are RDS clusters (DescribeDBClusters lists them, engine "docdb" or "neptune") and the sync reads them.
 _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey"}
 # key=value followed by up to three more words that are not themselves a term or a connective.
+# "the fifo queue that isn't the dlq", "queues except the dlq", "instances that aren't running": a word the hits
+# must not carry (a word of their name, or their state). Not a tag ("but not app=main" is a tag expression's).
+_NEGATION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren't|arent|are\s+not)|except(?:\s+for)?|"
+                       r"excluding|but\s+not|other\s+than)\s+(?:the\s+|a\s+|an\s+|any\s+)?"
+                       r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
+_NOT_NEGATABLE = frozenset("in on at from for of to by with attached mounted connected used".split())
 # "db instance", "database instances", "rds instance": an instance, as opposed to an Aurora cluster.
 _DB_INSTANCE = re.compile(r"\b(?:db|database|rds|postgres(?:ql)?|mysql|mariadb|aurora)\s+instances?\b")
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
@@ -391,6 +398,29 @@ class LookupIndex:
         databases in staging"). Raises QueryError for an empty query or a bad tag expression."""
         if not query or not query.strip():
             raise QueryError("the search is empty: type a name, an id, some words or a tag expression (env=prod)")
+        query, excluded = _negations(query)
+        if not excluded:
+            return self._search_result(query, limit, account, resource_type, every_match)
+        result = self._search_result(query, limit + _EXCLUSION_HEADROOM, account, resource_type, every_match)
+        kept = [hit for hit in result.hits if not self._carries(hit, excluded)]
+        if result.hits and not kept:
+            result.notes.append("every match carries " + " or ".join(repr(w) for w in excluded) + ", which was excluded")
+        result.hits = kept[:limit]
+        return result
+
+    def _carries(self, hit: Hit, words: list[str]) -> bool:
+        """Whether ``hit`` carries one of ``words``: a word of its name (its camelCase and snake_case words too)
+        or its state."""
+        name = self.names[hit.row] or ""
+        low, spoken = name.lower(), set(name_words(name).split())
+        state = (self.states[hit.row] or "").lower()
+        return any(w == state or w in spoken or re.search(r"(?<![a-z0-9])" + re.escape(w) + r"(?![a-z0-9])", low)
+                   for w in words)
+
+    def _search_result(self, query: str, limit: int, account: str | None, resource_type: str | None,
+                       every_match: bool) -> SearchResult:
+        if not query.strip():
+            raise QueryError("the search is empty once its exclusions are set apart: say what to look for")
         q = self.parse(query)
         unsynced = self._unsynced_places(q)
         if unsynced:
@@ -896,3 +926,23 @@ def hit_rows(result: SearchResult, store: ResourceStore) -> list[dict[str, Any]]
     docs = store.documents([h.id for h in result.hits])
     return [{**docs[h.id].model_dump(mode="json", exclude={"text", "content_hash"}), "score": h.score,
              "why": h.why, "semantic_partial": result.semantic_partial} for h in result.hits if h.id in docs]
+
+
+_EXCLUSION_HEADROOM = 20  # hits fetched beyond the limit when some will be left out
+
+
+def _negations(query: str) -> tuple[str, list[str]]:
+    """The query without its exclusions, and the excluded words (lowercase): "fifo queue in sao paulo that
+    isn't the dlq" -> ("fifo queue in sao paulo", ["dlq"]). A preposition after the negation is no word to
+    exclude ("queues that aren't in prod" is left as it is)."""
+    excluded: list[str] = []
+
+    def cut(match: re.Match) -> str:
+        word = match.group("word").lower().strip(".")
+        if word in _NOT_NEGATABLE:
+            return match.group(0)
+        excluded.append(word)
+        return " "
+
+    rest = _NEGATION.sub(cut, query)
+    return (re.sub(r"\s+", " ", rest).strip(), excluded) if excluded else (query, [])
