@@ -104,6 +104,31 @@ def phrase_alternation(phrases: tuple[str, ...]) -> str:
     return "(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + ")"
 
 
+# "the fifo queue that isn't the dlq", "every instance in staging except web-1", "instances that aren't running":
+# a word (a name, a word of a name, a state) the resources meant must not carry. A tag expression's own
+# negation is not one ("but not app=main"), nor a preposition ("queues that aren't in prod" is left alone).
+EXCLUSION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren't|arent|are\s+not)|except(?:\s+for)?|"
+                       r"excluding|but\s+not|other\s+than|apart\s+from)\s+(?:the\s+|a\s+|an\s+|any\s+)?"
+                       r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
+_NOT_EXCLUDABLE = frozenset("in on at from for of to by with attached mounted connected used".split())
+
+
+def exclusions(text: str) -> list[tuple[int, int, str]]:
+    """The exclusion phrases of ``text``: (start, end, excluded word lowercased, without a final dot)."""
+    found = []
+    for match in EXCLUSION.finditer(text):
+        word = match.group("word").lower().rstrip(".")
+        if word and word not in _NOT_EXCLUDABLE:
+            found.append((match.start(), match.end(), word))
+    return found
+
+
+def carries_word(name: str, word: str) -> bool:
+    """Whether ``word`` is ``name`` or a dash/dot/underscore-delimited part of it ("dlq" in
+    "purchase-events-dlq.fifo", "web-1" in "web-1"), case-insensitively."""
+    return re.search(r"(?<![a-z0-9])" + re.escape(word.lower()) + r"(?![a-z0-9])", name.lower()) is not None
+
+
 # -- where, which environment, what state: the word tables every stage reads (agent.prompt parses with them)
 
 # Place names operators use for regions; a value ending in "-" is a prefix (every region starting with it).

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
-from agent.lexicon import LINK_PHRASES, phrase_alternation, types_in
+from agent.lexicon import LINK_PHRASES, carries_word, exclusions, phrase_alternation, types_in
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import IdentifiedResource, UserContext
 from agent.text import last_segment, normalise, singular
@@ -77,15 +77,17 @@ def request_prompt(prompt: str, user_context: UserContext, resources: list[Ident
 
 def find_mentions(prompt: str, resources: list[IdentifiedResource], parsed: ParsedPrompt | None = None) -> list[Mention]:
     """Resources named in the prompt, longest alias first, with overlapping shorter matches dropped. A name
-    inside a quoted message (longer than the name) or inside a tag phrase is no mention; nor is one that a
-    specific type noun right after it contradicts ("the orders topic" is not the orders table)."""
+    inside a quoted message (longer than the name), a tag phrase or an exclusion ("except web-1") is no
+    mention; nor is one that a specific type noun right after it contradicts ("the orders topic" is not the
+    orders table)."""
     parsed = parsed or parse_prompt(prompt)
     text = parsed.text
     found: list[Mention] = []
     for resource in resources:
         for alias in aliases(resource):
             match = _find(alias, text) or (_find(alias, text, spaced=True) if alias == resource.name else None)
-            if match and not _inside_a_value(parsed, match.start(), match.end()):
+            if match and not _inside_a_value(parsed, match.start(), match.end()) \
+                    and not any(e.start <= match.start() and match.end() <= e.end for e in parsed.excluded):
                 found.append(Mention(resource, alias, match.start(), match.end()))
                 break
     # A mention inside a longer mention of another resource does not count ("db" inside "orders-db").
@@ -301,3 +303,16 @@ def find_hints(prompt: str | ParsedPrompt, user_context: UserContext, resources:
     known_regions = {r.region for r in resources if r.region} | {g for a in user_context.aws_accounts for g in a.regions}
     return Hints(regions=parsed.region_set(known_regions), accounts=parsed.accounts,
                  phrases=[p.span.text for p in parsed.places])
+
+
+def excluded_words(prompt: str) -> list[str]:
+    """The words the prompt excludes ("every instance in staging except web-1" -> ["web-1"])."""
+    return [word for _, _, word in exclusions(normalise(prompt))]
+
+
+def is_excluded(resource: IdentifiedResource, words: list[str]) -> bool:
+    """Whether a prompt that excludes ``words`` excluded ``resource``: one of them is its name, its id or its
+    state, or a part of its name ("dlq" of payments-dlq). Read by the planner, which never targets it, and by
+    the client's check of any plan, which refuses a change to it."""
+    return any(carries_word(resource.name or "", w) or carries_word(resource.resource_id, w)
+               or (resource.current_state or "").lower() == w for w in words)

@@ -27,8 +27,8 @@ from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
 from agent.lexicon import verbs_in
 from agent.llm import MODEL_FAILED
-from agent.mentions import (Mention, candidate_types, find_hints, find_mentions, masked_prompt, request_prompt,
-                            without_hints)
+from agent.mentions import (Mention, candidate_types, find_hints, find_mentions, is_excluded, masked_prompt,
+                            request_prompt, without_hints)
 from agent.operations import StepBuildError, build_steps
 from agent.playbook import LoadedPlaybook, ParamSpec, Playbook, default_playbook_dir, load_playbooks
 from agent.playbook_index import CatalogueStats, IndexStats, PlaybookIndex
@@ -115,6 +115,8 @@ class Planner:
         self._llm_used = False
         resources = request.identified_resources
         parsed = request_prompt(request.prompt, request.user_context, resources)  # read once, by every stage
+        if parsed.excluded:  # "every instance in staging except web-1": web-1 is never a target, whoever sent it
+            resources = [r for r in resources if not is_excluded(r, [e.text for e in parsed.excluded])]
         mentions = find_mentions(request.prompt, resources, parsed)
         hints = find_hints(parsed, request.user_context, resources)
         masked = _QUOTED_TEXT.sub(" message ", without_hints(masked_prompt(request.prompt, mentions), hints))

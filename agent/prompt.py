@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.lexicon import (ENGINE_WORDS, ENVIRONMENT_WORDS, NOT_ACCOUNT_ALIASES, REGION_WORDS, SHORT_DIRECTIONS,
-                           SHORT_REGION, STATE_WORDS, TYPE_NOUNS, plural_noun)
+                           SHORT_REGION, STATE_WORDS, TYPE_NOUNS, exclusions, plural_noun)
 from agent.text import REGION_IN_TEXT, fold_accents, normalise
 
 NameCheck = Callable[[str], bool]
@@ -143,6 +143,9 @@ class ParsedPrompt:
     protected: list[Span] = field(default_factory=list)  # ids, ARNs, URLs, exact names: never hints or nouns
     spaced_names: list[Span] = field(default_factory=list)  # "redis cache box": a name typed with spaces
     names: list[Span] = field(default_factory=list)  # name-shaped words (pg-instance-main3, payments-events)
+    # What the resources meant must not be or carry ("except web-1", "that isn't the dlq"): never a name,
+    # a state or a hint of the request (agent.lexicon.exclusions).
+    excluded: list[Span] = field(default_factory=list)
     places: list[Place] = field(default_factory=list)
     environments: list[tuple[str, Span]] = field(default_factory=list)  # ("production", span of "prod")
     states: list[tuple[str, Span]] = field(default_factory=list)  # ("stopped", span of "idle")
@@ -336,6 +339,11 @@ def parse_prompt(prompt: str, *, accounts: Mapping[str, str] | None = None, regi
         if free(match.start(), match.end()):
             parsed.tag_terms.append((match.group(1), match.group(3), match.group(2) == "!="))
             taken.append(Span(match.start(), match.end(), match.group(0)))
+    for start, end, word in exclusions(text):
+        if free(start, end):
+            at = text.rindex(word, start, end)
+            parsed.excluded.append(Span(at, at + len(word), word))
+            taken.append(Span(start, end, text[start:end]))
     # Ids, ARNs, URLs and exact names are matched whole: an ARN holds a region, a name may hold "dev". A
     # tag phrase comes before plain-word names: in "the orders app's database", orders is the app's name.
     _protect(parsed, lambda word: ":" in word or "/" in word, free, taken)

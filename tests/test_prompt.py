@@ -132,3 +132,18 @@ def test_the_lookup_and_the_planner_read_the_same_places(tmp_path):
 ])
 def test_the_head_noun_of_a_query(prompt, head):
     assert parse_prompt(prompt).head_types == head
+
+
+@pytest.mark.parametrize("prompt, excluded, names, states", [
+    ("stop every instance in staging except pg-instance-main1", ["pg-instance-main1"], [], []),
+    ("snapshot the databases other than pg-instance-main1 and bastion", ["pg-instance-main1"], ["bastion"], []),
+    ("restart the instances that aren't stopped", ["stopped"], [], []),
+    ("purge the fifo queue that isn't the dlq", ["dlq"], [], []),
+    ("list queues that aren't in prod", [], [], []),  # a preposition: not an exclusion
+    ("env=prod but not app=main", [], [], []),  # the tag expression's own negation
+])
+def test_an_exclusion_is_never_a_name_or_a_state_of_the_request(prompt, excluded, names, states):
+    parsed = parse(prompt)
+    assert [e.text for e in parsed.excluded] == excluded
+    assert [n.text for n in parsed.names] == names
+    assert [s for s, _ in parsed.states] == states

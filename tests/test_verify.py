@@ -290,3 +290,24 @@ def test_a_plan_on_the_resource_whose_part_was_asked_for_is_refused(planner, pro
     swapped = _step(plan, targets=[owner["resource_id"]], **_rendered(service, operation, parameters))
     with pytest.raises(PlanRefused, match=refusal):
         verify_plan(swapped, trust)
+
+
+def _instance(name: str, instance_id: str) -> dict:
+    return {"resource_type": "ec2_instance", "resource_id": instance_id, "name": name, "account_id": "111111111111",
+            "account_name": "production", "region": "us-west-2", "current_state": "running"}
+
+
+def test_a_change_to_what_the_prompt_excluded_is_refused(planner):
+    """"Stop every instance except web-1" once stopped exactly web-1 (the name was read as the target). The
+    excluded instance is sent here anyway, as a token holder could: the planner leaves it out, and a plan that
+    changes it is refused."""
+    web_1, web_2, web_3 = (_instance(f"web-{n}", f"i-0{n}a1b2c3d4e5f6a7b") for n in (1, 2, 3))
+    request = PlanRequest(prompt="stop every instance in production except web-1",
+                          user_context={"aws_accounts": ACCOUNTS}, identified_resources=[web_1, web_2, web_3])
+    plan, trust = _as_server_plan(planner, request)
+    targets = [t for step in verify_plan(plan, trust).script.steps for t in step.targets]
+    assert sorted(targets) == sorted([web_2["resource_id"], web_3["resource_id"]])
+    swapped = _step(plan, targets=[web_1["resource_id"]],
+                    **_rendered("ec2", "StopInstances", {"InstanceIds": [web_1["resource_id"]]}))
+    with pytest.raises(PlanRefused, match="the request excludes web-1, but step-1 changes web-1"):
+        verify_plan(swapped, trust)

@@ -28,7 +28,7 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import (ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
+from agent.lexicon import (carries_word, exclusions, ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
                            phrase_alternation, types_in)
 from agent.mentions import says_key
 from agent.prompt import parse_prompt
@@ -68,12 +68,6 @@ SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB"
 # clusters are RDS clusters (DescribeDBClusters lists them, engine "docdb" or "neptune") and the sync reads them.
 _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey"}
 # key=value followed by up to three more words that are not themselves a term or a connective.
-# "the fifo queue that isn't the dlq", "queues except the dlq", "instances that aren't running": a word the hits
-# must not carry (a word of their name, or their state). Not a tag ("but not app=main" is a tag expression's).
-_NEGATION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren't|arent|are\s+not)|except(?:\s+for)?|"
-                       r"excluding|but\s+not|other\s+than)\s+(?:the\s+|a\s+|an\s+|any\s+)?"
-                       r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
-_NOT_NEGATABLE = frozenset("in on at from for of to by with attached mounted connected used".split())
 # "db instance", "database instances", "rds instance": an instance, as opposed to an Aurora cluster.
 _DB_INSTANCE = re.compile(r"\b(?:db|database|rds|postgres(?:ql)?|mysql|mariadb|aurora)\s+instances?\b")
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
@@ -414,8 +408,7 @@ class LookupIndex:
         name = self.names[hit.row] or ""
         low, spoken = name.lower(), set(name_words(name).split())
         state = (self.states[hit.row] or "").lower()
-        return any(w == state or w in spoken or re.search(r"(?<![a-z0-9])" + re.escape(w) + r"(?![a-z0-9])", low)
-                   for w in words)
+        return any(w == state or w in spoken or carries_word(low, w) for w in words)
 
     def _search_result(self, query: str, limit: int, account: str | None, resource_type: str | None,
                        every_match: bool) -> SearchResult:
@@ -932,17 +925,12 @@ _EXCLUSION_HEADROOM = 20  # hits fetched beyond the limit when some will be left
 
 
 def _negations(query: str) -> tuple[str, list[str]]:
-    """The query without its exclusions, and the excluded words (lowercase): "fifo queue in sao paulo that
-    isn't the dlq" -> ("fifo queue in sao paulo", ["dlq"]). A preposition after the negation is no word to
-    exclude ("queues that aren't in prod" is left as it is)."""
-    excluded: list[str] = []
-
-    def cut(match: re.Match) -> str:
-        word = match.group("word").lower().strip(".")
-        if word in _NOT_NEGATABLE:
-            return match.group(0)
-        excluded.append(word)
-        return " "
-
-    rest = _NEGATION.sub(cut, query)
-    return (re.sub(r"\s+", " ", rest).strip(), excluded) if excluded else (query, [])
+    """The query without its exclusions (agent.lexicon.exclusions), and the excluded words: "fifo queue in sao
+    paulo that isn't the dlq" -> ("fifo queue in sao paulo", ["dlq"])."""
+    found = exclusions(query)
+    if not found:
+        return query, []
+    rest = query
+    for start, end, _ in reversed(found):
+        rest = rest[:start] + " " + rest[end:]
+    return re.sub(r"\s+", " ", rest).strip(), [word for _, _, word in found]

@@ -284,6 +284,26 @@ def _check_named_targets(steps: list[Step], targets: list[IdentifiedResource], t
                                   f"{step.step_id} changes {target.display_name}")
 
 
+def _check_excluded_targets(steps: list[Step], targets: list[IdentifiedResource], trust: TrustContext) -> None:
+    """"Stop every instance in staging except web-1": a change to web-1 is the opposite of the request,
+    whoever planned it and whatever resources were sent with it."""
+    if not trust.prompt:
+        return
+    from agent.mentions import excluded_words, is_excluded
+
+    words = excluded_words(trust.prompt)
+    if not words:
+        return
+    by_id = {t.resource_id: t for t in targets}
+    for step in steps:
+        if not access(step.service, step.operation).needs_approval:
+            continue
+        for target in (by_id[t] for t in step.targets if t in by_id):
+            if is_excluded(target, words):
+                raise PlanRefused(f"the request excludes {', '.join(words)}, but {step.step_id} changes "
+                                  f"{target.display_name}")
+
+
 def _curated(plan: PlanResponse, steps: list[Step], playbooks: dict[str, Playbook]) -> Playbook | None:
     """The reviewed playbook the plan says it follows, when every step is one of that playbook's calls."""
     playbook = playbooks.get(plan.classification.playbook or "")
@@ -388,6 +408,7 @@ def verify_plan(plan: PlanResponse, trust: TrustContext) -> PlanResponse:
                                        "plan_hash": None, "checked_by": "client", "confirmation": None,
                                        "data_as_of": _oldest(trust.resources)})
     _check_named_targets(steps, targets, trust)
+    _check_excluded_targets(steps, targets, trust)
     _check_question(steps, trust)
     local, playbook = _local_risk(plan, steps, targets, trust)
     # The plan's own assessment (the server's, or the local stack's with the prompt's values) counts too:
