@@ -104,13 +104,18 @@ def phrase_alternation(phrases: tuple[str, ...]) -> str:
     return "(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + ")"
 
 
-# "the fifo queue that isn't the dlq", "every instance in staging except web-1", "instances that aren't running":
-# a word (a name, a word of a name, a state) the resources meant must not carry. A tag expression's own
-# negation is not one ("but not app=main"), nor a preposition ("queues that aren't in prod" is left alone).
+# "the fifo queue that isn't the dlq", "every instance in staging except web-1", "instances that aren't running",
+# "every queue except the prod ones", "all buckets except those in oregon": a word (a name or a part of one, a
+# state, an environment, a region or place, an account) the resources meant must not carry. A tag expression's
+# own negation is not one ("but not app=main"), nor a link ("volumes that aren't attached to anything").
 EXCLUSION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren't|arent|are\s+not)|except(?:\s+for)?|"
-                       r"excluding|but\s+not|other\s+than|apart\s+from)\s+(?:the\s+|a\s+|an\s+|any\s+)?"
+                       r"excluding|but\s+not|other\s+than|apart\s+from)\s+"
+                       r"(?:(?:those|these|the\s+ones|ones|any)\s+(?=(?:in|on|from|at)\s))?"
+                       r"(?:(?:in|on|from|at)\s+)?(?:the\s+|a\s+|an\s+|any\s+)?"
                        r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
 _NOT_EXCLUDABLE = frozenset("in on at from for of to by with attached mounted connected used".split())
+# Words that leave out something without saying what ("every instance except those"): a change asks.
+VAGUE_EXCLUSIONS = frozenset("those these them ones one it that this others other everything all some".split())
 
 
 def exclusions(text: str) -> list[tuple[int, int, str]]:
@@ -120,7 +125,10 @@ def exclusions(text: str) -> list[tuple[int, int, str]]:
         word = match.group("word").lower().rstrip(".")
         if word and word not in _NOT_EXCLUDABLE:
             found.append((match.start(), match.end(), word))
-    return found
+    for match in _NEGATED_STATE.finditer(text):
+        if not any(start <= match.start("word") < end for start, end, _ in found):
+            found.append((match.start(), match.end(), match.group("word").lower()))
+    return sorted(found)
 
 
 def carries_word(name: str, word: str) -> bool:
@@ -171,6 +179,9 @@ ENGINE_WORDS: dict[str, str] = {"postgres": "postgres", "postgresql": "postgres"
 # State words -> the state a document records ("idle" instances are stopped ones).
 STATE_WORDS: dict[str, str] = {"stopped": "stopped", "running": "running", "available": "available",
                                "idle": "stopped", "unattached": "available", "failed": "failed"}
+# "which instances aren't running?": a state said with a negation is a state the resources must not be in.
+_NEGATED_STATE = re.compile(r"[\s,]*\b(?:isn't|isnt|is\s+not|aren't|arent|are\s+not|not)\s+(?:currently\s+|yet\s+)?"
+                            r"(?P<word>" + "|".join(sorted(STATE_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
 def canonical(text: str) -> str:

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field
 
 from agent.facts import TYPE_NOUNS as TYPE_WORDS
-from agent.lexicon import LINK_PHRASES, carries_word, exclusions, phrase_alternation, types_in
+from agent.facts import ENVIRONMENT_KEYS
+from agent.lexicon import (ENVIRONMENT_WORDS, LINK_PHRASES, NOT_ACCOUNT_ALIASES, REGION_WORDS, carries_word,
+                           exclusions, phrase_alternation, types_in)
 from agent.prompt import ParsedPrompt, parse_prompt
 from agent.protocol import IdentifiedResource, UserContext
-from agent.text import last_segment, normalise, singular
+from agent.text import REGION_IN_TEXT, last_segment, normalise, singular
 
 # Type nouns that do not contradict a name they follow: "the orders-db instance" is the DB instance, "the
 # pg-main server" may be a database server. A specific one does: "the orders topic" is no table.
@@ -311,8 +313,32 @@ def excluded_words(prompt: str) -> list[str]:
 
 
 def is_excluded(resource: IdentifiedResource, words: list[str]) -> bool:
-    """Whether a prompt that excludes ``words`` excluded ``resource``: one of them is its name, its id or its
-    state, or a part of its name ("dlq" of payments-dlq). Read by the planner, which never targets it, and by
-    the client's check of any plan, which refuses a change to it."""
-    return any(carries_word(resource.name or "", w) or carries_word(resource.resource_id, w)
-               or (resource.current_state or "").lower() == w for w in words)
+    """Whether a prompt that excludes ``words`` excluded ``resource``: one of them is its name, id or state,
+    a part of its name ("dlq" of payments-dlq), its environment ("prod": by tag or account name), its region
+    or a place that names it ("oregon", "europe"), or its account. Read by the planner, which never targets
+    it, and by the client's check of any plan, which refuses a change to it."""
+    for word in words:
+        if carries_word(resource.name or "", word) or carries_word(resource.resource_id, word):
+            return True
+        if word in ((resource.current_state or "").lower(), (resource.account_name or "").lower(), resource.account_id):
+            return True
+        region = REGION_WORDS.get(word, word if REGION_IN_TEXT.fullmatch(word) else None)
+        if region and (resource.region or "").startswith(region):
+            return True
+        wanted = ENVIRONMENT_WORDS.get(word)
+        if wanted:
+            own = environment_of(resource)
+            if own == wanted or (wanted == "nonprod" and own not in (None, "production")):
+                return True
+    return False
+
+
+def environment_of(resource: IdentifiedResource) -> str | None:
+    """production / staging / development / nonprod from an environment tag, else from the account's name."""
+    for key, value in resource.tags.items():
+        if key.lower() in ENVIRONMENT_KEYS and value.strip().lower() in ENVIRONMENT_WORDS:
+            return ENVIRONMENT_WORDS[value.strip().lower()]
+    for part in re.split(r"[-_\s]+", (resource.account_name or "").lower()):
+        if part in ENVIRONMENT_WORDS and part not in NOT_ACCOUNT_ALIASES:
+            return ENVIRONMENT_WORDS[part]
+    return None

@@ -25,7 +25,7 @@ from agent.catalogue_plan import CatalogueRouter, Route, plan_entry
 from agent.classifier import AMBIGUOUS_CONFIDENCE, Classifier, ClassifierResult, unplanned_changes
 from agent.embeddings import Embedder, shared_embedder
 from agent.facts import TYPE_NOUNS, condition_holds, resource_facts
-from agent.lexicon import verbs_in
+from agent.lexicon import VAGUE_EXCLUSIONS, verbs_in
 from agent.llm import MODEL_FAILED
 from agent.mentions import (Mention, candidate_types, find_hints, find_mentions, is_excluded, masked_prompt,
                             request_prompt, without_hints)
@@ -123,6 +123,12 @@ class Planner:
         result = self.stack.classifier.classify(masked, candidate_types(masked, mentions, resources, parsed),
                                                 named=bool(mentions))
         warnings: list[str] = []
+        vague = [e.text for e in parsed.excluded if e.text in VAGUE_EXCLUSIONS]
+        if vague:  # "stop every instance except those": what is left out must be said, not guessed
+            return self._clarify(request, result, None, warnings,
+                                 f"What should be left out? \"{vague[0]}\" does not say which resources. Name them "
+                                 "(except web-1), or say a state, environment or region (except the stopped ones, "
+                                 "except prod, except those in us-east-1).", [])
         if len(request.prompt) > 1000:
             warnings.append("long prompt: only the operation, names and values it states are used")
 

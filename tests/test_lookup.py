@@ -55,8 +55,11 @@ def test_an_exclusion_leaves_out_what_carries_the_word(built):
         assert got and "sqs-orders-dlq" not in got and "sqs-orders" in got, (query, got)
     for hit in index.search("instances that aren't running", limit=50):
         assert index.states[hit.row] != "running"
-    # Not exclusions: a preposition, a tag expression's own negation, a word that merely starts with "except"
-    assert _negations("queues that aren't in prod") == ("queues that aren't in prod", [])
+    # An environment left out by its tag or account, not only by name
+    not_prod = index.search("queues that aren't in prod", limit=50)
+    assert not_prod and all(index.tags[h.row].get("env") not in ("production", "prod") for h in not_prod)
+    assert all("prod" not in str(index.account_names[h.row]) for h in not_prod)
+    # Not exclusions: a tag expression's own negation, a word that merely starts with "except"
     assert _negations("env=prod but not app=main") == ("env=prod but not app=main", [])
     assert _negations("function that handles exceptions")[1] == []
     with pytest.raises(QueryError):

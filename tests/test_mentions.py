@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agent.mentions import find_mentions
+import pytest
+
+from agent.mentions import find_mentions, is_excluded
 from agent.protocol import IdentifiedResource
 
 
@@ -50,3 +52,22 @@ def test_a_part_is_a_relation_said_definitely_never_an_attribute_or_a_new_thing(
     assert part("create a read replica of orders-db") is None          # a new one
     assert part("change the instance class of orders-db") is None      # an attribute of the database itself
     assert [m.resource for m in find_mentions("reboot the read replicas of orders-db", [db, replica])] == [replica]
+
+
+def _resource(**fields) -> IdentifiedResource:
+    base = {"resource_type": "ec2_instance", "resource_id": "i-0abc", "name": "web-1", "account_id": "111111111111",
+            "account_name": "production", "region": "us-west-2", "current_state": "running", "tags": {}}
+    return IdentifiedResource(**{**base, **fields})
+
+
+@pytest.mark.parametrize("words, fields, excluded", [
+    (["web-1"], {}, True), (["web"], {}, True), (["web-10"], {}, False), (["i-0abc"], {}, True),
+    (["running"], {}, True), (["stopped"], {}, False),
+    (["prod"], {}, True),  # by the account's name
+    (["prod"], {"account_name": "sandbox", "tags": {"Environment": "Production"}}, True),  # by tag
+    (["staging"], {}, False), (["nonprod"], {"account_name": "dev"}, True), (["nonprod"], {}, False),
+    (["oregon"], {}, True), (["us-west-2"], {}, True), (["us-east-1"], {}, False), (["europe"], {}, False),
+    (["production"], {"account_name": "shared"}, False), (["shared"], {"account_name": "shared"}, True),
+])
+def test_what_an_exclusion_leaves_out(words, fields, excluded):
+    assert is_excluded(_resource(**fields), words) is excluded

@@ -139,7 +139,9 @@ def test_the_head_noun_of_a_query(prompt, head):
     ("snapshot the databases other than pg-instance-main1 and bastion", ["pg-instance-main1"], ["bastion"], []),
     ("restart the instances that aren't stopped", ["stopped"], [], []),
     ("purge the fifo queue that isn't the dlq", ["dlq"], [], []),
-    ("list queues that aren't in prod", [], [], []),  # a preposition: not an exclusion
+    ("list queues that aren't in prod", ["prod"], [], []),  # an environment left out, not a hint
+    ("which instances aren't running?", ["running"], [], []),  # a negated state is no state of the request
+    ("volumes that aren't attached to anything", [], [], []),  # a link, not an exclusion
     ("env=prod but not app=main", [], [], []),  # the tag expression's own negation
 ])
 def test_an_exclusion_is_never_a_name_or_a_state_of_the_request(prompt, excluded, names, states):

@@ -311,3 +311,19 @@ def test_a_change_to_what_the_prompt_excluded_is_refused(planner):
                     **_rendered("ec2", "StopInstances", {"InstanceIds": [web_1["resource_id"]]}))
     with pytest.raises(PlanRefused, match="the request excludes web-1, but step-1 changes web-1"):
         verify_plan(swapped, trust)
+
+
+def test_an_environment_or_place_left_out_is_never_a_target_and_a_vague_one_is_a_question(planner):
+    prod_1 = _instance("web-1", "i-01a1b2c3d4e5f6a7b")
+    stg_1 = {**_instance("web-2", "i-02a1b2c3d4e5f6a7b"), "account_id": "222222222222", "account_name": "staging"}
+    east = {**_instance("web-3", "i-03a1b2c3d4e5f6a7b"), "region": "us-east-1"}
+    for prompt, kept in (("stop every instance except the prod ones", [stg_1]),
+                         ("stop all instances except those in oregon", [east])):
+        request = PlanRequest(prompt=prompt, user_context={"aws_accounts": ACCOUNTS},
+                              identified_resources=[prod_1, stg_1, east])
+        plan = planner.plan(request)
+        assert [t for step in plan.script.steps for t in step.targets] == [r["resource_id"] for r in kept], prompt
+    request = PlanRequest(prompt="stop every instance except those", user_context={"aws_accounts": ACCOUNTS},
+                          identified_resources=[prod_1, stg_1, east])
+    plan = planner.plan(request)
+    assert not plan.script.steps and "What should be left out?" in plan.clarification.question

@@ -28,9 +28,10 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import (carries_word, exclusions, ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
+from agent.lexicon import (exclusions, ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
                            phrase_alternation, types_in)
-from agent.mentions import says_key
+from agent.mentions import is_excluded, says_key
+from agent.protocol import IdentifiedResource
 from agent.prompt import parse_prompt
 from agent.text import fold_accents, last_segment, normalise
 from app.estate.documents import name_words
@@ -403,12 +404,17 @@ class LookupIndex:
         return result
 
     def _carries(self, hit: Hit, words: list[str]) -> bool:
-        """Whether ``hit`` carries one of ``words``: a word of its name (its camelCase and snake_case words too)
-        or its state."""
-        name = self.names[hit.row] or ""
-        low, spoken = name.lower(), set(name_words(name).split())
-        state = (self.states[hit.row] or "").lower()
-        return any(w == state or w in spoken or carries_word(low, w) for w in words)
+        """Whether the prompt's exclusion of ``words`` leaves ``hit`` out (agent.mentions.is_excluded: its name or
+        a part of it, its state, environment, region or account), or a word of its camelCase or snake_case name."""
+        row = self._row(hit.row)
+        name = str(row.get("name") or "")
+        if set(name_words(name).split()) & set(words):
+            return True
+        resource = IdentifiedResource(resource_type=str(row.get("resource_type")), resource_id=name, name=name,
+                                      account_id=row.get("account_id"), account_name=row.get("account_name"),
+                                      region=row.get("region"), current_state=row.get("state"),
+                                      tags=row.get("tags") or {})
+        return is_excluded(resource, words)
 
     def _search_result(self, query: str, limit: int, account: str | None, resource_type: str | None,
                        every_match: bool) -> SearchResult:
