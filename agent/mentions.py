@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.facts import TYPE_NOUNS as TYPE_WORDS
-from agent.facts import ENVIRONMENT_KEYS
+from agent.facts import ENVIRONMENT_KEYS, TYPE_NOUNS as TYPE_WORDS
 from agent.lexicon import (ENVIRONMENT_WORDS, LINK_PHRASES, NOT_ACCOUNT_ALIASES, REGION_WORDS, carries_word,
                            exclusions, phrase_alternation, types_in)
 from agent.prompt import ParsedPrompt, parse_prompt

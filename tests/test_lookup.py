@@ -55,6 +55,12 @@ def test_an_exclusion_leaves_out_what_carries_the_word(built):
         assert got and "sqs-orders-dlq" not in got and "sqs-orders" in got, (query, got)
     for hit in index.search("instances that aren't running", limit=50):
         assert index.states[hit.row] != "running"
+    # A listing leaves out before it is cut: every instance not running, however many running ones sort first
+    every = index.search("list the instances", every_match=True, limit=500)
+    not_running = {h.id for h in every if index.states[h.row] != "running"}
+    assert not_running and len(every) > len(not_running) + 3
+    listed = index.search("list the instances that aren't running", every_match=True, limit=len(not_running))
+    assert {h.id for h in listed} == not_running
     # An environment left out by its tag or account, not only by name
     not_prod = index.search("queues that aren't in prod", limit=50)
     assert not_prod and all(index.tags[h.row].get("env") not in ("production", "prod") for h in not_prod)
@@ -302,6 +308,21 @@ def test_when_every_match_is_excluded_the_search_says_so(tmp_path):
     try:
         result = index.search_result("payments-dlq except the dlq")
         assert result.hits == [] and result.notes == ["every match carries 'dlq', which was excluded"]
+    finally:
+        store.close()
+
+
+def test_a_listing_leaves_out_before_it_is_cut(tmp_path):
+    """Thirty running instances sort before the two stopped ones: "aren't running" still lists both."""
+    def instance(name, state):
+        return {"resource_type": "ec2_instance", "name": name, "current_state": state,
+                "arn": f"arn:aws:ec2:us-east-1:111111111111:instance/{name}"}
+
+    index, store = _tiny_index(tmp_path, [instance(f"app-{n:02d}", "running") for n in range(30)]
+                               + [instance("zz-batch-1", "stopped"), instance("zz-batch-2", "stopped")])
+    try:
+        listed = index.search("list the instances that aren't running", every_match=True, limit=2)
+        assert sorted(index.names[h.row] for h in listed) == ["zz-batch-1", "zz-batch-2"]
     finally:
         store.close()
 

@@ -28,8 +28,8 @@ from qdrant_edge import (FieldCondition, Filter, HasIdCondition, MatchAny, Match
                          QueryBatchRequest, QueryRequest, ScrollRequest, SparseVector)
 from rapidfuzz import fuzz, process
 
-from agent.lexicon import (exclusions, ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS, STATE_WORDS,
-                           phrase_alternation, types_in)
+from agent.lexicon import (ENVIRONMENT_WORDS, FOREIGN_PHRASES, FOREIGN_SERVICES, LINK_PHRASES, REGION_WORDS,
+                           STATE_WORDS, exclusions, phrase_alternation, types_in)
 from agent.mentions import is_excluded, says_key
 from agent.protocol import IdentifiedResource
 from agent.prompt import parse_prompt
@@ -68,9 +68,9 @@ SYNCED_SERVICES = ("EC2", "EBS", "RDS", "S3", "Lambda", "DynamoDB", "ECS", "ELB"
 # The cache engines are ElastiCache's, which the sync does not read. DocumentDB and Neptune are not here: their
 # clusters are RDS clusters (DescribeDBClusters lists them, engine "docdb" or "neptune") and the sync reads them.
 _NOT_SYNCED_WORDS = FOREIGN_SERVICES | {"redis", "memcached", "valkey"}
-# key=value followed by up to three more words that are not themselves a term or a connective.
 # "db instance", "database instances", "rds instance": an instance, as opposed to an Aurora cluster.
 _DB_INSTANCE = re.compile(r"\b(?:db|database|rds|postgres(?:ql)?|mysql|mariadb|aurora)\s+instances?\b")
+# key=value followed by up to three more words that are not themselves a term or a connective.
 _SPACED_TAG_VALUE = re.compile(r"([A-Za-z0-9_.:/@+-]+)\s*(!=|=)\s*([A-Za-z0-9_.:/@+-]+)"
                                r"((?:\s+(?!(?:AND|OR|NOT)\b)[A-Za-z0-9_.@+-]+(?![\w.@+-]*\s*!?=)){1,3})")
 # "<what> attached to|of|on|used by <name>" and "<name>'s <what>": a search for what a resource is linked to.
@@ -396,10 +396,14 @@ class LookupIndex:
         query, excluded = _negations(query)
         if not excluded:
             return self._search_result(query, limit, account, resource_type, every_match)
-        result = self._search_result(query, limit + _EXCLUSION_HEADROOM, account, resource_type, every_match)
+        # A listing ranks every match before leaving some out ("instances that aren't running" among hundreds
+        # of running ones); a search asks for a few more than it shows.
+        wider = MAX_LISTED_SCAN if every_match else limit + _EXCLUSION_HEADROOM
+        result = self._search_result(query, wider, account, resource_type, every_match)
         kept = [hit for hit in result.hits if not self._carries(hit, excluded)]
         if result.hits and not kept:
-            result.notes.append("every match carries " + " or ".join(repr(w) for w in excluded) + ", which was excluded")
+            said = " or ".join(repr(w) for w in excluded)
+            result.notes.append(f"every match carries {said}, which was excluded")
         result.hits = kept[:limit]
         return result
 
