@@ -194,8 +194,9 @@ def rds_clusters(account: AccountSession, account_id: str, region: str, *,
 # and DescribeTags: a few hundred bytes an instance) instead of describing every instance again (several KB
 # each, and the costliest listing of a re-sync: ~80% of moto's CPU at 10k resources). An instance is described
 # again when it is new or its state changed; a stop and start is also when its type, public IP and volumes may
-# change. What a running instance can change without a state change (an Elastic IP associated, a volume
-# attached: the volume's own document says so at once) is read again by the next full sync.
+# change. What changes without a state change between two incremental runs (an Elastic IP associated, a volume
+# attached: the volume's own document says so at once; a stop and start completed in between) is read again by
+# the next full sync (the app's schedule: every 6 hours; `cloudops sync --full`).
 _ID_FILTER_VALUES = 200  # EC2 filters take at most 200 values
 
 
