@@ -113,6 +113,14 @@ EXCLUSION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren
                        r"(?:(?:those|these|the\s+ones|ones|any)\s+(?=(?:in|on|from|at)\s))?"
                        r"(?:(?:in|on|from|at)\s+)?(?:the\s+|a\s+|an\s+|any\s+)?"
                        r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
+# A name left out in passing, where the words before it are too common to take any word after them: "stop
+# pg-1, not pg-2", "all databases but pg-2", "without web-2", "leave web-2 running", "keep web-2 up", "skip
+# web-2", "don't touch web-2", "don't stop web-2". Only a name-shaped word (a dash, underscore, dot or digit among letters) counts:
+# "without a final snapshot" and "keep the logs" are options, not exclusions.
+_NAME_SHAPED = r"(?=[\w.-]*[a-z])(?=[\w.-]*[-_.0-9])[a-z0-9][\w.-]*"
+_NAME_LEFT_OUT = re.compile(r"(?:[\s,]*\b(?:and\s+|but\s+)?not|,?\s*\bbut|\bwithout|\b(?:leave|keep|skip|spare|ignore)|"
+                            r"\b(?:don't|dont|do\s+not|never)(?:\s+[a-z]+)?)\s+(?:the\s+)?(?P<word>" + _NAME_SHAPED + r")(?![\w.-])"
+                            r"(?:\s+(?:running|up|alone|untouched|intact|as\s+it\s+is|as\s+is)\b)?", re.IGNORECASE)
 _NOT_EXCLUDABLE = frozenset("in on at from for of to by with attached mounted connected used".split())
 # Words that leave out something without saying what ("every instance except those"): a change asks.
 VAGUE_EXCLUSIONS = frozenset("those these them ones one it that this others other everything all some".split())
@@ -125,9 +133,13 @@ def exclusions(text: str) -> list[tuple[int, int, str]]:
         word = match.group("word").lower().rstrip(".")
         if word and word not in _NOT_EXCLUDABLE:
             found.append((match.start(), match.end(), word))
-    for match in _NEGATED_STATE.finditer(text):
-        if not any(start <= match.start("word") < end for start, end, _ in found):
-            found.append((match.start(), match.end(), match.group("word").lower()))
+    # "is web-1 not running?" asks about web-1's state; it leaves nothing out.
+    yes_no = re.match(r"\s*(?:is|are|was|were|does|do|did|has|have|can|could)\s+(?!any\b|all\b|there\b|some\b)",
+                      text, re.IGNORECASE)
+    for pattern in ((_NAME_LEFT_OUT,) if yes_no else (_NEGATED_STATE, _NAME_LEFT_OUT)):
+        for match in pattern.finditer(text):
+            if not any(start <= match.start("word") < end for start, end, _ in found):
+                found.append((match.start(), match.end(), match.group("word").lower().rstrip(".")))
     return sorted(found)
 
 

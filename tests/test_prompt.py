@@ -142,6 +142,13 @@ def test_the_head_noun_of_a_query(prompt, head):
     ("list queues that aren't in prod", ["prod"], [], []),  # an environment left out, not a hint
     ("which instances aren't running?", ["running"], [], []),  # a negated state is no state of the request
     ("volumes that aren't attached to anything", [], [], []),  # a link, not an exclusion
+    ("is pg-instance-main1 not running?", [], ["pg-instance-main1"], ["running"]),  # asks about it: nothing left out
+    ("are any databases not available?", ["available"], [], []),
+    ("stop orders-db-1, not orders-db-2", ["orders-db-2"], ["orders-db-1"], []),
+    ("stop all databases but orders-db-2", ["orders-db-2"], [], []),
+    ("reboot web-1 (leave web-2 running)", ["web-2"], ["web-1"], []),
+    ("stop web-1, don't stop web-2", ["web-2"], ["web-1"], []),
+    ("delete orders-db-1 without a final snapshot", [], ["orders-db-1"], []),  # an option, not an exclusion
     ("env=prod but not app=main", [], [], []),  # the tag expression's own negation
 ])
 def test_an_exclusion_is_never_a_name_or_a_state_of_the_request(prompt, excluded, names, states):

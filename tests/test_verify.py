@@ -327,3 +327,17 @@ def test_an_environment_or_place_left_out_is_never_a_target_and_a_vague_one_is_a
                           identified_resources=[prod_1, stg_1, east])
     plan = planner.plan(request)
     assert not plan.script.steps and "What should be left out?" in plan.clarification.question
+
+
+@pytest.mark.parametrize("prompt", ["stop pg-instance-main1, not pg-instance-main2",
+                                    "stop pg-instance-main1 and not pg-instance-main2",
+                                    "stop pg-instance-main1 (leave pg-instance-main2 running)",
+                                    "stop pg-instance-main1 without pg-instance-main2",
+                                    "stop pg-instance-main1, don't stop pg-instance-main2",
+                                    "stop all databases but pg-instance-main2"])
+def test_a_name_left_out_in_passing_is_never_a_target(planner, prompt):
+    """Each of these once stopped both databases, or (the last) only the one left out."""
+    request = PlanRequest(prompt=prompt, user_context={"aws_accounts": ACCOUNTS},
+                          identified_resources=[resource("pg-instance-main1"), resource("pg-instance-main2")])
+    plan, trust = _as_server_plan(planner, request)
+    assert [t for step in verify_plan(plan, trust).script.steps for t in step.targets] == ["pg-instance-main1"]
