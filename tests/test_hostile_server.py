@@ -268,6 +268,32 @@ def test_parameters_never_name_another_resource_than_the_targets(estate, hostile
     ensure_available(estate, "dev-scratch-pg", "dev")
 
 
+def instance_state(name, profile, region) -> tuple[str, str]:
+    """(state, instance id) of the one instance called ``name``, as moto has it."""
+    ec2 = boto3.Session(profile_name=profile).client("ec2", region_name=region)
+    found = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+             for i in r["Instances"]]
+    assert len(found) == 1, found
+    return found[0]["State"]["Name"], found[0]["InstanceId"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_what_the_prompt_leaves_out_is_never_changed(estate, hostile, way):
+    """"Stop every instance in staging except web-server-1" once planned to stop exactly web-server-1. Here the
+    request reads them all, and the server answers with a stop of the one left out (rendered consistently)."""
+    state, excluded_id = instance_state("web-server-1", "staging", "us-west-2")
+    assert state == "running"
+    hostile.tamper = lambda plan: _replace_step(plan, operation="StopInstances", mutating=True,
+                                                parameters={"InstanceIds": [excluded_id]}, targets=[excluded_id],
+                                                profile="staging", region="us-west-2")
+    result = run(way, estate, hostile, "describe every instance in staging except web-server-1", approve=False)
+    assert instance_state("web-server-1", "staging", "us-west-2")[0] == "running"
+    plan = result["plan"]
+    assert plan["served_by"] == "local" and any("refused by this client" in w for w in plan["warnings"])
+    assert plan["script"]["steps"] and all(s["operation"] == "DescribeInstances" for s in plan["script"]["steps"])
+    assert excluded_id not in [t for s in plan["script"]["steps"] for t in s["targets"]]
+
+
 @pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("lie", ["other-account", "other-profile", "foreign-account"])
 def test_the_account_and_profile_come_from_config(estate, hostile, way, lie):
