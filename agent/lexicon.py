@@ -136,7 +136,7 @@ def exclusions(text: str) -> list[tuple[int, int, str]]:
     # "is web-1 not running?" asks about web-1's state; it leaves nothing out.
     yes_no = re.match(r"\s*(?:is|are|was|were|does|do|did|has|have|can|could)\s+(?!any\b|all\b|there\b|some\b)",
                       text, re.IGNORECASE)
-    for pattern in ((_NAME_LEFT_OUT,) if yes_no else (_NEGATED_STATE, _NAME_LEFT_OUT)):
+    for pattern in ((_NAME_LEFT_OUT,) if yes_no else (_NEGATED_STATE, _NEGATED_PLACE, _NAME_LEFT_OUT)):
         for match in pattern.finditer(text):
             if not any(start <= match.start("word") < end for start, end, _ in found):
                 found.append((match.start(), match.end(), match.group("word").lower().rstrip(".")))
@@ -191,9 +191,13 @@ ENGINE_WORDS: dict[str, str] = {"postgres": "postgres", "postgresql": "postgres"
 # State words -> the state a document records ("idle" instances are stopped ones).
 STATE_WORDS: dict[str, str] = {"stopped": "stopped", "running": "running", "available": "available",
                                "idle": "stopped", "unattached": "available", "failed": "failed"}
-# "which instances aren't running?": a state said with a negation is a state the resources must not be in.
+# "which instances aren't running?", "which queues aren't in production?", "buckets outside europe": a state or
+# a place said with a negation is one the resources must not be in.
 _NEGATED_STATE = re.compile(r"[\s,]*\b(?:isn't|isnt|is\s+not|aren't|arent|are\s+not|not)\s+(?:currently\s+|yet\s+)?"
                             r"(?P<word>" + "|".join(sorted(STATE_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_NEGATED_PLACE = re.compile(r"[\s,]*(?:\b(?:isn't|isnt|is\s+not|aren't|arent|are\s+not|not)\s+(?:in|on|from|at)|\boutside(?:\s+of)?)"
+                            r"\s+(?:the\s+)?(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?:\s+(?:account|region|environment)\b)?",
+                            re.IGNORECASE)
 
 
 def canonical(text: str) -> str:

@@ -156,3 +156,14 @@ def test_an_exclusion_is_never_a_name_or_a_state_of_the_request(prompt, excluded
     assert [e.text for e in parsed.excluded] == excluded
     assert [n.text for n in parsed.names] == names
     assert [s for s, _ in parsed.states] == states
+
+
+@pytest.mark.parametrize("prompt, excluded", [
+    ("which queues aren't in production?", ["production"]),
+    ("stop the instances not in us-east-1", ["us-east-1"]),
+    ("list the buckets outside europe", ["europe"]),
+])
+def test_a_place_said_with_a_negation_is_left_out_not_a_hint(prompt, excluded):
+    parsed = parse(prompt)
+    assert [e.text for e in parsed.excluded] == excluded
+    assert not parsed.places and not parsed.environments
