@@ -327,6 +327,22 @@ def test_a_listing_leaves_out_before_it_is_cut(tmp_path):
         store.close()
 
 
+def test_a_spaced_name_with_a_typo_is_nearly_exact_but_never_a_sibling(tmp_path):
+    def instance(name):
+        return {"resource_type": "ec2_instance", "name": name, "current_state": "running",
+                "arn": f"arn:aws:ec2:us-east-1:111111111111:instance/{name}"}
+
+    topic = {"resource_type": "sns_topic", "name": "main", "arn": "arn:aws:sns:us-east-1:111111111111:main"}
+    index, store = _tiny_index(tmp_path, [instance("perforce-main"), instance("web-server-1"), instance("web-server-3"),
+                                          topic])
+    try:
+        hits = index.search("perforse main")
+        assert index.names[hits[0].row] == "perforce-main" and "exact perforce-main (near)" in hits[0].why
+        assert all(not any("(near)" in w for w in h.why) for h in index.search("web server 2"))
+    finally:
+        store.close()
+
+
 def test_a_database_may_be_an_aurora_cluster_and_serverless_is_a_word(tmp_path):
     index, store = _tiny_index(tmp_path, [
         _db_instance("inventory-legacy", "mysql"), _db_instance("billing-db", "postgres"),
