@@ -115,8 +115,8 @@ EXCLUSION = re.compile(r"[\s,]*\b(?:(?:that|which)\s+(?:isn't|isnt|is\s+not|aren
                        r"(?P<word>[a-z0-9][\w.-]*)(?![\w.-])(?!\s*!?=)(?:\s+ones?\b)?", re.IGNORECASE)
 # A name left out in passing, where the words before it are too common to take any word after them: "stop
 # pg-1, not pg-2", "all databases but pg-2", "without web-2", "leave web-2 running", "keep web-2 up", "skip
-# web-2", "don't touch web-2", "don't stop web-2". Only a name-shaped word (a dash, underscore, dot or digit among letters) counts:
-# "without a final snapshot" and "keep the logs" are options, not exclusions.
+# web-2", "don't touch web-2", "don't stop web-2". Only a name-shaped word (a dash, underscore, dot or digit
+# among letters) counts: "without a final snapshot" and "keep the logs" are options, not exclusions.
 _NAME_SHAPED = r"(?=[\w.-]*[a-z])(?=[\w.-]*[-_.0-9])[a-z0-9][\w.-]*"
 _NAME_LEFT_OUT = re.compile(r"(?:[\s,]*\b(?:and\s+|but\s+)?not|,?\s*\bbut|\bwithout|\b(?:leave|keep|skip|spare|ignore)|"
                             r"\b(?:don't|dont|do\s+not|never)(?:\s+[a-z]+)?)\s+(?:the\s+)?(?P<word>" + _NAME_SHAPED + r")(?![\w.-])"

@@ -200,6 +200,16 @@ def rds_clusters(account: AccountSession, account_id: str, region: str, *,
 _ID_FILTER_VALUES = 200  # EC2 filters take at most 200 values
 
 
+def _instance_arn(partition: str, region: str, account_id: str, instance_id: str) -> str:
+    return f"arn:{partition}:ec2:{region}:{account_id}:instance/{instance_id}"
+
+
+def _autoscaling_group(tags: dict[str, str]) -> dict[str, list[str]]:
+    """The Auto Scaling group relation an instance's tags give (AWS tags the instances a group launches)."""
+    group = tags.get("aws:autoscaling:groupName")
+    return {"autoscaling_group": [group]} if group else {}
+
+
 def _instance_document(account: AccountSession, account_id: str, region: str, partition: str,
                        i: dict) -> ResourceDocument | None:
     """One DescribeInstances item as a document; None for a terminated instance."""
@@ -207,18 +217,17 @@ def _instance_document(account: AccountSession, account_id: str, region: str, pa
     if state == "terminated":
         return None
     tags = tags_from_list(i.get("Tags"))
-    asg = tags.get("aws:autoscaling:groupName")
     volumes = [m["Ebs"]["VolumeId"] for m in i.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")]
     return _doc(
         account, account_id, region, resource_type="ec2_instance",
-        arn=f"arn:{partition}:ec2:{region}:{account_id}:instance/{i['InstanceId']}",
+        arn=_instance_arn(partition, region, account_id, i["InstanceId"]),
         resource_id=i["InstanceId"], name=tags.get("Name") or i["InstanceId"], state=state, tags=tags,
         attributes={"instance_type": i.get("InstanceType"), "private_ip": i.get("PrivateIpAddress"),
                     "public_ip": i.get("PublicIpAddress"), "vpc_id": i.get("VpcId"),
                     "subnet_id": i.get("SubnetId"), "image_id": i.get("ImageId"),
                     "az": (i.get("Placement") or {}).get("AvailabilityZone"),
                     "platform": i.get("PlatformDetails")},
-        relations={**({"autoscaling_group": [asg]} if asg else {}), **({"volumes": volumes} if volumes else {})},
+        relations={**_autoscaling_group(tags), **({"volumes": volumes} if volumes else {})},
     )
 
 
@@ -232,10 +241,7 @@ def _described_instances(account: AccountSession, account_id: str, region: str, 
 def _instance_retagged(account: AccountSession, seen: ResourceDocument, tags: dict[str, str]) -> ResourceDocument:
     """A known instance in the same state, with the tags just listed (its name and Auto Scaling group
     come from them)."""
-    asg = tags.get("aws:autoscaling:groupName")
-    relations = {k: v for k, v in seen.relations.items() if k != "autoscaling_group"}
-    if asg:
-        relations["autoscaling_group"] = [asg]
+    relations = {**{k: v for k, v in seen.relations.items() if k != "autoscaling_group"}, **_autoscaling_group(tags)}
     return make_document(resource_type="ec2_instance", arn=seen.arn, resource_id=seen.resource_id,
                          name=tags.get("Name") or seen.resource_id, account_id=seen.account_id,
                          account_name=account.name, region=seen.region, state=seen.state, tags=tags,
@@ -264,8 +270,7 @@ def ec2_instances(account: AccountSession, account_id: str, region: str, *,
     for instance_id, state in states.items():
         if state == "terminated":
             continue
-        seen = _reuse(known, "ec2_instance", instance_id,
-                      arn=f"arn:{partition}:ec2:{region}:{account_id}:instance/{instance_id}")
+        seen = _reuse(known, "ec2_instance", instance_id, arn=_instance_arn(partition, region, account_id, instance_id))
         if seen is None or seen.state != state:
             unread.append(instance_id)
         else:

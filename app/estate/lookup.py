@@ -757,10 +757,10 @@ class LookupIndex:
         whose whole name is one of the query's words ("main") won on that word."""
         numbers = re.findall(r"\d+", free)
         for c in rows:
-            if c.exact >= NEAR_EXACT or not c.name:
+            if c.exact >= NEAR_EXACT:
                 continue
-            spaced = re.sub(r"[-_.:/\s]+", " ", c.name.lower()).strip()
-            if " " in spaced and re.findall(r"\d+", spaced) == numbers and fuzz.ratio(free, spaced) >= 90:
+            spaced = spaced_name(c.name)  # the spelling the exact match compares ("spaced" in the payload)
+            if spaced and re.findall(r"\d+", spaced) == numbers and fuzz.ratio(free, spaced) >= 90:
                 c.exact, c.exact_key = NEAR_EXACT, f"{c.name} (near)"
 
     def _rank(self, q: ParsedQuery, free: str, candidates: dict[int, _Candidate], norm: float, listing: bool,
